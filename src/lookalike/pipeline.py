@@ -1,0 +1,258 @@
+"""Indexing: walk folders, decide what is new/changed/unchanged, decode in a pool, batch features
+into the extractors, write to the catalog. Every command that needs features calls :func:`index`.
+
+The fast path: a file whose (path, size, mtime_ns) is in the catalog with its features is not read at
+all. A new path whose bytes hash to known content (a moved or renamed file) reuses the stored features
+without decoding. Decoding and hashing run in worker threads (Pillow, hashlib and numpy release the
+GIL) while the main thread runs the model on full batches, so the model is the limit, not the decoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lookalike.catalog import Catalog, encode_feature
+from lookalike.config import cpu_count
+from lookalike.errors import DecodeError
+from lookalike.features import Extractor, load_extractor
+from lookalike.media import decode, iter_images, read_bytes
+
+#: progress(done, total) -- called from the calling thread.
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class FileError:
+    path: str
+    error: str
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "error": self.error}
+
+
+@dataclass
+class IndexReport:
+    """What an indexing run did. ``paths`` lists every good (indexed) file in walk order."""
+
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    failed: list[FileError] = field(default_factory=list)
+    truncated: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    decoded: int = 0  # files actually decoded this run
+    reused: int = 0  # new/changed files whose content was already known (moved, renamed, copied)
+
+    def to_json(self) -> dict:
+        return {
+            "new": self.new,
+            "changed": self.changed,
+            "unchanged": self.unchanged,
+            "failed": [f.to_json() for f in self.failed],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class _Job:
+    path: str
+    size: int
+    mtime_ns: int
+    status: str  # "new" | "changed" | "unchanged"
+    content_hash: str | None = None
+    need: list[Extractor] | None = None  # known when unchanged; computed after hashing otherwise
+
+
+@dataclass
+class _Done:
+    job: _Job
+    content_hash: str | None = None
+    image_row: tuple | None = None
+    prepared: dict[str, np.ndarray] = field(default_factory=dict)
+    truncated: bool = False
+    error: str | None = None
+
+
+def _hash_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: str) -> str:
+    """sha256 of a file's bytes (the catalog's content key)."""
+    return _hash_bytes(read_bytes(path))
+
+
+def _work(job: _Job, catalog: Catalog, extractors: Sequence[Extractor]) -> _Done:
+    done = _Done(job)
+    try:
+        data = read_bytes(job.path)
+        h = job.content_hash or _hash_bytes(data)
+        done.content_hash = h
+        need = job.need
+        if need is None:
+            need = [e for e in extractors if not catalog.hashes_with_feature([h], e.id, e.version)]
+        if not need and catalog.has_image(h):
+            return done  # known content under a new name: nothing to decode
+        sides = [e.decode_min_side for e in need]
+        min_side = None if (not sides or any(s is None for s in sides)) else max(sides)
+        img = decode(data, min_side=min_side)
+        done.truncated = img.truncated
+        done.image_row = (h, img.width, img.height, img.format, img.mode, int(img.truncated), img.frames,
+                          img.exif_datetime, img.exif_tags, len(data))
+        for e in need:
+            done.prepared[e.id] = e.prepare(img.image)
+    except DecodeError as exc:
+        done.error = str(exc)
+    except Exception as exc:  # never let one file stop the run
+        done.error = f"unexpected error: {type(exc).__name__}: {exc}"
+    return done
+
+
+def index(
+    catalog: Catalog,
+    paths: Iterable[str],
+    models: Sequence[str] = ("effnet",),
+    recursive: bool = True,
+    progress: Progress | None = None,
+    workers: int | None = None,
+) -> IndexReport:
+    """Bring the catalog up to date for every image under ``paths`` and the given models."""
+    t0 = time.perf_counter()
+    report = IndexReport()
+    extractors = [load_extractor(m) for m in dict.fromkeys(models)]
+    by_id = {e.id: e for e in extractors}
+
+    walk_errors: list = []
+    files = list(dict.fromkeys(iter_images(paths, recursive=recursive, errors=walk_errors)))
+    report.failed.extend(FileError(e.path, e.error) for e in walk_errors)
+    known = catalog.lookup_files(files)
+
+    jobs: list[_Job] = []
+    unchanged_by_hash: dict[str, list[_Job]] = {}
+    for path in files:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            report.failed.append(FileError(path, "file vanished during the scan"))
+            continue
+        except OSError as exc:
+            report.failed.append(FileError(path, f"cannot stat: {exc.strerror or exc}"))
+            continue
+        row = known.get(path)
+        if row and row.status != "error" and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns:
+            job = _Job(path, st.st_size, st.st_mtime_ns, "unchanged", row.content_hash, [])
+            unchanged_by_hash.setdefault(row.content_hash, []).append(job)
+        else:
+            job = _Job(path, st.st_size, st.st_mtime_ns, "changed" if row else "new")
+        jobs.append(job)
+
+    # Unchanged files: which models still lack a feature? Asked in bulk, no file is opened.
+    for e in extractors:
+        have = catalog.hashes_with_feature(unchanged_by_hash.keys(), e.id, e.version)
+        for h, js in unchanged_by_hash.items():
+            if h not in have:
+                for j in js:
+                    j.need.append(e)
+
+    total = len(jobs)
+    finished = 0
+    to_run = [j for j in jobs if j.need is None or j.need]
+    for j in jobs:
+        if j.need == []:
+            _account(report, j)
+            finished += 1
+    if progress:
+        progress(finished, total)
+
+    pending_files: list[tuple] = []
+    pending_images: list[tuple] = []
+    pending_feats: list[tuple] = []
+    batches: dict[str, list[tuple[str, np.ndarray]]] = {e.id: [] for e in extractors}
+    computed: set[tuple[str, str]] = set()
+
+    def run_batch(model_id: str) -> None:
+        items = batches[model_id]
+        if not items:
+            return
+        ext = by_id[model_id]
+        feats = ext.infer(np.stack([a for _, a in items]))
+        for (h, _), vec in zip(items, feats, strict=True):
+            pending_feats.append((h, ext.id, ext.version, encode_feature(vec, ext.kind)))
+        items.clear()
+
+    def flush(force: bool = False) -> None:
+        if force:
+            for mid in batches:
+                run_batch(mid)
+        if force or len(pending_files) >= 256:
+            catalog.write(pending_files, pending_images, pending_feats)
+            pending_files.clear()
+            pending_images.clear()
+            pending_feats.clear()
+
+    n_workers = workers or cpu_count() + 1
+    window = max(64, 4 * max(e.batch_size for e in extractors) if extractors else 64)
+    with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="lookalike-decode") as pool:
+        it = iter(to_run)
+        running: set[Future] = set()
+        while True:
+            while len(running) < window:
+                job = next(it, None)
+                if job is None:
+                    break
+                running.add(pool.submit(_work, job, catalog, extractors))
+            if not running:
+                break
+            finished_now, running = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished_now:
+                d: _Done = fut.result()
+                job = d.job
+                if d.error:
+                    report.failed.append(FileError(job.path, d.error))
+                    pending_files.append((job.path, job.size, job.mtime_ns, d.content_hash, "error", d.error))
+                else:
+                    _account(report, job)
+                    if d.image_row:
+                        report.decoded += 1
+                        pending_images.append(d.image_row)
+                    elif job.status != "unchanged":
+                        report.reused += 1
+                    if d.truncated:
+                        report.truncated.append(job.path)
+                    status = "truncated" if d.truncated else "ok"
+                    if not d.image_row and job.status == "unchanged":
+                        status = known[job.path].status
+                    pending_files.append((job.path, job.size, job.mtime_ns, d.content_hash, status, None))
+                    for mid, arr in d.prepared.items():
+                        if (d.content_hash, mid) in computed:
+                            continue
+                        computed.add((d.content_hash, mid))
+                        batches[mid].append((d.content_hash, arr))
+                        if len(batches[mid]) >= by_id[mid].batch_size:
+                            run_batch(mid)
+                finished += 1
+            flush()
+            if progress:
+                progress(finished, total)
+    flush(force=True)
+    good = {j.path for j in jobs} - {f.path for f in report.failed}
+    report.paths = [j.path for j in jobs if j.path in good]
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _account(report: IndexReport, job: _Job) -> None:
+    if job.status == "new":
+        report.new += 1
+    elif job.status == "changed":
+        report.changed += 1
+    else:
+        report.unchanged += 1
