@@ -179,7 +179,8 @@ class Catalog:
         out: dict[str, FileRow] = {}
         for i in range(0, len(paths), _CHUNK):
             chunk = paths[i : i + _CHUNK]
-            q = f"SELECT path,size,mtime_ns,content_hash,status,error FROM files WHERE path IN ({','.join('?' * len(chunk))})"
+            marks = ",".join("?" * len(chunk))
+            q = f"SELECT path,size,mtime_ns,content_hash,status,error FROM files WHERE path IN ({marks})"
             for row in db.execute(q, chunk):
                 out[row[0]] = FileRow(*row)
         return out
