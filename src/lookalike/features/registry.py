@@ -68,6 +68,8 @@ def _user_spec_file(name: str) -> Path:
 
 def get_spec(name: str) -> ModelSpec:
     """The spec of a model by name: a user-added one first, then the built-ins."""
+    if name in BUILTIN and not BUILTIN[name].needs_weights:
+        return BUILTIN[name]  # weight-less built-ins cannot be overridden; no disk access needed
     f = _user_spec_file(name)
     if f.is_file():
         try:

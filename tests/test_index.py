@@ -1,0 +1,196 @@
+"""Indexing: incremental fast path, moved files, awkward files, concurrency, CLI summary."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from conftest import SRC, shared_data
+from lookalike.catalog import Catalog
+from lookalike.media import io_stats
+from lookalike.pipeline import index
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """Twelve real photos copied into a tmp folder (3 UKBench groups)."""
+    src = shared_data("photos")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(12):
+        shutil.copy(src / f"ukbench{i:05d}.jpg", folder)
+    return folder
+
+
+@pytest.fixture
+def edge_copy(tmp_path):
+    folder = tmp_path / "edge"
+    shutil.copytree(shared_data("edge"), folder)
+    return folder
+
+
+def test_unchanged_rerun_reads_no_image_bytes(photos, catalog):
+    first = index(catalog, [photos], ["phash", "dhash"])
+    assert (first.new, first.changed, first.unchanged, first.failed) == (12, 0, 0, [])
+    io_stats.reset()
+    again = index(catalog, [photos], ["phash", "dhash"])
+    assert (again.new, again.changed, again.unchanged) == (0, 0, 12)
+    assert io_stats.files_read == 0 and io_stats.bytes_read == 0
+
+
+def test_new_model_on_unchanged_files_reads_them_once(photos, catalog):
+    index(catalog, [photos], ["phash"])
+    io_stats.reset()
+    rep = index(catalog, [photos], ["phash", "ahash"])
+    assert rep.unchanged == 12 and io_stats.files_read == 12
+    _, mat = catalog.feature_matrix(rep.paths, "ahash", "1", "hash")
+    assert mat.shape == (12, 1)
+
+
+def test_renamed_file_reuses_features_without_decoding(photos, catalog):
+    index(catalog, [photos], ["phash"])
+    os.rename(photos / "ukbench00003.jpg", photos / "renamed.jpg")
+    rep = index(catalog, [photos], ["phash"])
+    assert (rep.new, rep.unchanged, rep.decoded, rep.reused) == (1, 11, 0, 1)
+    paths, mat = catalog.feature_matrix([str(photos / "renamed.jpg")], "phash", "1", "hash")
+    assert len(paths) == 1
+
+
+def test_changed_file_is_reindexed(photos, catalog):
+    index(catalog, [photos], ["phash"])
+    target = photos / "ukbench00000.jpg"
+    shutil.copy(photos / "ukbench00005.jpg", target)
+    rep = index(catalog, [photos], ["phash"])
+    assert (rep.changed, rep.unchanged) == (1, 11)
+    row = catalog.lookup_files([str(target)])[str(target)]
+    from lookalike.pipeline import file_sha256
+
+    assert row.content_hash == file_sha256(str(photos / "ukbench00005.jpg"))
+
+
+def test_awkward_files_reported_and_good_ones_indexed(edge_copy, catalog):
+    (edge_copy / "nested" / ".hidden").mkdir(parents=True)
+    rep = index(catalog, [edge_copy], ["phash"])
+    failed = {os.path.basename(f.path): f.error for f in rep.failed}
+    assert set(failed) == {"empty.jpg", "not_an_image.jpg"}
+    assert "empty" in failed["empty.jpg"] and "not an image" in failed["not_an_image.jpg"]
+    assert rep.new == 15 and len(rep.paths) == 15
+    assert [os.path.basename(p) for p in rep.truncated] == ["truncated_60pct.jpg"]
+    row = catalog.lookup_files([str(edge_copy / "truncated_60pct.jpg")])
+    assert row[str(edge_copy / "truncated_60pct.jpg")].status == "truncated"
+    # the three byte-identical JPEGs share one content hash, hence one feature
+    same = catalog.lookup_files([str(edge_copy / n) for n in ("UPPERCASE.JPG", "jpeg_without_extension", "photo é 日本.jpg")])
+    assert len({r.content_hash for r in same.values()}) == 1
+
+
+def test_file_vanishing_during_the_scan_is_reported(photos, catalog):
+    victim = photos / "ukbench00007.jpg"
+
+    def progress(done, total):
+        if victim.exists():
+            victim.unlink()  # the walk has seen it; the worker will not find it
+
+    rep = index(catalog, [photos], ["phash"], progress=progress)
+    assert [(os.path.basename(f.path), f.error) for f in rep.failed] == [
+        ("ukbench00007.jpg", "file vanished before it could be read")
+    ]
+    assert rep.new == 11
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to an unprivileged user")
+def test_permission_denied_is_reported(photos, tmp_path, tmp_path_factory):
+    # root reads everything, so the indexer runs as "nobody"; let it reach the tmp folders
+    top = tmp_path_factory.getbasetemp().parent
+    for folder in [tmp_path, *tmp_path.parents]:
+        os.chmod(folder, os.stat(folder).st_mode | 0o755)
+        if folder == top:
+            break
+    os.chmod(photos, 0o755)
+    for p in photos.iterdir():
+        os.chmod(p, 0o644)
+    os.chmod(photos / "ukbench00001.jpg", 0o000)
+    home = tmp_path / "home"
+    home.mkdir(mode=0o777)
+    os.chmod(home, 0o777)
+    env = {**os.environ, "PYTHONPATH": str(SRC), "LOOKALIKE_HOME": str(home), "LOOKALIKE_MODEL_DIR": str(home)}
+    code = (
+        "import json, os, sys; from PIL import Image; Image.init()\n"
+        "from lookalike.catalog import Catalog; from lookalike.pipeline import index\n"
+        "cat = Catalog(sys.argv[2]); cat.connection()\n"
+        "os.setgid(65534); os.setuid(65534)\n"
+        "print(json.dumps(index(cat, [sys.argv[1]], ['phash']).to_json()))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(photos), str(home / "c.sqlite")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    out = json.loads(proc.stdout)
+    assert out["new"] == 11
+    assert out["failed"] == [{"path": str(photos / "ukbench00001.jpg"), "error": "permission denied"}]
+
+
+def test_two_processes_indexing_at_once_do_not_corrupt(photos, tmp_path):
+    db = tmp_path / "shared.sqlite"
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    cmd = [sys.executable, "-m", "lookalike", "--catalog", str(db), "index", str(photos), "-m", "phash",
+           "-m", "dhash", "-m", "whash", "--json"]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    outs = [p.communicate(timeout=180) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert conn.execute("SELECT COUNT(*) FROM files").fetchone()[0] == 12
+    assert conn.execute("SELECT COUNT(*) FROM features").fetchone()[0] == 36
+    conn.close()
+    with Catalog(db) as cat:
+        rep = index(cat, [photos], ["phash", "dhash", "whash"])
+    assert rep.unchanged == 12
+
+
+def test_cli_index_json_shape(edge_copy, run_cli, tmp_path):
+    res = run_cli("index", edge_copy, "--model", "phash", "--json", "--catalog", tmp_path / "c.sqlite")
+    out = res.json()
+    assert set(out) == {"new", "changed", "unchanged", "failed", "seconds"}
+    assert out["new"] == 15 and out["changed"] == 0 and out["unchanged"] == 0
+    assert isinstance(out["seconds"], float)
+    assert sorted(f["path"] for f in out["failed"]) == [str(edge_copy / "empty.jpg"), str(edge_copy / "not_an_image.jpg")]
+    again = run_cli("index", edge_copy, "--model", "phash", "--json", "--catalog", tmp_path / "c.sqlite").json()
+    assert again["unchanged"] == 15 and again["new"] == 0
+
+
+def test_cli_no_recursive_and_missing_folder(photos, run_cli, tmp_path):
+    sub = photos / "sub"
+    sub.mkdir()
+    shutil.copy(photos / "ukbench00000.jpg", sub / "deep.jpg")
+    cat = tmp_path / "c.sqlite"
+    assert run_cli("index", photos, "-m", "phash", "--no-recursive", "--json", "--catalog", cat).json()["new"] == 12
+    assert run_cli("index", photos, "-m", "phash", "--json", "--catalog", cat).json()["new"] == 1
+    res = run_cli("index", tmp_path / "missing", "-m", "phash", "--json", "--catalog", cat)
+    assert res.json()["failed"] == [{"path": str(tmp_path / "missing"), "error": "no such file or folder"}]
+
+
+def test_cache_stats_prune_clear(photos, run_cli, tmp_path):
+    cat = tmp_path / "c.sqlite"
+    run_cli("index", photos, "-m", "phash", "--catalog", cat)
+    stats = run_cli("cache", "stats", "--json", "--catalog", cat).json()
+    assert stats["files"] == 12 and stats["features"][0]["count"] == 12
+    (photos / "ukbench00000.jpg").unlink()
+    run_cli("cache", "prune", "--catalog", cat)
+    stats = run_cli("cache", "stats", "--json", "--catalog", cat).json()
+    assert stats["files"] == 11 and stats["features"][0]["count"] == 11
+    run_cli("cache", "clear", "--model", "phash", "--catalog", cat)
+    assert run_cli("cache", "stats", "--json", "--catalog", cat).json()["features"] == []
+
+
+def test_unknown_model_is_a_clear_error(photos, run_cli):
+    res = run_cli("index", photos, "--model", "nosuch", check=False)
+    assert res.returncode == 1 and "unknown model 'nosuch'" in res.stderr and "Traceback" not in res.stderr
