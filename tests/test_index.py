@@ -84,7 +84,8 @@ def test_awkward_files_reported_and_good_ones_indexed(edge_copy, catalog):
     row = catalog.lookup_files([str(edge_copy / "truncated_60pct.jpg")])
     assert row[str(edge_copy / "truncated_60pct.jpg")].status == "truncated"
     # the three byte-identical JPEGs share one content hash, hence one feature
-    same = catalog.lookup_files([str(edge_copy / n) for n in ("UPPERCASE.JPG", "jpeg_without_extension", "photo é 日本.jpg")])
+    names = ("UPPERCASE.JPG", "jpeg_without_extension", "photo é 日本.jpg")
+    same = catalog.lookup_files([str(edge_copy / n) for n in names])
     assert len({r.content_hash for r in same.values()}) == 1
 
 
@@ -162,7 +163,8 @@ def test_cli_index_json_shape(edge_copy, run_cli, tmp_path):
     assert set(out) == {"new", "changed", "unchanged", "failed", "seconds"}
     assert out["new"] == 15 and out["changed"] == 0 and out["unchanged"] == 0
     assert isinstance(out["seconds"], float)
-    assert sorted(f["path"] for f in out["failed"]) == [str(edge_copy / "empty.jpg"), str(edge_copy / "not_an_image.jpg")]
+    bad = [str(edge_copy / "empty.jpg"), str(edge_copy / "not_an_image.jpg")]
+    assert sorted(f["path"] for f in out["failed"]) == bad
     again = run_cli("index", edge_copy, "--model", "phash", "--json", "--catalog", tmp_path / "c.sqlite").json()
     assert again["unchanged"] == 15 and again["new"] == 0
 
