@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -202,45 +203,43 @@ def index(
     window = max(64, 4 * max(e.batch_size for e in extractors) if extractors else 64)
     with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="lookalike-decode") as pool:
         it = iter(to_run)
-        running: set[Future] = set()
+        running: deque[Future] = deque()
         while True:
             while len(running) < window:
                 job = next(it, None)
                 if job is None:
                     break
-                running.add(pool.submit(_work, job, catalog, extractors))
+                running.append(pool.submit(_work, job, catalog, extractors))
             if not running:
                 break
-            finished_now, running = wait(running, return_when=FIRST_COMPLETED)
-            for fut in finished_now:
-                d: _Done = fut.result()
-                job = d.job
-                if d.error:
-                    report.failed.append(FileError(job.path, d.error))
-                    pending_files.append((job.path, job.size, job.mtime_ns, d.content_hash, "error", d.error))
-                else:
-                    _account(report, job)
-                    if d.image_row:
-                        report.decoded += 1
-                        pending_images.append(d.image_row)
-                    elif job.status != "unchanged":
-                        report.reused += 1
-                    if d.truncated:
-                        report.truncated.append(job.path)
-                    status = "truncated" if d.truncated else "ok"
-                    if not d.image_row and job.status == "unchanged":
-                        status = known[job.path].status
-                    pending_files.append((job.path, job.size, job.mtime_ns, d.content_hash, status, None))
-                    for mid, arr in d.prepared.items():
-                        if (d.content_hash, mid) in computed:
-                            continue
-                        computed.add((d.content_hash, mid))
-                        batches[mid].append((d.content_hash, arr))
-                        if len(batches[mid]) >= by_id[mid].batch_size:
-                            run_batch(mid)
-                finished += 1
+            d: _Done = running.popleft().result()  # in submission order: deterministic output
+            job = d.job
+            if d.error:
+                report.failed.append(FileError(job.path, d.error))
+                pending_files.append((job.path, job.size, job.mtime_ns, d.content_hash, "error", d.error))
+            else:
+                _account(report, job)
+                if d.image_row:
+                    report.decoded += 1
+                    pending_images.append(d.image_row)
+                elif job.status != "unchanged":
+                    report.reused += 1
+                if d.truncated:
+                    report.truncated.append(job.path)
+                status = "truncated" if d.truncated else "ok"
+                if not d.image_row and job.status == "unchanged":
+                    status = known[job.path].status
+                pending_files.append((job.path, job.size, job.mtime_ns, d.content_hash, status, None))
+                for mid, arr in d.prepared.items():
+                    if (d.content_hash, mid) in computed:
+                        continue
+                    computed.add((d.content_hash, mid))
+                    batches[mid].append((d.content_hash, arr))
+                    if len(batches[mid]) >= by_id[mid].batch_size:
+                        run_batch(mid)
+            finished += 1
             flush()
-            if progress:
+            if progress and (finished % 16 == 0 or not running):
                 progress(finished, total)
     flush(force=True)
     good = {j.path for j in jobs} - {f.path for f in report.failed}

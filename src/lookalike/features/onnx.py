@@ -27,6 +27,8 @@ class OnnxEmbedder(Extractor):
         opts.intra_op_num_threads = threads or cpu_count()
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        # Decoder threads share the cores with the model: idle model threads must sleep, not spin.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         available = ort.get_available_providers()
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
         try:
