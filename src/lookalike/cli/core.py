@@ -175,7 +175,10 @@ def models_add(
         fields["kind"] = "embedding"
     spec = registry.add(name, file, **fields)
     console.print(f"added {spec.id} ({spec.kind}, dim {spec.dim}) from {file}")
-    if spec.license == "" and spec.source == "file":
+    if spec.kind == "face-embedding" and spec.source == "file":
+        console.print("[yellow]licence:[/yellow] face-recognition weights (ArcFace/InsightFace and the like) are "
+                      "often licensed for non-commercial research only; check this file's licence before use.")
+    elif spec.license == "" and spec.source == "file":
         console.print("[yellow]note:[/yellow] check the licence of this model's weights before you share results.")
 
 

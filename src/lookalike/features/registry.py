@@ -46,10 +46,43 @@ EFFNET = ModelSpec(
     license="MIT",
 )
 
+#: Face embedding (issue 5): dlib's 128-d ResNet on 150 px chips aligned with its 5-point landmarks. Both
+#: .dat files come from the CC0 PyPI package face_recognition_models (installed as a dependency).
+DLIB_FACE = ModelSpec(
+    id="dlib-face",
+    version="resnet-v1",
+    kind="face-embedding",
+    dim=128,
+    description="dlib 128-d face ResNet + 5-point alignment (face_recognition_models 0.3.0, CC0)",
+    source="pip:face_recognition_models",
+    input_size=150,
+    license="CC0-1.0",
+    extra={"metric": "euclidean", "tolerance": 0.5, "padding": 0.25},
+)
+
+#: Face detector used when its file is added (`lookalike models add yunet --file ...`).
+YUNET = ModelSpec(
+    id="yunet",
+    version="2023mar",
+    kind="face-detector",
+    dim=0,
+    description="YuNet face detector for OpenCV's FaceDetectorYN (add it with --file)",
+    source="file",
+    sha256="8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
+    filename="model.onnx",
+    input_size=640,
+    license="MIT (OpenCV Zoo) / Apache-2.0 (libfacedetection.train)",
+)
+
 #: The model used when none is named.
 DEFAULT_MODEL = "effnet"
 
-BUILTIN: dict[str, ModelSpec] = {EFFNET.id: EFFNET, **{k: v.spec for k, v in HASH_EXTRACTORS.items()}}
+BUILTIN: dict[str, ModelSpec] = {
+    EFFNET.id: EFFNET,
+    **{k: v.spec for k, v in HASH_EXTRACTORS.items()},
+    DLIB_FACE.id: DLIB_FACE,
+    YUNET.id: YUNET,
+}
 
 _extractor_cache: dict[tuple[str, str], Extractor] = {}
 _cache_lock = threading.Lock()

@@ -1,0 +1,260 @@
+"""`lookalike faces ...`: detect, train, models, recognize, who, cluster, name. Logic lives in lookalike.faces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from lookalike.cli.common import (
+    CatalogOption,
+    CsvOption,
+    JsonOption,
+    console,
+    open_catalog,
+    out,
+    print_csv,
+    print_json,
+    progress_bar,
+)
+
+DetectorOption = Annotated[
+    str | None,
+    typer.Option("--detector", help="auto (HOG, then YuNet if installed), hog or yunet. Default: the model's / auto."),
+]
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Face model (default: the active one).")]
+WorkersOption = Annotated[int | None, typer.Option("--workers", help="Processes for detection/embedding.")]
+
+
+def register(app: typer.Typer) -> None:
+    faces_app = typer.Typer(help="Detect, learn and recognise faces; group unlabelled faces.", no_args_is_help=True)
+    faces_app.command("detect")(detect_cmd)
+    faces_app.command("train")(train_cmd)
+    faces_app.command("recognize")(recognize_cmd)
+    faces_app.command("who")(who_cmd)
+    faces_app.command("cluster")(cluster_cmd)
+    faces_app.command("name")(name_cmd)
+    models_app = typer.Typer(help="Face models on disk: list, use, info, rm.", no_args_is_help=True)
+    models_app.command("list")(models_list)
+    models_app.command("use")(models_use)
+    models_app.command("info")(models_info)
+    models_app.command("rm")(models_rm)
+    faces_app.add_typer(models_app, name="models")
+    app.add_typer(faces_app, name="faces")
+
+
+def detect_cmd(
+    image: Annotated[Path, typer.Argument(help="Photo to look at.")],
+    detector: DetectorOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Every face in a photo: box (left, top, right, bottom), score and the detector that found it."""
+    from lookalike.faces import detect
+
+    faces = detect(str(image), detector)
+    if json_out:
+        print_json({"path": str(image), "faces": [f.to_json() for f in faces]})
+        return
+    if not faces:
+        console.print(f"{image}: no face found (try --detector yunet after `lookalike models add yunet --file ...`)")
+        return
+    for f in faces:
+        out.print(f"{f.box[0]},{f.box[1]},{f.box[2]},{f.box[3]}  score {f.score:.3f}  {f.detector}", highlight=False)
+
+
+def train_cmd(
+    dataset: Annotated[Path, typer.Argument(help="Folder holding one sub-folder of photos per person.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Face model to create or extend.")],
+    embedder: Annotated[str | None, typer.Option(help="Face embedding model (default dlib-face).")] = None,
+    detector: DetectorOption = None,
+    workers: WorkersOption = None,
+    catalog: CatalogOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Learn people from DATASET (folder name = label). Incremental: only new people and photos are added."""
+    from lookalike.faces import train
+
+    with progress_bar("faces", not json_out) as progress:
+        rep = train(dataset, model, progress=progress, embedder=embedder, detector=detector,
+                    catalog=open_catalog(catalog), workers=workers)
+    if json_out:
+        print_json(rep.to_json())
+        return
+    out.print(f"model {rep.model}: {rep.people} people, {rep.prototypes} prototypes; added {rep.photos_added} photos"
+              f" ({len(rep.people_added)} new people), {rep.unchanged} already known; "
+              f"unknown threshold {rep.threshold}", highlight=False)
+    for p in rep.no_face:
+        console.print(f"[yellow]no face:[/yellow] {p}", highlight=False)
+    for p, n in rep.several_faces:
+        console.print(f"[yellow]{n} faces, used the largest:[/yellow] {p}", highlight=False)
+    for p in rep.duplicates:
+        console.print(f"duplicate of another photo of the same person, skipped: {p}", highlight=False)
+    for p, e in rep.failed:
+        console.print(f"[red]failed:[/red] {p}: {e}", highlight=False)
+
+
+def recognize_cmd(
+    image: Annotated[Path, typer.Argument(help="Photo to look at.")],
+    k: Annotated[int, typer.Option("-k", help="How many closest prototypes to list per face.")] = 5,
+    model: ModelOpt = None,
+    tolerance: Annotated[float | None, typer.Option(help="Override the model's unknown threshold.")] = None,
+    direct: Annotated[bool, typer.Option("--direct", help="No face found: take the whole photo as the face.")] = False,
+    detector: DetectorOption = None,
+    catalog: CatalogOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Every face in a photo: its box, who it is (or `unknown`) and the k closest prototypes."""
+    from lookalike.faces import recognize
+
+    res = recognize(str(image), k=k, model=model, tolerance=tolerance, direct=direct,
+                    catalog=open_catalog(catalog), detector=detector)
+    if res.no_face:
+        console.print(f"{image}: no face found" + ("" if direct else " (try --direct with a cropped photo)"),
+                      highlight=False)
+    if json_out:
+        print_json(res.to_json())
+        return
+    for f in res.faces:
+        out.print(f"[{f.box[0]}, {f.box[1]}, {f.box[2]}, {f.box[3]}] {f.label} (distance {f.distance:.3f}, "
+                  f"threshold {res.threshold:.3f})", highlight=False)
+        for c in f.candidates:
+            out.print(f"    {c.distance:.3f}  {c.label}  {c.crop}", highlight=False)
+
+
+def who_cmd(
+    folder: Annotated[Path, typer.Argument(help="Folder of photos.")],
+    model: ModelOpt = None,
+    tolerance: Annotated[float | None, typer.Option(help="Override the model's unknown threshold.")] = None,
+    direct: Annotated[bool, typer.Option("--direct", help="Take a photo with no face found as one face.")] = False,
+    recursive: Annotated[bool, typer.Option("--recursive/--no-recursive")] = True,
+    detector: DetectorOption = None,
+    workers: WorkersOption = None,
+    catalog: CatalogOption = None,
+    csv_out: CsvOption = False,
+    json_out: JsonOption = False,
+) -> None:
+    """One line per face in every photo of a folder: path,left,top,right,bottom,label,distance."""
+    from lookalike.faces import who
+
+    with progress_bar("faces", not (json_out or csv_out)) as progress:
+        rep = who(folder, model=model, tolerance=tolerance, direct=direct, recursive=recursive,
+                  catalog=open_catalog(catalog), detector=detector, workers=workers, progress=progress)
+    if json_out:
+        print_json(rep.to_json())
+    elif csv_out:
+        print_csv(rep.HEADER, rep.rows)
+    else:
+        for r in rep.rows:
+            out.print(f"{r[0]}  [{r[1]}, {r[2]}, {r[3]}, {r[4]}]  {r[5]}  {r[6]:.3f}", highlight=False)
+    if not json_out:
+        for p in rep.no_face:
+            console.print(f"no face: {p}", highlight=False)
+        for p, e in rep.failed:
+            console.print(f"[red]failed:[/red] {p}: {e}", highlight=False)
+        console.print(f"{rep.photos} photos, {len(rep.rows)} faces, {len(rep.no_face)} without a face, "
+                      f"{len(rep.failed)} failed (model {rep.model}, threshold {rep.threshold:.3f})", highlight=False)
+
+
+def cluster_cmd(
+    folder: Annotated[Path, typer.Argument(help="Folder of unlabelled photos.")],
+    links: Annotated[Path | None, typer.Option("--links", help="Write one folder of links per person here.")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Distance under which two faces may be one person.")] = None,
+    min_size: Annotated[int, typer.Option(help="Smallest group reported as a person.")] = 2,
+    model: ModelOpt = None,
+    detector: DetectorOption = None,
+    workers: WorkersOption = None,
+    catalog: CatalogOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Group the faces of a folder into people; two faces of one photo are never put together."""
+    from lookalike.faces import cluster_faces, write_links
+
+    with progress_bar("faces", not json_out) as progress:
+        rep = cluster_faces(folder, threshold=threshold, min_size=min_size, model=model, detector=detector,
+                            catalog=open_catalog(catalog), workers=workers, progress=progress)
+    if links:
+        made = write_links(rep, links)
+        console.print(f"wrote {len(made)} folders of links under {links}", highlight=False)
+    if json_out:
+        print_json(rep.to_json())
+        return
+    for c in rep.clusters:
+        out.print(f"{c.id}: {len(c.faces)} faces", highlight=False)
+        for p, b in c.faces:
+            out.print(f"    {p}  {list(b)}", highlight=False)
+    console.print(f"{len(rep.clusters)} groups, {len(rep.unclustered)} faces alone, {len(rep.no_face)} photos "
+                  f"without a face (threshold {rep.threshold:.3f})", highlight=False)
+
+
+def name_cmd(
+    cluster_dir: Annotated[Path, typer.Argument(help="A reviewed cluster folder (from `faces cluster --links`).")],
+    label: Annotated[str, typer.Option("--as", help="Who this is.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Face model to add the person to.")],
+    catalog: CatalogOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Turn a reviewed cluster into training data for LABEL in a face model."""
+    from lookalike.faces import name_cluster
+
+    rep = name_cluster(cluster_dir, label, model, catalog=open_catalog(catalog))
+    if json_out:
+        print_json(rep.to_json())
+        return
+    out.print(f"model {rep.model}: added {rep.photos_added} faces of {label}; {rep.people} people, "
+              f"{rep.prototypes} prototypes, threshold {rep.threshold}", highlight=False)
+
+
+def models_list(json_out: JsonOption = False) -> None:
+    """Face models on disk; the active one is marked."""
+    from lookalike.faces import face_model_info, list_face_models
+
+    infos = [face_model_info(n) for n in list_face_models()]
+    if json_out:
+        print_json([{k: i[k] for k in ("name", "active", "people", "prototypes", "threshold", "embedder")}
+                    for i in infos])
+        return
+    if not infos:
+        console.print("no face models yet: lookalike faces train DATASET --model NAME")
+        return
+    table = Table("", "name", "people", "prototypes", "threshold", "embedder")
+    for i in infos:
+        table.add_row("*" if i["active"] else "", i["name"], str(i["people"]), str(i["prototypes"]),
+                      str(i["threshold"]), i["embedder"])
+    out.print(table)
+
+
+def models_use(name: Annotated[str, typer.Argument(help="Face model to make active.")]) -> None:
+    """Make a face model the active one."""
+    from lookalike.faces import use_face_model
+
+    use_face_model(name)
+    console.print(f"active face model: {name}")
+
+
+def models_info(
+    name: Annotated[str | None, typer.Argument(help="Face model (default: the active one).")] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """People, prototypes, calibration and photos without a face of one model."""
+    from lookalike.faces import face_model_info
+
+    info = face_model_info(name)
+    if json_out:
+        print_json(info)
+        return
+    for key in ("name", "folder", "active", "embedder", "detector", "threshold", "people", "prototypes",
+                "photos_seen", "created", "updated"):
+        out.print(f"{key}: {info[key]}", highlight=False)
+    out.print(f"calibration: {info['calibration']}", highlight=False)
+    for label, n in info["per_person"].items():
+        out.print(f"  {label}: {n}", highlight=False)
+
+
+def models_rm(name: Annotated[str, typer.Argument(help="Face model to remove.")]) -> None:
+    """Remove a face model (its folder is moved to .trash under the face models folder, not deleted)."""
+    from lookalike.faces import remove_face_model
+
+    dest = remove_face_model(name)
+    console.print(f"removed {name} (moved to {dest}; move it back to restore it)", highlight=False)
