@@ -28,6 +28,10 @@ ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Face model 
 WorkersOption = Annotated[int | None, typer.Option("--workers", help="Processes for detection/embedding.")]
 
 
+def _say(message: str) -> None:
+    console.print(message, highlight=False, soft_wrap=True, markup=False)
+
+
 def register(app: typer.Typer) -> None:
     faces_app = typer.Typer(help="Detect, learn and recognise faces; group unlabelled faces.", no_args_is_help=True)
     faces_app.command("detect")(detect_cmd)
@@ -58,10 +62,10 @@ def detect_cmd(
         print_json({"path": str(image), "faces": [f.to_json() for f in faces]})
         return
     if not faces:
-        console.print(f"{image}: no face found (try --detector yunet after `lookalike models add yunet --file ...`)")
+        _say(f"{image}: no face found (try --detector yunet after `lookalike models add yunet --file ...`)")
         return
     for f in faces:
-        out.print(f"{f.box[0]},{f.box[1]},{f.box[2]},{f.box[3]}  score {f.score:.3f}  {f.detector}", highlight=False)
+        out.print(f"{f.box[0]},{f.box[1]},{f.box[2]},{f.box[3]}  score {f.score:.3f}  {f.detector}")
 
 
 def train_cmd(
@@ -84,15 +88,15 @@ def train_cmd(
         return
     out.print(f"model {rep.model}: {rep.people} people, {rep.prototypes} prototypes; added {rep.photos_added} photos"
               f" ({len(rep.people_added)} new people), {rep.unchanged} already known; "
-              f"unknown threshold {rep.threshold}", highlight=False)
+              f"unknown threshold {rep.threshold}")
     for p in rep.no_face:
-        console.print(f"[yellow]no face:[/yellow] {p}", highlight=False)
+        _say(f"no face: {p}")
     for p, n in rep.several_faces:
-        console.print(f"[yellow]{n} faces, used the largest:[/yellow] {p}", highlight=False)
+        _say(f"{n} faces, used the largest: {p}")
     for p in rep.duplicates:
-        console.print(f"duplicate of another photo of the same person, skipped: {p}", highlight=False)
+        _say(f"duplicate of another photo of the same person, skipped: {p}")
     for p, e in rep.failed:
-        console.print(f"[red]failed:[/red] {p}: {e}", highlight=False)
+        _say(f"failed: {p}: {e}")
 
 
 def recognize_cmd(
@@ -111,16 +115,15 @@ def recognize_cmd(
     res = recognize(str(image), k=k, model=model, tolerance=tolerance, direct=direct,
                     catalog=open_catalog(catalog), detector=detector)
     if res.no_face:
-        console.print(f"{image}: no face found" + ("" if direct else " (try --direct with a cropped photo)"),
-                      highlight=False)
+        _say(f"{image}: no face found" + ("" if direct else " (try --direct with a cropped photo)"))
     if json_out:
         print_json(res.to_json())
         return
     for f in res.faces:
         out.print(f"[{f.box[0]}, {f.box[1]}, {f.box[2]}, {f.box[3]}] {f.label} (distance {f.distance:.3f}, "
-                  f"threshold {res.threshold:.3f})", highlight=False)
+                  f"threshold {res.threshold:.3f})")
         for c in f.candidates:
-            out.print(f"    {c.distance:.3f}  {c.label}  {c.crop}", highlight=False)
+            out.print(f"    {c.distance:.3f}  {c.label}  {c.crop}")
 
 
 def who_cmd(
@@ -147,14 +150,14 @@ def who_cmd(
         print_csv(rep.HEADER, rep.rows)
     else:
         for r in rep.rows:
-            out.print(f"{r[0]}  [{r[1]}, {r[2]}, {r[3]}, {r[4]}]  {r[5]}  {r[6]:.3f}", highlight=False)
+            out.print(f"{r[0]}  [{r[1]}, {r[2]}, {r[3]}, {r[4]}]  {r[5]}  {r[6]:.3f}")
     if not json_out:
         for p in rep.no_face:
-            console.print(f"no face: {p}", highlight=False)
+            _say(f"no face: {p}")
         for p, e in rep.failed:
-            console.print(f"[red]failed:[/red] {p}: {e}", highlight=False)
-        console.print(f"{rep.photos} photos, {len(rep.rows)} faces, {len(rep.no_face)} without a face, "
-                      f"{len(rep.failed)} failed (model {rep.model}, threshold {rep.threshold:.3f})", highlight=False)
+            _say(f"failed: {p}: {e}")
+        _say(f"{rep.photos} photos, {len(rep.rows)} faces, {len(rep.no_face)} without a face, "
+                      f"{len(rep.failed)} failed (model {rep.model}, threshold {rep.threshold:.3f})")
 
 
 def cluster_cmd(
@@ -176,16 +179,16 @@ def cluster_cmd(
                             catalog=open_catalog(catalog), workers=workers, progress=progress)
     if links:
         made = write_links(rep, links)
-        console.print(f"wrote {len(made)} folders of links under {links}", highlight=False)
+        _say(f"wrote {len(made)} folders of links under {links}")
     if json_out:
         print_json(rep.to_json())
         return
     for c in rep.clusters:
-        out.print(f"{c.id}: {len(c.faces)} faces", highlight=False)
+        out.print(f"{c.id}: {len(c.faces)} faces")
         for p, b in c.faces:
-            out.print(f"    {p}  {list(b)}", highlight=False)
-    console.print(f"{len(rep.clusters)} groups, {len(rep.unclustered)} faces alone, {len(rep.no_face)} photos "
-                  f"without a face (threshold {rep.threshold:.3f})", highlight=False)
+            out.print(f"    {p}  {list(b)}")
+    _say(f"{len(rep.clusters)} groups, {len(rep.unclustered)} faces alone, {len(rep.no_face)} photos "
+                  f"without a face (threshold {rep.threshold:.3f})")
 
 
 def name_cmd(
@@ -203,7 +206,7 @@ def name_cmd(
         print_json(rep.to_json())
         return
     out.print(f"model {rep.model}: added {rep.photos_added} faces of {label}; {rep.people} people, "
-              f"{rep.prototypes} prototypes, threshold {rep.threshold}", highlight=False)
+              f"{rep.prototypes} prototypes, threshold {rep.threshold}")
 
 
 def models_list(json_out: JsonOption = False) -> None:
@@ -216,7 +219,7 @@ def models_list(json_out: JsonOption = False) -> None:
                     for i in infos])
         return
     if not infos:
-        console.print("no face models yet: lookalike faces train DATASET --model NAME")
+        _say("no face models yet: lookalike faces train DATASET --model NAME")
         return
     table = Table("", "name", "people", "prototypes", "threshold", "embedder")
     for i in infos:
@@ -230,7 +233,7 @@ def models_use(name: Annotated[str, typer.Argument(help="Face model to make acti
     from lookalike.faces import use_face_model
 
     use_face_model(name)
-    console.print(f"active face model: {name}")
+    _say(f"active face model: {name}")
 
 
 def models_info(
@@ -246,10 +249,10 @@ def models_info(
         return
     for key in ("name", "folder", "active", "embedder", "detector", "threshold", "people", "prototypes",
                 "photos_seen", "created", "updated"):
-        out.print(f"{key}: {info[key]}", highlight=False)
-    out.print(f"calibration: {info['calibration']}", highlight=False)
+        out.print(f"{key}: {info[key]}")
+    out.print(f"calibration: {info['calibration']}")
     for label, n in info["per_person"].items():
-        out.print(f"  {label}: {n}", highlight=False)
+        out.print(f"  {label}: {n}")
 
 
 def models_rm(name: Annotated[str, typer.Argument(help="Face model to remove.")]) -> None:
@@ -257,4 +260,4 @@ def models_rm(name: Annotated[str, typer.Argument(help="Face model to remove.")]
     from lookalike.faces import remove_face_model
 
     dest = remove_face_model(name)
-    console.print(f"removed {name} (moved to {dest}; move it back to restore it)", highlight=False)
+    _say(f"removed {name} (moved to {dest}; move it back to restore it)")

@@ -111,7 +111,7 @@ def cluster_faces(
     embedder: str | None = None,
     detector: str | None = None,
     recursive: bool = True,
-    catalog: Catalog | None = None,
+    catalog: Catalog | str | Path | None = None,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> FaceClusterReport:
@@ -187,7 +187,7 @@ def name_cluster(
     cluster_dir: str | Path,
     label: str,
     model: str,
-    catalog: Catalog | None = None,
+    catalog: Catalog | str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> TrainReport:
     """Turn a reviewed cluster folder into training data for ``label`` in face model ``model``.

@@ -8,8 +8,8 @@ applied by :func:`lookalike.media.decode`), clipped to the picture.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np

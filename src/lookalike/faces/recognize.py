@@ -162,7 +162,7 @@ def recognize(
     model: str | None = None,
     tolerance: float | None = None,
     direct: bool = False,
-    catalog: Catalog | None = None,
+    catalog: Catalog | str | Path | None = None,
     detector: str | None = None,
 ) -> RecognizeResult:
     """Every face of one picture with its decision and k closest prototypes (no face: an empty list)."""
@@ -202,7 +202,7 @@ def who(
     tolerance: float | None = None,
     direct: bool = False,
     recursive: bool = True,
-    catalog: Catalog | None = None,
+    catalog: Catalog | str | Path | None = None,
     detector: str | None = None,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,

@@ -75,13 +75,13 @@ def analyse_picture(
     chips: bool,
     boxes: Sequence[tuple[tuple[int, int, int, int], float, str]] | None = None,
 ) -> list[FoundFace]:
-    """Detect (unless ``boxes`` are given), align and embed every face of one RGB array."""
-    if boxes is None:
-        found = get_detector(detector)(arr)
-        if not found and direct:
-            found = [whole_image(arr)]
-    else:
+    """Detect, align and embed every face of one RGB array (given ``boxes``: only align them, no embedding)."""
+    if boxes is not None:  # cached faces: only their chips are wanted
         found = [DetectedFace(tuple(b), s, d) for b, s, d in boxes]
+        return [FoundFace(f.box, f.score, f.detector, embedder.empty()[:0], embedder.align(arr, f)) for f in found]
+    found = get_detector(detector)(arr)
+    if not found and direct:
+        found = [whole_image(arr)]
     aligned, vecs = embedder.embed_faces(arr, found)
     return [
         FoundFace(f.box, f.score, f.detector, vecs[i], aligned[i] if chips else None) for i, f in enumerate(found)
@@ -107,6 +107,11 @@ def _pool_init() -> None:
     # One BLAS/OpenMP thread per process: the pool provides the parallelism.
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
+
+
+def as_catalog(catalog: Catalog | str | Path | None) -> Catalog:
+    """A Catalog from a handle, a path, or None (the default catalog)."""
+    return catalog if isinstance(catalog, Catalog) else Catalog(catalog)
 
 
 # -- content hashes ---------------------------------------------------------------------------------------------
@@ -142,7 +147,7 @@ def content_hashes(catalog: Catalog, paths: Sequence[str]) -> tuple[dict[str, st
 # -- the scanner --------------------------------------------------------------------------------------------------
 def scan_paths(
     paths: Sequence[str | Path],
-    catalog: Catalog | None = None,
+    catalog: Catalog | str | Path | None = None,
     embedder: str | None = None,
     detector: str | None = None,
     direct: bool = False,
@@ -156,7 +161,7 @@ def scan_paths(
     return aligned face chips (recomputed from stored boxes when cached). Errors are reported per picture.
     """
     paths = [os.path.abspath(str(p)) for p in paths]
-    cat = catalog if catalog is not None else Catalog()
+    cat = as_catalog(catalog)
     emb = load_face_embedder(embedder)
     chain = get_detector(detector)
     hashes, errors = content_hashes(cat, paths)
@@ -193,7 +198,8 @@ def scan_paths(
         if err:
             r.error = err
         elif boxes is not None:  # chips for cached faces
-            r.faces = faces
+            for f, g in zip(r.faces, faces, strict=True):
+                f.chip = g.chip
         else:
             r.width, r.height, r.faces = w, h, faces
             rows = [face_table.FaceRow(f.box, f.score, f.detector, f.embedding) for f in faces]
@@ -255,7 +261,7 @@ _lock = threading.Lock()
 
 def scan_image(
     image: str | Path | bytes | Image.Image,
-    catalog: Catalog | None = None,
+    catalog: Catalog | str | Path | None = None,
     embedder: str | None = None,
     detector: str | None = None,
     direct: bool = False,
@@ -263,7 +269,7 @@ def scan_image(
 ) -> PhotoFaces:
     """Faces of one picture: a path or bytes (cached in the catalog when one is given) or a PIL picture."""
     if isinstance(image, str | Path):
-        return scan_paths([image], catalog if catalog is not None else Catalog(), embedder, detector, direct,
+        return scan_paths([image], as_catalog(catalog), embedder, detector, direct,
                           chips, workers=1)[0]
     emb = load_face_embedder(embedder)
     if isinstance(image, Image.Image):

@@ -17,7 +17,7 @@ from lookalike.catalog import Catalog
 from lookalike.errors import UsageError
 from lookalike.faces.embed import load_face_embedder
 from lookalike.faces.recognize import calibrate
-from lookalike.faces.scan import FoundFace, content_hashes, scan_paths
+from lookalike.faces.scan import FoundFace, as_catalog, content_hashes, scan_paths
 from lookalike.faces.store import FaceModel, Prototype, check_name, faces_root, list_face_models
 from lookalike.media import iter_images
 
@@ -79,7 +79,7 @@ def add_examples(
     examples: Sequence[tuple[str, str, Box | None]],
     embedder: str | None = None,
     detector: str | None = None,
-    catalog: Catalog | None = None,
+    catalog: Catalog | str | Path | None = None,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     direct: bool = False,
@@ -88,7 +88,7 @@ def add_examples(
     t0 = time.perf_counter()
     model = _open_or_create(name, embedder, detector)
     report = TrainReport(model=name)
-    cat = catalog if catalog is not None else Catalog()
+    cat = as_catalog(catalog)
     old_labels = set(model.labels) | {v["label"] for v in model.sources.values()}
     paths = [os.path.abspath(p) for _, p, _ in examples]
     hashes, errors = content_hashes(cat, list(dict.fromkeys(paths)))
@@ -133,7 +133,8 @@ def add_examples(
             if len(ph.faces) > 1:
                 report.several_faces.append((path, len(ph.faces)))
         if face is not None and face.chip is not None:
-            crop_rel = Path("crops") / _safe(label) / f"{_safe(Path(path).stem)}-{hashes[path][:10]}-{len(model.prototypes)}.png"
+            stem = f"{_safe(Path(path).stem)}-{hashes[path][:10]}-{len(model.prototypes)}"
+            crop_rel = Path("crops") / _safe(label) / f"{stem}.png"
             (model.folder / crop_rel).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(face.chip).save(model.folder / crop_rel)
             model.prototypes.append(Prototype(label, crop_rel.as_posix(), path, hashes[path], list(face.box),
@@ -160,7 +161,7 @@ def train(
     progress: Callable[[int, int], None] | None = None,
     embedder: str | None = None,
     detector: str | None = None,
-    catalog: Catalog | None = None,
+    catalog: Catalog | str | Path | None = None,
     workers: int | None = None,
 ) -> TrainReport:
     """Train (or extend) a face model from DATASET: one sub-folder per person, the folder name is the label.

@@ -1,0 +1,297 @@
+"""Faces (issue 5): training, incremental retraining, crops and prototypes, several models, every face of a
+photo, photos without a face, --direct, clustering with the one-photo constraint, the catalog cache.
+
+Real photos from ../shared/data/faces and real dlib models; few photos (dlib embeds ~0.1 s per face), and
+one catalog shared by the whole module so each photo is embedded once."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import SRC, shared_data
+
+pytest.importorskip("dlib")
+
+PEOPLE = ["Brad_Pitt", "Tom_Hanks", "Natalie_Portman"]
+
+
+def _photos(person: str) -> list[Path]:
+    return sorted(shared_data("faces", "celebrity", person).glob("*.jpg"))
+
+
+@pytest.fixture(scope="module")
+def face_catalog(tmp_path_factory) -> Path:
+    """One catalog for the module: face embeddings are computed once per photo."""
+    return tmp_path_factory.mktemp("faces-cat") / "catalog.sqlite"
+
+
+@pytest.fixture
+def dataset(tmp_path) -> Path:
+    """Two people x 4 photos (a third person is added by the tests that need it)."""
+    root = tmp_path / "people"
+    for person in PEOPLE[:2]:
+        (root / person).mkdir(parents=True)
+        for p in _photos(person)[:4]:
+            shutil.copy(p, root / person / p.name)
+    return root
+
+
+def _add_person(root: Path, person: str, n: int = 4) -> None:
+    (root / person).mkdir()
+    for p in _photos(person)[:n]:
+        shutil.copy(p, root / person / p.name)
+
+
+def _side_by_side(a: Path, b: Path, out: Path) -> Path:
+    """A real two-face photo: two portraits pasted side by side on one canvas."""
+    ia, ib = Image.open(a).convert("RGB"), Image.open(b).convert("RGB")
+    h = max(ia.height, ib.height)
+    canvas = Image.new("RGB", (ia.width + ib.width + 40, h + 20), (128, 128, 128))
+    canvas.paste(ia, (10, 10))
+    canvas.paste(ib, (ia.width + 30, 10))
+    canvas.save(out, quality=95)
+    return out
+
+
+def test_face_models_found_without_importing_their_package():
+    code = ("import sys; from lookalike.faces.embed import dlib_model_file, SHAPE_PREDICTOR, DLIB_RESNET;"
+            "assert dlib_model_file(SHAPE_PREDICTOR).is_file() and dlib_model_file(DLIB_RESNET).is_file();"
+            "assert 'face_recognition_models' not in sys.modules and 'pkg_resources' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(SRC)})
+
+
+def test_train_add_person_retrain_incrementally(dataset, face_catalog):
+    from lookalike.faces import face_model_info, recognize, train
+
+    rep = train(dataset, "family", catalog=face_catalog)
+    assert rep.photos_added == 8 and rep.people == 2 and rep.prototypes == 8
+    assert sorted(rep.people_added) == PEOPLE[:2] and not rep.no_face and not rep.failed
+    assert rep.threshold is not None and 0.3 <= rep.threshold <= 0.7
+
+    _add_person(dataset, PEOPLE[2])
+    shutil.copy(_photos("Brad_Pitt")[4], dataset / "Brad_Pitt")  # and one new photo of a known person
+    rep2 = train(dataset, "family", catalog=face_catalog)
+    assert rep2.people_added == [PEOPLE[2]]
+    assert rep2.photos_added == 5 and rep2.unchanged == 8
+    assert rep2.prototypes == 13 and rep2.people == 3
+    info = face_model_info("family")
+    assert info["per_person"] == {"Brad_Pitt": 5, "Natalie_Portman": 4, "Tom_Hanks": 4}
+    assert info["calibration"]["genuine_samples"] == 13
+
+    # A third run has nothing to do.
+    assert train(dataset, "family", catalog=face_catalog).photos_added == 0
+
+    # Photos never trained on: known people are named, a stranger is unknown (calibrated threshold).
+    for person in PEOPLE:
+        res = recognize(_photos(person)[8], model="family", catalog=face_catalog)
+        assert [f.label for f in res.faces] == [person]
+        assert res.faces[0].distance <= res.threshold
+    stranger = recognize(_photos("Will_Smith")[0], model="family", catalog=face_catalog)
+    assert [f.label for f in stranger.faces] == ["unknown"]
+    assert stranger.faces[0].distance > stranger.threshold
+    # --tolerance overrides the calibrated threshold.
+    lax = recognize(_photos("Will_Smith")[0], model="family", tolerance=2.0, catalog=face_catalog)
+    assert lax.faces[0].label != "unknown" and lax.threshold == 2.0
+
+
+def test_deleting_a_crop_removes_its_prototype(dataset, face_catalog):
+    from lookalike.faces import train
+    from lookalike.faces.store import FaceModel
+
+    train(dataset, "m", catalog=face_catalog)
+    model = FaceModel.load("m")
+    assert len(model.prototypes) == 8
+    victim = model.prototypes[0]
+    crop = model.crop_path(victim)
+    assert crop.is_file() and crop.suffix == ".png" and Image.open(crop).size == (150, 150)
+    crop.unlink()
+
+    reloaded = FaceModel.load("m")
+    assert len(reloaded.prototypes) == 7 and reloaded.dropped == [victim.crop]
+    assert victim.crop not in {p.crop for p in reloaded.prototypes}
+    on_disk = json.loads((reloaded.folder / "prototypes.json").read_text())
+    assert len(on_disk) == 7  # the drop was saved
+    # Retraining does not bring back a prototype the user removed.
+    assert train(dataset, "m", catalog=face_catalog).photos_added == 0
+    assert len(FaceModel.load("m").prototypes) == 7
+
+
+def test_several_models_use_info_rm(dataset, face_catalog, run_cli, tmp_path):
+    run_cli("--catalog", face_catalog, "faces", "train", dataset, "--model", "one")
+    _add_person(dataset, PEOPLE[2])
+    res = run_cli("--catalog", face_catalog, "faces", "train", dataset, "--model", "two", "--json").json()
+    assert res["people"] == 3 and res["photos_added"] == 12
+
+    listed = run_cli("faces", "models", "list", "--json").json()
+    assert [m["name"] for m in listed] == ["one", "two"] and not any(m["active"] for m in listed)
+    probe = _photos("Natalie_Portman")[9]
+    err = run_cli("--catalog", face_catalog, "faces", "recognize", probe, check=False)
+    assert err.returncode == 1 and "models use" in err.stderr
+
+    run_cli("faces", "models", "use", "two")
+    listed = run_cli("faces", "models", "list", "--json").json()
+    assert [m["name"] for m in listed if m["active"]] == ["two"]
+    got = run_cli("--catalog", face_catalog, "faces", "recognize", probe, "--json").json()
+    assert got["faces"][0]["label"] == "Natalie_Portman"
+    # model one does not know her
+    got1 = run_cli("--catalog", face_catalog, "faces", "recognize", probe, "--model", "one", "--json").json()
+    assert got1["faces"][0]["label"] == "unknown"
+
+    info = run_cli("faces", "models", "info", "one", "--json").json()
+    assert info["people"] == 2 and info["prototypes"] == 8 and info["threshold"] > 0
+    rm = run_cli("faces", "models", "rm", "one")
+    assert "moved to" in rm.stderr
+    assert [m["name"] for m in run_cli("faces", "models", "list", "--json").json()] == ["two"]
+    trash = Path(os.environ["LOOKALIKE_HOME"]) / "faces" / ".trash"
+    assert any((d / "model.json").is_file() for d in trash.iterdir())  # recoverable, not deleted
+
+
+def test_multi_face_photo_returns_every_face(dataset, face_catalog, run_cli, tmp_path):
+    from lookalike.faces import train
+
+    _add_person(dataset, PEOPLE[2])
+    train(dataset, "m", catalog=face_catalog)
+    a, b = _photos("Tom_Hanks")[9], _photos("Natalie_Portman")[9]
+    group = _side_by_side(a, b, tmp_path / "two.jpg")
+    res = run_cli("--catalog", face_catalog, "faces", "recognize", group, "-k", "3", "--json").json()
+    assert set(res) == {"faces"} and len(res["faces"]) == 2
+    left, right = res["faces"]
+    assert left["box"][2] <= Image.open(a).width + 20 < right["box"][0]
+    assert (left["label"], right["label"]) == ("Tom_Hanks", "Natalie_Portman")
+    for face in res["faces"]:
+        assert set(face) == {"box", "label", "distance", "candidates"}
+        assert len(face["candidates"]) == 3 and all(Path(c["crop"]).is_file() for c in face["candidates"])
+        assert set(face["candidates"][0]) == {"label", "distance", "crop"}
+        assert face["distance"] == face["candidates"][0]["distance"]
+    det = run_cli("faces", "detect", group, "--json").json()
+    assert len(det["faces"]) == 2 and all(f["detector"].startswith("hog") for f in det["faces"])
+
+    # Training from a group photo uses the largest face and says so.
+    (dataset / "Group").mkdir()
+    shutil.copy(group, dataset / "Group" / "two.jpg")
+    rep = train(dataset, "m", catalog=face_catalog)
+    assert [p for p, n in rep.several_faces if n == 2] == [str(dataset / "Group" / "two.jpg")]
+
+
+def test_no_face_reported_and_direct(dataset, face_catalog, run_cli, tmp_path):
+    run_cli("--catalog", face_catalog, "faces", "train", dataset, "--model", "m")
+    scene = shared_data("photos", "ukbench00000.jpg")  # an object, no face
+    res = run_cli("--catalog", face_catalog, "faces", "recognize", scene, "--json")
+    assert res.json() == {"faces": []} and "no face" in res.stderr
+
+    direct = run_cli("--catalog", face_catalog, "faces", "recognize", scene, "--direct", "-k", "1", "--json").json()
+    w, h = Image.open(scene).size
+    assert len(direct["faces"]) == 1 and direct["faces"][0]["box"] == [0, 0, w, h]
+
+    # A tight crop around a face that a detector could miss still works with --direct.
+    src = _photos("Tom_Hanks")[10]
+    from lookalike.faces import detect
+
+    box = detect(str(src))[0].box
+    crop = tmp_path / "crop.png"
+    Image.open(src).crop(box).save(crop)
+    got = run_cli("--catalog", face_catalog, "faces", "recognize", crop, "--direct", "--json").json()
+    assert len(got["faces"]) == 1 and got["faces"][0]["label"] == "Tom_Hanks"
+
+    # A folder with a face photo, a photo without a face, and a broken file: reported, nothing crashes.
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    shutil.copy(_photos("Brad_Pitt")[9], folder / "brad.jpg")
+    shutil.copy(scene, folder / "scene.jpg")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg at all")
+    who = run_cli("--catalog", face_catalog, "faces", "who", folder, "--csv")
+    rows = list(csv.reader(io.StringIO(who.stdout)))
+    assert rows[0] == ["path", "left", "top", "right", "bottom", "label", "distance"]
+    assert len(rows) == 2 and rows[1][0] == str(folder / "brad.jpg") and rows[1][5] == "Brad_Pitt"
+    assert all(v.isdigit() for v in rows[1][1:5]) and float(rows[1][6]) >= 0
+    assert "no face: " + str(folder / "scene.jpg") in who.stderr and "broken.jpg" in who.stderr
+
+
+def test_embeddings_cached_in_catalog(dataset, tmp_path):
+    from lookalike.catalog import Catalog
+    from lookalike.faces import scan_paths
+
+    cat = Catalog(tmp_path / "c.sqlite")
+    paths = [str(p) for p in sorted((dataset / "Brad_Pitt").iterdir())]
+    first = scan_paths(paths, cat, workers=1)
+    assert not any(p.cached for p in first)
+    moved = tmp_path / "moved.jpg"
+    shutil.copy(paths[0], moved)  # same bytes under another name: reused by content hash
+    second = scan_paths([*paths, str(moved)], cat, workers=1)
+    assert all(p.cached for p in second)
+    assert np.allclose(second[0].faces[0].embedding, first[0].faces[0].embedding)
+    assert np.allclose(second[-1].faces[0].embedding, first[0].faces[0].embedding)
+
+
+def test_chinese_whispers_never_joins_faces_of_one_photo():
+    from lookalike.faces import chinese_whispers
+
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=128), rng.normal(size=128)
+    a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
+    emb = np.stack([a, a + 0.01, a + 0.02, b, b + 0.01, a + 0.015])
+    groups = [0, 1, 2, 3, 4, 2]  # faces 2 and 5 come from one photo and look alike
+    ids = chinese_whispers(emb.astype(np.float32), groups, threshold=0.5)
+    assert ids[2] != ids[5]
+    assert ids[0] == ids[1] and ids[3] == ids[4] and ids[0] != ids[3]
+
+
+def test_cluster_links_and_name(face_catalog, run_cli, tmp_path):
+    brad, tom = _photos("Brad_Pitt"), _photos("Tom_Hanks")
+    folder = tmp_path / "unsorted"
+    folder.mkdir()
+    for p in brad[10:13] + tom[10:13]:
+        shutil.copy(p, folder / p.name)
+    # Two different photos of the same man in one picture: both are Brad, yet never one group.
+    _side_by_side(brad[13], brad[14], folder / "brad_twice.jpg")
+    links = tmp_path / "people"
+    # Brad-vs-Tom distances here are >= 0.7; photos of one man are 0.3-0.58 apart.
+    res = run_cli("--catalog", face_catalog, "faces", "cluster", folder, "--links", links, "--threshold", "0.6",
+                  "--json").json()
+    clusters = res["clusters"]
+    for c in clusters:
+        paths = [f["path"] for f in c["faces"]]
+        assert len(paths) == len(set(paths)), "two faces of one photo in one group"
+    twice = [c["id"] for c in clusters for f in c["faces"] if f["path"].endswith("brad_twice.jpg")]
+    twice += ["alone" for f in res["unclustered"] if f["path"].endswith("brad_twice.jpg")]
+    assert len(twice) == 2 and (len(set(twice)) == 2 or twice == ["alone", "alone"])
+    # The Tom photos form one group without any Brad photo.
+    tom_names = {p.name for p in tom[10:13]}
+    tom_groups = [c for c in clusters if any(Path(f["path"]).name in tom_names for f in c["faces"])]
+    assert len(tom_groups) == 1 and {Path(f["path"]).name for f in tom_groups[0]["faces"]} == tom_names
+
+    tom_dir = links / tom_groups[0]["id"]
+    assert sorted(p.name for p in tom_dir.iterdir() if not p.name.startswith(".")) == sorted(tom_names)
+    assert all((tom_dir / n).is_symlink() for n in tom_names)
+    named = run_cli("--catalog", face_catalog, "faces", "name", tom_dir, "--as", "Tom", "--model", "fromclusters",
+                    "--json").json()
+    assert named["people_added"] == ["Tom"] and named["photos_added"] == 3
+    got = run_cli("--catalog", face_catalog, "faces", "recognize", tom[20], "--json").json()
+    assert got["faces"][0]["candidates"][0]["label"] == "Tom"
+
+
+def test_yunet_detector_from_file(run_cli, tmp_path, monkeypatch):
+    onnx = shared_data("..", "models", "yunet", "face_detection_yunet_2023mar.onnx")
+    monkeypatch.setenv("LOOKALIKE_MODEL_DIR", str(tmp_path / "models"))
+    env = {"LOOKALIKE_MODEL_DIR": str(tmp_path / "models")}
+    run_cli("models", "add", "yunet", "--file", onnx, env=env)
+    listed = {m["name"]: m for m in run_cli("models", "list", "--json", env=env).json()}
+    assert listed["yunet"]["kind"] == "face-detector" and listed["yunet"]["installed"]
+    assert listed["dlib-face"]["kind"] == "face-embedding"
+    img = shared_data("faces", "deepface", "img1.jpg")  # a face larger than YuNet's range at full size
+    got = run_cli("faces", "detect", img, "--detector", "yunet", "--json", env=env).json()
+    assert len(got["faces"]) >= 1 and got["faces"][0]["detector"] == "yunet"
+    hog = run_cli("faces", "detect", img, "--detector", "hog", "--json", env=env).json()
+    (l1, t1, r1, b1), (l2, t2, r2, b2) = got["faces"][0]["box"], hog["faces"][0]["box"]
+    assert max(l1, l2) < min(r1, r2) and max(t1, t2) < min(b1, b2)  # both boxes cover the same face
