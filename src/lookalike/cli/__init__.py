@@ -12,6 +12,7 @@ import typer
 from lookalike import __version__
 from lookalike.cli import core
 from lookalike.cli import faces as faces_cli
+from lookalike.cli import journal as journal_cli
 from lookalike.cli.common import console, global_options
 from lookalike.errors import LookalikeError
 
@@ -45,6 +46,7 @@ def _root(
 
 core.register(app)
 faces_cli.register(app)
+journal_cli.register(app)
 
 
 def main() -> None:

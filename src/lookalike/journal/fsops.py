@@ -1,0 +1,154 @@
+"""Low-level file helpers for the journal: fingerprints, free names, durable copies, moves that never overwrite."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import stat
+from collections.abc import Callable
+
+#: Fingerprint of a folder (folders are only created and removed, never hashed).
+DIR = "dir"
+
+
+def sha256_file(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def fingerprint(path: str) -> str | None:
+    """What is at ``path``: the sha256 hex digest of a file, ``symlink:<target>`` for a symbolic link, ``dir`` for
+    a folder, None when nothing is there."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        return "symlink:" + os.readlink(path)
+    if stat.S_ISDIR(st.st_mode):
+        return DIR
+    return sha256_file(path)
+
+
+def free_name(path: str, taken: set[str] | frozenset[str] = frozenset()) -> str:
+    """``path`` if nothing is there, else the first free ``stem (n).ext``."""
+    if not os.path.lexists(path) and path not in taken:
+        return path
+    head, name = os.path.split(path)
+    stem, ext = os.path.splitext(name)
+    if stem.startswith(".") and not ext:  # dotfiles like ".profile"
+        stem, ext = name, ""
+    n = 1
+    while True:
+        candidate = os.path.join(head, f"{stem} ({n}){ext}")
+        if not os.path.lexists(candidate) and candidate not in taken:
+            return candidate
+        n += 1
+
+
+def missing_dirs(folder: str) -> list[str]:
+    """The ancestors of ``folder`` (itself included) that do not exist yet, outermost first."""
+    missing: list[str] = []
+    current = os.path.abspath(folder)
+    while not os.path.lexists(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    return missing[::-1]
+
+
+def fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str) -> None:
+    """Make a folder's entries durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def copy_durable(src: str, dst: str) -> None:
+    """Copy ``src`` to the new name ``dst`` with its times and mode, then fsync. Symlinks are copied as links."""
+    remove_quietly(dst)
+    if os.path.islink(src):
+        os.symlink(os.readlink(src), dst)
+        return
+    shutil.copy2(src, dst)
+    fsync_file(dst)
+
+
+def publish(tmp: str, dst: str) -> None:
+    """Give the finished file ``tmp`` the name ``dst`` without ever replacing something already at ``dst``."""
+    try:
+        os.link(tmp, dst, follow_symlinks=False)
+    except FileExistsError:
+        raise
+    except (OSError, NotImplementedError):  # no hard links here (FAT, some network shares): check, then rename
+        if os.path.lexists(dst):
+            raise FileExistsError(errno.EEXIST, "destination exists", dst) from None
+        os.rename(tmp, dst)
+        return
+    os.unlink(tmp)
+
+
+def move_noclobber(src: str, dst: str, tmp: str, on_staged: Callable[[], None] | None = None) -> None:
+    """Move ``src`` to ``dst``, never replacing anything at ``dst``. On one file system the file gets its new name
+    by a hard link then an unlink (both names exist in between); across file systems it is copied to ``tmp``
+    beside ``dst``, fsynced, published and only then is ``src`` removed. ``on_staged`` runs while both exist."""
+    try:
+        os.link(src, dst, follow_symlinks=False)
+        if on_staged:
+            on_staged()
+        os.unlink(src)
+        return
+    except FileExistsError:
+        raise
+    except (OSError, NotImplementedError) as exc:
+        if getattr(exc, "errno", None) != errno.EXDEV:
+            if os.path.lexists(dst):
+                raise FileExistsError(errno.EEXIST, "destination exists", dst) from None
+            try:
+                os.rename(src, dst)
+                return
+            except OSError as exc2:
+                if exc2.errno != errno.EXDEV:
+                    raise
+    copy_durable(src, tmp)
+    publish(tmp, dst)
+    fsync_dir(os.path.dirname(dst))
+    if on_staged:
+        on_staged()
+    os.unlink(src)
+
+
+def is_link_to(path: str, target: str, kind: str) -> bool:
+    """Whether ``path`` already is a ``kind`` link to ``target``."""
+    try:
+        if kind == "symbolic":
+            return os.path.islink(path) and os.readlink(path) == target
+        return not os.path.islink(path) and os.path.isfile(path) and os.path.samefile(path, target)
+    except OSError:
+        return False

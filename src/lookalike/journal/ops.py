@@ -1,0 +1,412 @@
+"""How each kind of operation is prepared, carried out and reversed.
+
+Every operation is written to the journal as ``intended`` (with the fingerprint of every path it touches, the
+free name it will use, the folders it will create and where it keeps a copy) before anything changes. ``act``
+and ``undo`` then look at the files themselves, so both work from ANY state a crash can leave: not started,
+half done (e.g. a file with both its old and new name, a kept copy made but the original not yet removed),
+or done. They never replace or delete a file unless its fingerprint shows it is the one the journal made.
+
+Step points (for ``hooks.checkpoint``): ``intended`` (journaled, nothing changed yet), ``kept`` (a copy of the
+original is in the journal folder), ``staged`` (the new file exists under a temporary name), ``acted``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from lookalike.journal import hooks
+from lookalike.journal.fsops import (
+    DIR,
+    copy_durable,
+    fingerprint,
+    free_name,
+    fsync_dir,
+    is_link_to,
+    missing_dirs,
+    move_noclobber,
+    publish,
+    remove_quietly,
+)
+from lookalike.journal.plan import Op
+
+
+class Refused(Exception):
+    """The operation was not started (its source is missing or changed, its target is unusable...)."""
+
+
+class OpError(Exception):
+    """The operation could not be carried out or completed."""
+
+
+class UndoProblem(Exception):
+    """The operation could not be reversed; the message says why and where the data is."""
+
+
+@dataclass
+class Ctx:
+    """What an operation needs to know about its run."""
+
+    journal_id: str
+    journal_folder: str | None
+    seq: int
+    taken: set[str] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)
+
+    def tmp_beside(self, path: str) -> str:
+        return os.path.join(os.path.dirname(path), f".lookalike-{self.journal_id}-{self.seq}.tmp")
+
+    def kept_rel(self, path: str) -> str:
+        return f"kept/{self.seq:06d}-{os.path.basename(path)[-180:]}"
+
+    def kept_abs(self, rec: dict[str, Any]) -> str:
+        return os.path.join(self.journal_folder or "", rec["kept"])
+
+    def checkpoint(self, point: str) -> None:
+        hooks.checkpoint(self.seq, point)
+
+
+# ----------------------------------------------------------------------------- shared steps
+def _source(path: str, expected: str | None) -> str:
+    try:
+        fp = fingerprint(path)
+    except OSError as exc:
+        raise Refused(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if fp is None:
+        raise Refused(f"{path} does not exist")
+    if fp == DIR:
+        raise Refused(f"{path} is a folder; only files are handled")
+    if expected and fp != expected:
+        raise Refused(f"{path} changed since the plan was made (sha256 {fp[:12]}..., plan says {expected[:12]}...)")
+    return fp
+
+
+def _new_name(path: str, ctx: Ctx) -> tuple[str, list[str]]:
+    """A free name for a new file at ``path`` and the folders to create for it."""
+    dst = free_name(path, ctx.taken)
+    dirs = missing_dirs(os.path.dirname(dst))
+    first_existing = os.path.dirname(dirs[0]) if dirs else os.path.dirname(dst)
+    if not os.path.isdir(first_existing):
+        raise Refused(f"{first_existing} is not a folder")
+    ctx.taken.add(dst)
+    return dst, dirs
+
+
+def _make_dirs(rec: dict[str, Any]) -> None:
+    for d in rec.get("mkdirs", []):
+        os.makedirs(d, exist_ok=True)
+
+
+def _remove_dirs(rec: dict[str, Any], ctx: Ctx) -> None:
+    """Remove the folders this operation created, deepest first, when they are empty."""
+    for d in reversed(rec.get("mkdirs", [])):
+        try:
+            os.rmdir(d)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            if os.path.isdir(d):
+                ctx.notes.append(f"{d} was created by the run but is not empty; left in place")
+
+
+def _restore(kept: str, path: str, h: str, ctx: Ctx) -> None:
+    """Put the kept copy back at ``path`` (nothing is there)."""
+    if fingerprint(kept) != h:
+        raise UndoProblem(f"the copy kept in the journal ({kept}) is missing or damaged; cannot restore {path}")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    move_noclobber(kept, path, ctx.tmp_beside(path))
+
+
+def _describe(path: str, fp: str | None, expected: str | None) -> str:
+    if fp is None:
+        return f"{path} is missing"
+    if fp == expected:
+        return f"{path} is as expected"
+    return f"{path} holds other content"
+
+
+# ----------------------------------------------------------------------------- kinds
+class Move:
+    """move and rename: the file gets a new name (a hard link then an unlink, or a copy across file systems)."""
+
+    def prepare(self, op: Op, ctx: Ctx) -> dict[str, Any]:
+        src = op.src or ""
+        h = _source(src, op.sha256)
+        if os.path.normcase(src) == os.path.normcase(op.dst or ""):
+            raise Refused(f"{src}: source and destination are the same")
+        dst, dirs = _new_name(op.dst or "", ctx)
+        return {"src": src, "dst": dst, "sha256": h, "mkdirs": dirs, "tmp": ctx.tmp_beside(dst),
+                "before": {src: h, dst: None}, "after": {src: None, dst: h}}
+
+    def act(self, rec: dict[str, Any], ctx: Ctx) -> None:
+        src, dst, h = rec["src"], rec["dst"], rec["sha256"]
+        s, d = fingerprint(src), fingerprint(dst)
+        if s is None and d == h:
+            return
+        if s == h and d == h:  # both names exist: the new one is complete, drop the old one
+            os.unlink(src)
+            return
+        if s == h and d is None:
+            _make_dirs(rec)
+            remove_quietly(rec["tmp"])
+            move_noclobber(src, dst, rec["tmp"], on_staged=lambda: ctx.checkpoint("staged"))
+            return
+        raise OpError(f"cannot complete the move: {_describe(src, s, h)}, {_describe(dst, d, h)}")
+
+    def undo(self, rec: dict[str, Any], ctx: Ctx) -> None:
+        src, dst, h = rec["src"], rec["dst"], rec["sha256"]
+        remove_quietly(rec["tmp"])
+        s, d = fingerprint(src), fingerprint(dst)
+        if s == h and d == h:
+            os.unlink(dst)  # made by the run (half-done move)
+        elif s is None and d == h:
+            os.makedirs(os.path.dirname(src), exist_ok=True)
+            move_noclobber(dst, src, ctx.tmp_beside(src))
+        elif s is None and d is None:
+            raise UndoProblem(f"{dst} is gone (moved or deleted after the run): cannot restore {src}")
+        elif s != h and s is not None:
+            raise UndoProblem(f"a different file now exists at {src}; {dst} left in place")
+        elif s is None:
+            raise UndoProblem(f"{dst} was changed after the run; left in place (not moved back to {src})")
+        _remove_dirs(rec, ctx)
+
+
+class Copy:
+    """copy: written under a temporary name beside the destination, fsynced, then given its name."""
+
+    def prepare(self, op: Op, ctx: Ctx) -> dict[str, Any]:
+        src = op.src or ""
+        h = _source(src, op.sha256)
+        dst, dirs = _new_name(op.dst or "", ctx)
+        return {"src": src, "dst": dst, "sha256": h, "mkdirs": dirs, "tmp": ctx.tmp_beside(dst),
+                "before": {src: h, dst: None}, "after": {src: h, dst: h}}
+
+    def act(self, rec: dict[str, Any], ctx: Ctx) -> None:
+        src, dst, h = rec["src"], rec["dst"], rec["sha256"]
+        d = fingerprint(dst)
+        if d == h:
+            return
+        if d is not None:
+            raise OpError(f"{dst} is now taken by another file")
+        if fingerprint(src) != h:
+            raise OpError(f"{src} changed or vanished before it could be copied")
+        _make_dirs(rec)
+        copy_durable(src, rec["tmp"])
+        ctx.checkpoint("staged")
+        publish(rec["tmp"], dst)
+
+    def undo(self, rec: dict[str, Any], ctx: Ctx) -> None:
+        dst, h = rec["dst"], rec["sha256"]
+        remove_quietly(rec["tmp"])
+        d = fingerprint(dst)
+        if d == h:
+            os.unlink(dst)
+        elif d is not None:
+            raise UndoProblem(f"{dst} was changed after the run; left in place")
+        _remove_dirs(rec, ctx)
+
+
+class Delete:
+    """delete: the file is moved into the journal folder (copied there first across file systems)."""
+
+    trash = False
+
+    def prepare(self, op: Op, ctx: Ctx) -> dict[str, Any]:
+        path = op.path or ""
+        h = _source(path, op.sha256)
+        return {"path": path, "sha256": h, "kept": ctx.kept_rel(path), "tmp": ctx.tmp_beside(path),
+                "before": {path: h}, "after": {path: None}}
+
+    def act(self, rec: dict[str, Any], ctx: Ctx) -> None:
+        path, h = rec["path"], rec["sha256"]
+        kept = ctx.kept_abs(rec)
+        p, k = fingerprint(path), fingerprint(kept)
+        if p is None and k == h:
+            return
+        if p != h:
+            raise OpError(f"cannot complete: {_describe(path, p, h)}")
+        if k not in (None, h):
+            raise OpError(f"{kept} already holds other content")
+        if k is None:
+            self._keep(path, kept, ctx)
+        ctx.checkpoint("kept")
+        if os.path.lexists(path):
+            self._remove(path)
+
+    def _keep(self, path: str, kept: str, ctx: Ctx) -> None:
+        tmp = kept + ".tmp"
+        if not self.trash:
+            try:
+                os.rename(path, kept)  # one atomic step on one file system
+                fsync_dir(os.path.dirname(kept))
+                return
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+        copy_durable(path, tmp)
+        os.replace(tmp, kept)
+        fsync_dir(os.path.dirname(kept))
+
+    def _remove(self, path: str) -> None:
+        os.unlink(path)
+
+    def undo(self, rec: dict[str, Any], ctx: Ctx) -> None:
+        path, h = rec["path"], rec["sha256"]
+        kept = ctx.kept_abs(rec)
+        remove_quietly(kept + ".tmp")
+        remove_quietly(rec["tmp"])
+        p = fingerprint(path)
+        if p == h:
+            return
+        if p is not None:
+            raise UndoProblem(f"a different file now exists at {path}; the original is kept at {kept}")
+        _restore(kept, path, h, ctx)
+
+
+class Trash(Delete):
+    """trash: a copy is kept in the journal folder, then the file goes to the OS trash through send2trash.
+    Undo restores from the kept copy (restoring from the OS trash is not portable); the trashed copy stays
+    in the OS trash."""
+
+    trash = True
+
+    def _remove(self, path: str) -> None:
+        from send2trash import send2trash
+
+        send2trash(path)
+
+
+class Link:
+    """link: a symbolic or hard link at ``path`` to ``target``; with ``replace`` the file there is kept in the
+    journal folder and replaced atomically; with ``fallback="copy"`` a copy is made where links are impossible."""
+
+    def prepare(self, op: Op, ctx: Ctx) -> dict[str, Any]:
+        target, kind = op.target or "", op.kind or "symbolic"
+        try:
+            tfp = fingerprint(target)
+        except OSError as exc:
+            raise Refused(f"cannot read {target}: {exc.strerror or exc}") from exc
+        if tfp is None:
+            raise Refused(f"link target {target} does not exist")
+        if kind == "hard" and tfp == DIR:
+            raise Refused(f"cannot hard-link the folder {target}")
+        after = "symlink:" + target if kind == "symbolic" else tfp
+        rec: dict[str, Any] = {"target": target, "kind": kind, "replace": op.replace, "fallback": op.fallback,
+                               "target_sha256": tfp}
+        if op.replace:
+            path = op.path or ""
+            h = _source(path, op.sha256)
+            if is_link_to(path, target, kind):
+                raise Refused(f"{path} already is a {kind} link to {target}")
+            rec.update(path=path, sha256=h, kept=ctx.kept_rel(path), mkdirs=[], before={path: h, target: tfp})
+        else:
+            path, dirs = _new_name(op.path or "", ctx)
+            rec.update(path=path, sha256=None, mkdirs=dirs, before={path: None, target: tfp})
+        rec.update(tmp=ctx.tmp_beside(path), after={path: after, target: tfp})
+        return rec
+
+    def _made(self, rec: dict[str, Any]) -> bool:
+        path, target = rec["path"], rec["target"]
+        if is_link_to(path, target, rec["kind"]):
+            return True
+        return bool(rec.get("fallback")) and not os.path.islink(path) and fingerprint(path) == rec["target_sha256"] \
+            and fingerprint(path) != rec.get("sha256")
+
+    def _stage_link(self, rec: dict[str, Any], ctx: Ctx) -> None:
+        """Make the link (or the fallback copy) under the temporary name."""
+        tmp, target = rec["tmp"], rec["target"]
+        remove_quietly(tmp)
+        try:
+            if rec["kind"] == "symbolic":
+                os.symlink(target, tmp)
+            else:
+                os.link(target, tmp)
+        except OSError:
+            if rec.get("fallback") != "copy":
+                raise
+            copy_durable(target, tmp)
+
+    def act(self, rec: dict[str, Any], ctx: Ctx) -> None:
+        path, h = rec["path"], rec["sha256"]
+        if self._made(rec):
+            return
+        if not rec["replace"]:
+            if os.path.lexists(path):
+                raise OpError(f"{path} is now taken by another file")
+            _make_dirs(rec)
+            self._stage_link(rec, ctx)
+            ctx.checkpoint("staged")
+            publish(rec["tmp"], path)
+            return
+        p = fingerprint(path)
+        if p != h:
+            raise OpError(f"cannot complete: {_describe(path, p, h)}")
+        kept = ctx.kept_abs(rec)
+        if fingerprint(kept) != h:
+            remove_quietly(kept)
+            try:
+                os.link(path, kept, follow_symlinks=False)  # same file system: no copy needed
+            except (OSError, NotImplementedError):
+                copy_durable(path, kept + ".tmp")
+                os.replace(kept + ".tmp", kept)
+            fsync_dir(os.path.dirname(kept))
+            ctx.checkpoint("kept")
+        self._stage_link(rec, ctx)
+        ctx.checkpoint("staged")
+        os.replace(rec["tmp"], path)
+
+    def undo(self, rec: dict[str, Any], ctx: Ctx) -> None:
+        path, h = rec["path"], rec["sha256"]
+        remove_quietly(rec["tmp"])
+        if not rec["replace"]:
+            if self._made(rec):
+                os.unlink(path)
+            elif os.path.lexists(path):
+                raise UndoProblem(f"{path} is no longer the link the run made; left in place")
+            _remove_dirs(rec, ctx)
+            return
+        kept = ctx.kept_abs(rec)
+        remove_quietly(kept + ".tmp")
+        p = fingerprint(path)
+        if p == h:
+            return
+        if p is None:
+            _restore(kept, path, h, ctx)
+            return
+        if not self._made(rec):
+            raise UndoProblem(f"{path} was changed after the run; the original is kept at {kept}")
+        if fingerprint(kept) != h:
+            raise UndoProblem(f"the copy kept in the journal ({kept}) is missing or damaged; cannot restore {path}")
+        tmp = rec["tmp"]
+        try:
+            os.link(kept, tmp)
+        except OSError:
+            copy_durable(kept, tmp)
+        os.replace(tmp, path)  # replaces the link the run made
+        remove_quietly(kept)
+
+
+class Mkdir:
+    """mkdir: the folder and any missing parents; undo removes those it created, when empty."""
+
+    def prepare(self, op: Op, ctx: Ctx) -> dict[str, Any]:
+        path = op.path or ""
+        if os.path.lexists(path) and not os.path.isdir(path):
+            raise Refused(f"{path} exists and is not a folder")
+        dirs = missing_dirs(path)
+        first_existing = os.path.dirname(dirs[0]) if dirs else path
+        if not os.path.isdir(first_existing):
+            raise Refused(f"{first_existing} is not a folder")
+        return {"path": path, "mkdirs": dirs, "before": {path: fingerprint(path)}, "after": {path: DIR}}
+
+    def act(self, rec: dict[str, Any], ctx: Ctx) -> None:
+        os.makedirs(rec["path"], exist_ok=True)
+
+    def undo(self, rec: dict[str, Any], ctx: Ctx) -> None:
+        _remove_dirs(rec, ctx)
+
+
+KINDS: dict[str, Any] = {"move": Move(), "rename": Move(), "copy": Copy(), "delete": Delete(), "trash": Trash(),
+                         "link": Link(), "mkdir": Mkdir()}

@@ -1,0 +1,241 @@
+"""Apply a plan through a journal, resume an interrupted run, undo a run."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lookalike.errors import UsageError
+from lookalike.journal.ops import KINDS, Ctx, Refused, UndoProblem
+from lookalike.journal.plan import Op, Plan, load_plan
+from lookalike.journal.store import Journal, fold, journal_folders, open_journal, root_dir
+
+Progress = Callable[[int, int], None] | None
+
+
+@dataclass
+class ApplyReport:
+    """What a run did. ``journal`` is the journal folder (None for a dry run)."""
+
+    journal: Path | None
+    total: int
+    done: int = 0
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    operations: list[dict[str, Any]] = field(default_factory=list)  # as carried out (dry run: as they would be)
+    dry_run: bool = False
+    resumed: bool = False
+
+    @property
+    def id(self) -> str | None:
+        return self.journal.name if self.journal else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"journal": str(self.journal) if self.journal else None, "id": self.id, "dry_run": self.dry_run,
+                "resumed": self.resumed, "total": self.total, "done": self.done, "failed": self.failed,
+                "operations": self.operations}
+
+
+@dataclass
+class UndoReport:
+    """What an undo did: operations reversed, already reversed, and those it could not reverse (with why)."""
+
+    journal: Path
+    undone: int = 0
+    already: int = 0
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {"journal": str(self.journal), "id": self.journal.name, "undone": self.undone,
+                "already_undone": self.already, "problems": self.problems, "notes": self.notes}
+
+
+def _public(seq: int, rec: dict[str, Any]) -> dict[str, Any]:
+    """The user-facing view of an intended record."""
+    keep = ("op", "src", "dst", "path", "target", "kind", "replace", "kept", "before", "after")
+    return {"seq": seq, **{k: rec[k] for k in keep if rec.get(k) not in (None, False)}}
+
+
+def _intend(journal: Journal | None, seq: int, op: Op, ctx: Ctx) -> dict[str, Any]:
+    rec = {"type": "op", "seq": seq, "state": "intended", "op": op.op, **KINDS[op.op].prepare(op, ctx)}
+    if op.op in ("move", "copy", "rename") and rec["dst"] != op.dst:
+        rec["planned_dst"] = op.dst
+    if op.op == "link" and not op.replace and rec["path"] != op.path:
+        rec["planned_path"] = op.path
+    if journal is not None:
+        journal.append(rec)
+    return rec
+
+
+def _act(journal: Journal, seq: int, rec: dict[str, Any], ctx: Ctx, report: ApplyReport) -> None:
+    try:
+        KINDS[rec["op"]].act(rec, ctx)
+    except Exception as exc:  # any failure of one operation (OSError, OpError, send2trash's) must not stop the run
+        error = _message(exc)
+        journal.append({"type": "op", "seq": seq, "state": "failed", "error": error})
+        report.failed.append({"seq": seq, "op": rec["op"], "path": rec.get("src") or rec.get("path"), "error": error})
+        return
+    ctx.checkpoint("acted")
+    journal.append({"type": "op", "seq": seq, "state": "done", "after": rec["after"]})
+    report.done += 1
+    report.operations.append(_public(seq, rec))
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _run_new(journal: Journal | None, seq: int, op: Op, taken: set[str], report: ApplyReport) -> None:
+    ctx = Ctx(journal.id if journal else "dry-run", str(journal.folder) if journal else None, seq, taken)
+    try:
+        rec = _intend(journal, seq, op, ctx)
+    except Refused as exc:
+        if journal is not None:
+            journal.append({"type": "op", "seq": seq, "state": "failed", "error": str(exc)})
+        report.failed.append({"seq": seq, "op": op.op, "path": op.source or op.path or op.dst, "error": str(exc)})
+        return
+    if journal is None:
+        report.operations.append(_public(seq, rec))
+        return
+    ctx.checkpoint("intended")
+    _act(journal, seq, rec, ctx, report)
+
+
+def apply_plan(plan: Plan | str | os.PathLike, journal_dir: str | os.PathLike | None = None, progress: Progress = None,
+               dry_run: bool = False) -> ApplyReport:
+    """Carry out ``plan`` (a Plan or a plan file), journaling every operation before it happens.
+
+    Each source is checked against the plan's sha256 first; a changed or missing source, or any failure, is
+    recorded in ``report.failed`` and the run goes on. Names already taken are never overwritten: the first
+    free ``name (n).ext`` is used and journaled. ``dry_run`` resolves and checks everything, writes nothing.
+    Returns an ApplyReport whose ``journal`` is the folder to give ``undo``.
+    """
+    plan_file = None
+    if not isinstance(plan, Plan):
+        plan_file = str(Path(plan).resolve())
+        plan = load_plan(plan)
+    report = ApplyReport(journal=None, total=len(plan), dry_run=dry_run)
+    taken: set[str] = set()
+    if dry_run:
+        for seq, op in enumerate(plan.operations):
+            _run_new(None, seq, op, taken, report)
+            if progress:
+                progress(seq + 1, len(plan))
+        return report
+    text = plan.dumps()
+    header = {"description": plan.description, "plan_file": plan_file, "total": len(plan),
+              "plan_sha256": hashlib.sha256(text.encode()).hexdigest(), "cwd": os.getcwd()}
+    with Journal.create(root_dir(journal_dir), header, text) as journal:
+        report.journal = journal.folder
+        for seq, op in enumerate(plan.operations):
+            _run_new(journal, seq, op, taken, report)
+            if progress:
+                progress(seq + 1, len(plan))
+        journal.append({"type": "end", "done": report.done, "failed": len(report.failed)})
+    return report
+
+
+def find_interrupted(plan_file: str | os.PathLike | None = None,
+                     journal_dir: str | os.PathLike | None = None) -> Journal | None:
+    """The latest interrupted journal (of ``plan_file`` when given), or None."""
+    want = str(Path(plan_file).resolve()) if plan_file else None
+    for folder in reversed(journal_folders(journal_dir)):
+        j = Journal(folder)
+        st = fold(j.records())
+        if st.status() != "interrupted" or (want and st.header.get("plan_file") != want):
+            continue
+        if j.is_locked_elsewhere():
+            continue
+        return j
+    return None
+
+
+def resume(journal: str | os.PathLike | Journal | None = None, journal_dir: str | os.PathLike | None = None,
+           progress: Progress = None) -> ApplyReport:
+    """Complete an interrupted run: finish the operation that was under way, then do the rest of its plan.
+
+    ``journal`` is a journal id or folder; None = the latest interrupted one."""
+    if isinstance(journal, Journal):
+        j = journal
+    elif journal is None:
+        found = find_interrupted(None, journal_dir)
+        if found is None:
+            raise UsageError("there is no interrupted run to resume")
+        j = found
+    else:
+        j = open_journal(journal, journal_dir)
+    j.lock()
+    try:
+        st = fold(j.records())
+        if st.status() != "interrupted":
+            raise UsageError(f"journal {j.id} is {st.status()}: nothing to resume")
+        plan = load_plan(j.plan_file)
+        report = ApplyReport(journal=j.folder, total=len(plan), resumed=True)
+        taken: set[str] = set()
+        for seq, op in enumerate(plan.operations):
+            state = st.state.get(seq)
+            if state == "done":
+                report.done += 1
+                report.operations.append(_public(seq, st.intended[seq]))
+            elif state == "failed":
+                report.failed.append({"seq": seq, "op": op.op, "path": op.source or op.path or op.dst,
+                                      "error": st.errors.get(seq, "")})
+            elif state == "intended":
+                rec = st.intended[seq]
+                _act(j, seq, rec, Ctx(j.id, str(j.folder), seq, taken), report)
+            else:
+                _run_new(j, seq, op, taken, report)
+            if progress:
+                progress(seq + 1, len(plan))
+        j.append({"type": "end", "done": report.done, "failed": len(report.failed), "resumed": True})
+        return report
+    finally:
+        j.close()
+
+
+def undo(journal: str | os.PathLike | Journal | None = None, journal_dir: str | os.PathLike | None = None,
+         progress: Progress = None) -> UndoReport:
+    """Reverse a run (None = the latest journal), newest operation first, from whatever state it was left in.
+
+    Files are restored only when their sha256 matches the journal; a file the run did not create is never
+    deleted or replaced. Idempotent: running it again reverses only what is left. Anything that cannot be
+    restored is listed in ``report.problems`` with the reason and where the data is."""
+    j = journal if isinstance(journal, Journal) else open_journal(journal, journal_dir)
+    j.lock()
+    try:
+        st = fold(j.records())
+        report = UndoReport(journal=j.folder)
+        seqs = sorted(st.intended, reverse=True)
+        for i, seq in enumerate(seqs):
+            rec = st.intended[seq]
+            if st.undo_state.get(seq) == "undone":
+                report.already += 1
+            else:
+                ctx = Ctx(j.id, str(j.folder), seq)
+                try:
+                    KINDS[rec["op"]].undo(rec, ctx)
+                except (UndoProblem, OSError) as exc:
+                    reason = _message(exc)
+                    j.append({"type": "undo", "seq": seq, "state": "undo_failed", "reason": reason})
+                    report.problems.append({"seq": seq, "op": rec["op"], "path": rec.get("src") or rec.get("path"),
+                                            "reason": reason})
+                else:
+                    j.append({"type": "undo", "seq": seq, "state": "undone"})
+                    report.undone += 1
+                report.notes.extend(ctx.notes)
+            if progress:
+                progress(i + 1, len(seqs))
+        j.append({"type": "undo_end", "undone": report.undone, "problems": len(report.problems)})
+        return report
+    finally:
+        j.close()

@@ -1,0 +1,253 @@
+"""Journal folders: one per run, holding ``journal.jsonl`` (append-only, one fsynced JSON line per event),
+``plan.json`` (the plan as applied, for ``--resume``) and ``kept/`` (copies of deleted, trashed and replaced files).
+
+Records (``type`` field):
+- ``header``: id, created, description, plan_file, plan_sha256, total.
+- ``op``: seq (index in the plan), state ``intended`` (written and fsynced BEFORE acting; holds everything needed
+  to finish or reverse the operation) then ``done`` (with ``after``) or ``failed`` (with ``error``).
+- ``undo``: seq, state ``undone`` or ``undo_failed`` (with ``reason``).
+- ``end`` (apply finished), ``undo_end`` (an undo run finished).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lookalike import config
+from lookalike.errors import UsageError
+from lookalike.journal.fsops import fsync_dir
+
+JOURNAL_FILE = "journal.jsonl"
+PLAN_FILE = "plan.json"
+KEPT_DIR = "kept"
+LOCK_FILE = "lock"
+
+
+def root_dir(journal_dir: str | os.PathLike | None = None) -> Path:
+    if journal_dir is None:
+        return config.journal_dir()
+    path = Path(journal_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class Journal:
+    """One run's journal folder. Use ``Journal.create`` for a new run, ``open_journal`` for an existing one."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.id = self.folder.name
+        self._fh = None
+        self._lock_fd: int | None = None
+
+    # ----- creation and records
+    @classmethod
+    def create(cls, root: Path, header: dict[str, Any], plan_text: str) -> Journal:
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        folder = root / f"{stamp}-{secrets.token_hex(3)}"
+        (folder / KEPT_DIR).mkdir(parents=True)
+        j = cls(folder)
+        j.lock()
+        plan_path = folder / PLAN_FILE
+        with open(plan_path, "w", encoding="utf-8") as f:
+            f.write(plan_text)
+            f.flush()
+            os.fsync(f.fileno())
+        j.append({"type": "header", "version": 1, "id": j.id, "created": _now(), **header})
+        fsync_dir(str(folder))
+        fsync_dir(str(root))
+        return j
+
+    @property
+    def file(self) -> Path:
+        return self.folder / JOURNAL_FILE
+
+    @property
+    def plan_file(self) -> Path:
+        return self.folder / PLAN_FILE
+
+    def kept_path(self, rel: str) -> str:
+        return str(self.folder / rel)
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Write one record and fsync it before returning."""
+        if self._fh is None:
+            self._fh = open(self.file, "a", encoding="utf-8")
+        self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def records(self) -> list[dict[str, Any]]:
+        """All records; a torn last line (the process was killed while writing it) is ignored."""
+        try:
+            lines = self.file.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError as exc:
+            raise UsageError(f"{self.folder} holds no journal") from exc
+        out = []
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                if i == len(lines) - 1:
+                    continue
+                raise UsageError(f"journal {self.file} is damaged at line {i + 1}") from None
+        return out
+
+    def header(self, records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        recs = records if records is not None else self.records()
+        if not recs or recs[0].get("type") != "header":
+            raise UsageError(f"journal {self.file} has no header")
+        return recs[0]
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        self.unlock()
+
+    # ----- locking: one process at a time works on a journal
+    def lock(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no advisory locks, single use assumed
+            return
+        fd = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise UsageError(f"journal {self.id} is in use by another lookalike process") from None
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def is_locked_elsewhere(self) -> bool:
+        try:
+            self.lock()
+        except UsageError:
+            return True
+        self.unlock()
+        return False
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class JournalState:
+    """A journal's records folded into per-operation states."""
+
+    header: dict[str, Any]
+    intended: dict[int, dict[str, Any]]  # seq -> latest intended record
+    state: dict[int, str]  # seq -> intended | done | failed
+    errors: dict[int, str]
+    undo_state: dict[int, str]  # seq -> undone | undo_failed
+    undo_reasons: dict[int, str]
+    ended: bool
+    undo_runs: int
+
+    @property
+    def total(self) -> int:
+        return int(self.header.get("total", 0))
+
+    def status(self) -> str:
+        """complete | interrupted | undone | undo incomplete."""
+        if self.undo_runs or self.undo_state:
+            pending = [s for s in self.intended if self.undo_state.get(s) != "undone"]
+            return "undo incomplete" if pending else "undone"
+        return "complete" if self.ended else "interrupted"
+
+    def counts(self) -> dict[str, int]:
+        values = list(self.state.values())
+        return {"total": self.total, "done": values.count("done"), "failed": values.count("failed"),
+                "unfinished": values.count("intended"),
+                "undone": list(self.undo_state.values()).count("undone")}
+
+
+def fold(records: list[dict[str, Any]]) -> JournalState:
+    header = records[0] if records and records[0].get("type") == "header" else {}
+    st = JournalState(header, {}, {}, {}, {}, {}, False, 0)
+    for r in records:
+        kind = r.get("type")
+        if kind == "op":
+            seq = int(r["seq"])
+            st.state[seq] = r["state"]
+            if r["state"] == "intended":
+                st.intended[seq] = r
+            elif r["state"] == "failed":
+                st.errors[seq] = r.get("error", "")
+        elif kind == "undo":
+            seq = int(r["seq"])
+            st.undo_state[seq] = r["state"]
+            if r.get("reason"):
+                st.undo_reasons[seq] = r["reason"]
+            else:
+                st.undo_reasons.pop(seq, None)
+        elif kind == "end":
+            st.ended = True
+        elif kind == "undo_end":
+            st.undo_runs += 1
+    return st
+
+
+def journal_folders(journal_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Every journal folder, oldest first."""
+    root = root_dir(journal_dir)
+    return sorted(p for p in root.iterdir() if (p / JOURNAL_FILE).is_file())
+
+
+def open_journal(ref: str | os.PathLike | None = None, journal_dir: str | os.PathLike | None = None) -> Journal:
+    """A journal by id, folder or journal file path; None = the latest one."""
+    if ref is None:
+        folders = journal_folders(journal_dir)
+        if not folders:
+            raise UsageError("there is no journal yet: nothing to undo")
+        return Journal(folders[-1])
+    p = Path(ref)
+    if p.name == JOURNAL_FILE:
+        p = p.parent
+    if (p / JOURNAL_FILE).is_file():
+        return Journal(p)
+    candidate = root_dir(journal_dir) / str(ref)
+    if (candidate / JOURNAL_FILE).is_file():
+        return Journal(candidate)
+    matches = [f for f in journal_folders(journal_dir) if f.name.startswith(str(ref)) or f.name.endswith(str(ref))]
+    if len(matches) == 1:
+        return Journal(matches[0])
+    if matches:
+        raise UsageError(f"{ref!r} matches several journals: {', '.join(m.name for m in matches)}")
+    raise UsageError(f"no journal {ref!r} (see `lookalike journal list`)")
+
+
+def folder_size(folder: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def remove_journal(journal: Journal) -> None:
+    shutil.rmtree(journal.folder)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
