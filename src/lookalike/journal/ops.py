@@ -119,6 +119,17 @@ def _restore(kept: str, path: str, h: str, ctx: Ctx) -> None:
     move_noclobber(kept, path, ctx.tmp_beside(path))
 
 
+def _same_device(path: str, target: str) -> bool:
+    """Whether a new file at ``path`` would be on ``target``'s file system (judged by the nearest existing folder)."""
+    folder = os.path.dirname(path)
+    while folder and not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    try:
+        return os.stat(folder).st_dev == os.stat(target).st_dev
+    except OSError:
+        return True  # let the operation itself report the problem
+
+
 def _describe(path: str, fp: str | None, expected: str | None) -> str:
     if fp is None:
         return f"{path} is missing"
@@ -292,6 +303,8 @@ class Link:
             raise Refused(f"link target {target} does not exist")
         if kind == "hard" and tfp == DIR:
             raise Refused(f"cannot hard-link the folder {target}")
+        if kind == "hard" and op.fallback != "copy" and not _same_device(op.path or "", target):
+            raise Refused(f"cannot hard-link {op.path} to {target}: they are on different file systems")
         after = "symlink:" + target if kind == "symbolic" else tfp
         rec: dict[str, Any] = {"target": target, "kind": kind, "replace": op.replace, "fallback": op.fallback,
                                "target_sha256": tfp}
