@@ -13,6 +13,7 @@ from lookalike import __version__
 from lookalike.cli import core
 from lookalike.cli import faces as faces_cli
 from lookalike.cli import journal as journal_cli
+from lookalike.cli import video as video_cli
 from lookalike.cli.common import console, global_options
 from lookalike.errors import LookalikeError
 
@@ -47,6 +48,7 @@ def _root(
 core.register(app)
 faces_cli.register(app)
 journal_cli.register(app)
+video_cli.register(app)
 
 
 def main() -> None:
