@@ -73,14 +73,14 @@ def video_cmd(
     else:
         for v in report.videos:
             if v.error:
-                console.print(f"[red]error:[/red] {v.path}: {v.error}", highlight=False)
+                console.print(f"[red]error:[/red] {v.path}: {v.error}", highlight=False, soft_wrap=True)
                 continue
             out.print(
                 f"{v.path}: kept {len(v.kept)} of {v.frames_sampled} sampled frames ({v.frames_read} read)",
                 highlight=False,
             )
             if v.warning:
-                console.print(f"[yellow]warning:[/yellow] {v.path}: {v.warning}", highlight=False)
+                console.print(f"[yellow]warning:[/yellow] {v.path}: {v.warning}", highlight=False, soft_wrap=True)
         ok = len(report.videos) - len(report.errors)
         out.print(
             f"wrote {report.frames_kept} frames from {ok} video(s) to {report.out_dir} in {report.seconds:.1f}s"

@@ -35,8 +35,8 @@ DEFAULT_SAMPLE_FPS = 2.0
 
 #: Gaps longer than this many frames, and than this many seconds, are crossed with a seek instead of
 #: grab() calls (OpenCV's exact seek decodes forward from a key frame, so short seeks cost more than grabs).
-SEEK_MIN_GAP = 300
-SEEK_MIN_SECONDS = 20.0
+SEEK_MIN_GAP = 250
+SEEK_MIN_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
