@@ -29,7 +29,8 @@ HELP = (
 
 
 def register(app: typer.Typer) -> None:
-    app.command("video", help=HELP)(video_cmd)
+    short = "Write the unique frames of videos: repeats dropped, scene changes kept."
+    app.command("video", help=HELP, short_help=short)(video_cmd)
 
 
 def video_cmd(
