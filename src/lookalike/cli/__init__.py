@@ -14,6 +14,7 @@ from lookalike.cli import core
 from lookalike.cli import faces as faces_cli
 from lookalike.cli import journal as journal_cli
 from lookalike.cli import video as video_cli
+from lookalike.cli import serve as serve_cli
 from lookalike.cli.common import console, global_options
 from lookalike.errors import LookalikeError
 
@@ -49,6 +50,7 @@ core.register(app)
 faces_cli.register(app)
 journal_cli.register(app)
 video_cli.register(app)
+serve_cli.register(app)
 
 
 def main() -> None:

@@ -272,3 +272,14 @@ def load_extractor(name: str, fetch: bool = True) -> Extractor:
         raise ModelError(f"model {name!r} is a {spec.kind}, not an image feature extractor")
     with _cache_lock:
         return _extractor_cache.setdefault(key, extractor)
+
+
+def unload(name: str | None = None) -> int:
+    """Forget loaded extractors (one model's, or all) so their memory can be freed; returns how many.
+
+    The next :func:`load_extractor` loads the model again. Used by the HTTP service's idle unload."""
+    with _cache_lock:
+        keys = [k for k in _extractor_cache if name is None or k[0] == name]
+        for key in keys:
+            del _extractor_cache[key]
+    return len(keys)

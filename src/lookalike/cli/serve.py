@@ -1,0 +1,148 @@
+"""`lookalike serve` and `lookalike server status|stop|logs`."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lookalike.cli.common import console, fail, out, print_json
+from lookalike.cli.common import global_options as _globals
+
+DEFAULT_PORT = 8765
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve_cmd)
+    server_app = typer.Typer(help="Status, stop and logs of running lookalike services.", no_args_is_help=True)
+    server_app.command("status")(status_cmd)
+    server_app.command("stop")(stop_cmd)
+    server_app.command("logs")(logs_cmd)
+    app.add_typer(server_app, name="server")
+
+
+def serve_cmd(
+    host: Annotated[str, typer.Option(help="Address to listen on. Anything but loopback needs --token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = DEFAULT_PORT,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (each loads its own models).")] = 1,
+    root: Annotated[list[Path] | None, typer.Option(
+        "--root", help="Folder whose pictures may be read by path (repeat). Without any, only uploads work.")] = None,
+    token: Annotated[str | None, typer.Option(
+        envvar="LOOKALIKE_TOKEN", help="Bearer token every route but /healthz requires (env LOOKALIKE_TOKEN).")] = None,
+    allow_changes: Annotated[bool, typer.Option(
+        "--allow-changes", help="Enable routes that change files or models (apply, undo, face training).")] = False,
+    daemon_: Annotated[bool, typer.Option("--daemon", help="Run in the background (pid file + log).")] = False,
+    klik: Annotated[bool, typer.Option("--klik", help="Also answer the klikr desktop app's protocol.")] = False,
+    klik_type: Annotated[list[str] | None, typer.Option(
+        "--klik-type", help="Register only these klik types (default: all this build supports).")] = None,
+    idle_unload: Annotated[float, typer.Option(help="Unload models unused this many seconds (0: never).")] = 600.0,
+    batch_window_ms: Annotated[float, typer.Option(help="Wait this long to batch embedding requests.")] = 4.0,
+    batch_max: Annotated[int, typer.Option(min=1, help="Most pictures per model call.")] = 16,
+    no_batching: Annotated[bool, typer.Option("--no-batching", help="Run the model once per request.")] = False,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted, in MB.")] = 40.0,
+    max_megapixels: Annotated[float, typer.Option(help="Largest uploaded picture, in megapixels.")] = 60.0,
+) -> None:
+    """Run the local HTTP service (OpenAPI docs at /docs, review page at /)."""
+    from lookalike.service import daemon, server
+    from lookalike.service import klik as klik_mod
+    from lookalike.service.config import ServiceConfig
+
+    catalog = _globals.get("catalog")
+    cfg = ServiceConfig(
+        host=host, port=port, workers=workers, roots=[str(r) for r in root or []], token=token,
+        allow_changes=allow_changes, catalog=str(Path(catalog).resolve()) if catalog else None,
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_pixels=int(max_megapixels * 1_000_000),
+        idle_unload_s=idle_unload, batch_window_ms=batch_window_ms, batch_max=batch_max,
+        batching=not no_batching, klik=klik,
+    )
+    for t in klik_type or []:
+        if t not in klik_mod.ALL_TYPES:
+            raise fail(f"unknown klik type {t!r}; known: {', '.join(klik_mod.ALL_TYPES)}")
+    server.check(cfg)
+    other = server.running_on(port)
+    if other is not None:
+        console.print(f"a lookalike service is already running on port {port}: pid {other.pid}, {other.url} "
+                      f"({other.state}); `lookalike server stop --port {port}` stops it", highlight=False)
+        raise typer.Exit(1)
+    if daemon_:
+        if not daemon.port_free(host, port):
+            raise fail(f"port {port} on {host} is in use by another program; pick another with --port")
+        argv = [a for a in sys.argv[1:] if a != "--daemon"]  # same command line, in the foreground
+        url = server.url_of(cfg)
+        try:
+            pid = daemon.start_daemon(argv, port, url)
+        except RuntimeError as exc:
+            raise fail(str(exc)) from exc
+        out.print(f"lookalike service running in the background on {url} (pid {pid}); "
+                  f"log: {daemon.log_file(port)}", highlight=False)
+        return
+    server.serve(cfg, klik_type or None)
+
+
+def _pick(port: int | None) -> list:
+    from lookalike.service import daemon
+
+    infos = daemon.servers()
+    if port is not None:
+        infos = [i for i in infos if i.port == port]
+    return infos
+
+
+def status_cmd(
+    port: Annotated[int | None, typer.Option(help="Only the service on this port.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show running services (pid, url, health); stale pid files are cleaned up."""
+    infos = _pick(port)
+    if json_out:
+        print_json([i.to_json() for i in infos])
+    elif not infos:
+        out.print("no lookalike service is running" + (f" on port {port}" if port else ""))
+    for i in infos if not json_out else []:
+        up = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(i.started))
+        out.print(f"port {i.port}: {i.state}, pid {i.pid}, {i.url}, since {up}" + (f", log {i.log}" if i.log else ""),
+                  highlight=False)
+    if not any(i.alive for i in infos):
+        raise typer.Exit(3)
+
+
+def stop_cmd(port: Annotated[int | None, typer.Option(help="The service on this port (default: all).")] = None) -> None:
+    """Stop running services (SIGTERM, then SIGKILL if they do not exit)."""
+    from lookalike.service import daemon
+
+    infos = [i for i in _pick(port) if i.alive]
+    if not infos:
+        raise fail("no lookalike service is running" + (f" on port {port}" if port else ""))
+    for i in infos:
+        ok = daemon.stop(i)
+        out.print(f"port {i.port}: {'stopped' if ok else 'could not stop'} (pid {i.pid})", highlight=False)
+
+
+def logs_cmd(
+    port: Annotated[int, typer.Option(help="The service's port.")] = DEFAULT_PORT,
+    lines: Annotated[int, typer.Option("-n", "--lines", help="How many lines.")] = 50,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new lines.")] = False,
+) -> None:
+    """Print the end of a daemon's log."""
+    from lookalike.service import daemon
+
+    log = daemon.log_file(port)
+    if not log.is_file():
+        raise fail(f"no log for port {port} ({log}); only services started with --daemon keep one")
+    sys.stdout.write(daemon.tail(log, lines) + "\n")
+    if follow:
+        with open(log, encoding="utf-8", errors="replace") as fh:
+            fh.seek(0, 2)
+            try:
+                while True:
+                    line = fh.readline()
+                    if line:
+                        sys.stdout.write(line)
+                        sys.stdout.flush()
+                    else:
+                        time.sleep(0.3)
+            except KeyboardInterrupt:
+                return

@@ -1,0 +1,53 @@
+"""Settings of one running service, passed to every worker process as JSON in the environment."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+from lookalike.config import home_dir
+
+#: Environment variable that carries the settings to uvicorn worker processes.
+ENV_VAR = "LOOKALIKE_SERVICE_CONFIG"
+
+LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
+
+
+@dataclass
+class ServiceConfig:
+    """Everything a worker needs to build the app. Paths are absolute, roots resolved (no symlinks)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    workers: int = 1
+    roots: list[str] = field(default_factory=list)
+    token: str | None = None
+    allow_changes: bool = False
+    catalog: str | None = None  # None: the default catalog
+    max_upload_bytes: int = 40 * 1024 * 1024
+    max_pixels: int = 60_000_000  # decompression-bomb guard for uploads
+    idle_unload_s: float = 600.0  # unload models unused this long (0: never)
+    batch_window_ms: float = 4.0  # how long the first embedding request waits for company
+    batch_max: int = 16  # most pictures per model call
+    batching: bool = True  # False: every request runs the model alone (for comparison)
+    job_threads: int = 2
+    klik: bool = False
+    klik_ports: dict[str, int] = field(default_factory=dict)  # klik type -> port (filled in by serve)
+    state_dir: str = ""  # pid files, logs, jobs (default: <home>/server)
+
+    def __post_init__(self) -> None:
+        if not self.state_dir:
+            self.state_dir = str(home_dir() / "server")
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in LOOPBACK_HOSTS or self.host.startswith("127.")
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls) -> ServiceConfig:
+        raw = os.environ.get(ENV_VAR)
+        return cls(**json.loads(raw)) if raw else cls()

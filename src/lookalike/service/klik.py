@@ -1,0 +1,266 @@
+"""Drop-in for the klikr desktop app's ML servers ("klik protocol").
+
+The app finds servers through JSON files ``<type>_<uuid>.json`` = ``{"type", "port", "uuid"}`` in
+``~/.klikr/.privacy_screen/image_similarity_server_registry/`` (type ``MobileNet``) and
+``~/.klikr/.privacy_screen/face_recognition_server_registry/`` (``FaceNet``, ``MTCNN``, ``Haar_*``),
+checks each with ``GET /health`` (a registry file whose server does not answer is deleted by the app),
+picks one at random per request and asks ``GET /<URL-encoded absolute path>``:
+
+* image similarity / face embeddings -> ``{"features": [floats]}``;
+* face detection -> the PNG crop of the most confident face, or 404 with a JSON reason.
+
+The app sends the same URL to every kind of server, so lookalike listens on one extra loopback port
+per registered type and answers by the port a request arrives on. Our registry files also carry
+``"name"`` (what older app versions read), ``"server": "lookalike"`` and our ``"pid"``, so a later
+start can delete files left by a lookalike that died without cleaning up.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import unquote_plus
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from lookalike.errors import LookalikeError
+from lookalike.service.config import ServiceConfig
+from lookalike.service.errors import ApiError, error_body, from_library
+from lookalike.service.security import GuardMiddleware, confine
+
+IMAGE_TYPES = ("MobileNet",)
+FACE_EMBEDDING_TYPES = ("FaceNet",)
+FACE_DETECTION_TYPES = ("MTCNN", "Haar_default", "Haar_alt1", "Haar_alt2", "Haar_tree")
+ALL_TYPES = IMAGE_TYPES + FACE_EMBEDDING_TYPES + FACE_DETECTION_TYPES
+
+
+def registry_dir(klik_type: str, home: Path | None = None) -> Path:
+    """The registry folder the app scans for servers of this type."""
+    base = (home or Path(os.path.expanduser("~"))) / ".klikr" / ".privacy_screen"
+    sub = "image_similarity_server_registry" if klik_type in IMAGE_TYPES else "face_recognition_server_registry"
+    return base / sub
+
+
+def faces_available() -> bool:
+    try:
+        import lookalike.faces  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def default_types() -> list[str]:
+    """Types lookalike can answer in this build: image similarity always, faces when available."""
+    return list(IMAGE_TYPES) + (list(FACE_EMBEDDING_TYPES + FACE_DETECTION_TYPES) if faces_available() else [])
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale(home: Path | None = None) -> list[Path]:
+    """Delete registry files written by a lookalike process that is gone. Other servers' files stay."""
+    removed = []
+    for t in (IMAGE_TYPES[0], FACE_DETECTION_TYPES[0]):
+        folder = registry_dir(t, home)
+        if not folder.is_dir():
+            continue
+        for f in folder.glob("*.json"):
+            try:
+                data = json.loads(f.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict) and data.get("server") == "lookalike" and not _pid_alive(int(data.get("pid", 0))):
+                try:
+                    f.unlink()
+                    removed.append(f)
+                except OSError:
+                    pass
+    return removed
+
+
+def register(ports: dict[str, int], home: Path | None = None) -> list[Path]:
+    """Write one registry file per (type, port); returns the files (remove them with :func:`unregister`)."""
+    files = []
+    for klik_type, port in ports.items():
+        folder = registry_dir(klik_type, home)
+        folder.mkdir(parents=True, exist_ok=True)
+        uid = str(uuid.uuid4())
+        data = {"type": klik_type, "name": klik_type, "port": port, "uuid": uid, "server": "lookalike",
+                "pid": os.getpid()}
+        target = folder / f"{klik_type}_{uid}.json"
+        tmp = folder / f".{klik_type}_{uid}.tmp"
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, target)
+        files.append(target)
+    return files
+
+
+def unregister(files: list[Path]) -> None:
+    for f in files:
+        try:
+            f.unlink()
+        except FileNotFoundError:
+            pass
+
+
+class KlikApp:
+    """ASGI app answering the klik protocol on the extra ports."""
+
+    def __init__(self, main_app, cfg: ServiceConfig) -> None:
+        self.st = main_app.state.lookalike
+        self.cfg = cfg
+        self.by_port = {port: t for t, port in cfg.klik_ports.items()}
+        self.uuids = {t: str(uuid.uuid4()) for t in cfg.klik_ports}
+        self.runtime = {t: {"request_count": 0, "error_count": 0, "last_error": None, "last_error_time": None}
+                        for t in cfg.klik_ports}
+
+    def _type_of(self, scope: Scope) -> str:
+        server = scope.get("server") or (None, None)
+        return self.by_port.get(server[1], "MobileNet")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        klik_type = self._type_of(scope)
+        t0 = time.perf_counter()
+        status = 500
+        try:
+            if request.method != "GET":
+                response = JSONResponse(error_body(405, "method_not_allowed", "the klik protocol is GET only"), 405)
+            elif scope["path"] == "/health":
+                response = JSONResponse(self._health(klik_type, scope))
+            else:
+                response = await self._serve(klik_type, scope)
+        except ApiError as exc:
+            response = self._error(klik_type, exc.status, exc.code, exc.message)
+        except LookalikeError as exc:
+            e = from_library(exc)
+            response = self._error(klik_type, e.status, e.code, e.message)
+        except Exception as exc:  # never a traceback, never a hang
+            import logging
+
+            logging.getLogger("lookalike.service").exception("klik request failed")
+            response = self._error(klik_type, 500, "internal_error", f"internal error ({type(exc).__name__})")
+        status = response.status_code
+        label = "/health" if scope["path"] == "/health" else "/{klik_path}"
+        self.st.metrics.inc("lookalike_requests_total", route=f"klik:{klik_type}{label}", method=request.method,
+                            status=str(status))
+        self.st.metrics.observe("lookalike_request_seconds", time.perf_counter() - t0, route=f"klik:{klik_type}{label}")
+        await response(scope, receive, send)
+
+    def _error(self, klik_type: str, status: int, code: str, message: str) -> JSONResponse:
+        rt = self.runtime[klik_type] if klik_type in self.runtime else {}
+        if rt:
+            rt["error_count"] += 1
+            rt["last_error"], rt["last_error_time"] = message, time.time()
+        return JSONResponse(error_body(status, code, message), status_code=status)
+
+    def _health(self, klik_type: str, scope: Scope) -> dict:
+        problem = None
+        try:
+            if klik_type in IMAGE_TYPES:
+                from lookalike.features import registry
+
+                spec = registry.get_spec("effnet")
+                if registry.ensure_weights(spec, fetch=False) is None and spec.needs_weights:
+                    problem = "effnet weights are not installed: run `lookalike models pull effnet`"
+            elif not faces_available():
+                problem = "face support (lookalike.faces) is not part of this build"
+        except Exception as exc:
+            problem = str(exc)
+        server = scope.get("server") or (None, None)
+        return {
+            "type": klik_type, "port": server[1], "uuid": self.uuids.get(klik_type), "server": "lookalike",
+            "status": "critical_failure" if problem else "healthy",
+            "diagnostics": {"model_load_error": problem, "import_error": None, "pid": os.getpid()},
+            "runtime": self.runtime.get(klik_type, {}),
+        }
+
+    async def _serve(self, klik_type: str, scope: Scope) -> Response:
+        raw = scope.get("raw_path") or scope["path"].encode()
+        raw = raw.split(b"?", 1)[0]
+        path = unquote_plus(raw.decode("latin-1")[1:], encoding="utf-8", errors="strict")
+        if klik_type in self.runtime:
+            self.runtime[klik_type]["request_count"] += 1
+        real = confine(path, self.cfg.roots, want="file")
+        if klik_type in IMAGE_TYPES:
+            vec = await anyio.to_thread.run_sync(self._image_features, real)
+            return JSONResponse({"features": [float(x) for x in vec]})
+        faces = _faces_module()
+        if klik_type in FACE_EMBEDDING_TYPES:
+            vec = await anyio.to_thread.run_sync(_face_embedding, faces, real)
+            return JSONResponse({"features": [float(x) for x in vec]})
+        png = await anyio.to_thread.run_sync(_face_crop_png, faces, real)
+        if png is None:
+            raise ApiError(404, "no_face", f"no face found in {path}")
+        return Response(png, media_type="image/png")
+
+    def _image_features(self, path: str):
+        from lookalike.api import Collection
+
+        self.st.models.touch("effnet")
+        return Collection(path, catalog=self.st.catalog).feature_of(path, "effnet")
+
+
+def _faces_module():
+    try:
+        import lookalike.faces as faces
+    except ImportError as exc:
+        raise ApiError(501, "not_implemented", "face support is not part of this build") from exc
+    return faces
+
+
+def _face_embedding(faces, path: str):
+    fn = getattr(faces, "embed_face", None)
+    if fn is None:
+        raise ApiError(501, "not_implemented", "face embeddings are not available in this build")
+    return fn(path)
+
+
+def _face_crop_png(faces, path: str) -> bytes | None:
+    found = faces.detect(path)
+    if not found:
+        return None
+    best = max(found, key=lambda f: float(getattr(f, "score", getattr(f, "confidence", 0.0)) or 0.0))
+    crop = getattr(best, "crop", None)
+    if crop is None:
+        from lookalike.media import decode
+
+        img = decode(path).image
+        x, y, w, h = (int(v) for v in best.box)
+        crop = img.crop((x, y, x + w, y + h))
+    buf = io.BytesIO()
+    crop.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def wrap_with_klik(guarded_main: ASGIApp, main_app, cfg: ServiceConfig) -> ASGIApp:
+    """One ASGI app for all sockets: klik ports get the klik protocol, the main port the API."""
+    if not cfg.klik_ports:
+        return guarded_main
+    klik = GuardMiddleware(KlikApp(main_app, cfg), cfg.token, 1024 * 1024, public=lambda p: p == "/health")
+    klik_ports = set(cfg.klik_ports.values())
+
+    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+        server = scope.get("server") or (None, None)
+        if scope["type"] == "http" and server[1] in klik_ports:
+            await klik(scope, receive, send)
+        else:
+            await guarded_main(scope, receive, send)
+
+    return dispatch

@@ -1,0 +1,109 @@
+"""Feature matrices kept in memory between requests, and ranking of one query against them.
+
+The whole-catalog matrix (restricted to the served roots) is rebuilt only when the catalog's
+generation changes (checked at most once a second); a folder's matrix comes from
+``Collection.features`` (which indexes new files) and is reused for a few seconds."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from lookalike.api import Collection, Hit, SimilarResult
+from lookalike.catalog import Catalog
+from lookalike.catalog.generation import generation
+from lookalike.features import load_extractor
+from lookalike.search import Searcher, make_searcher
+from lookalike.service.metrics import Metrics
+
+FOLDER_TTL_S = 5.0
+GENERATION_CHECK_S = 1.0
+
+
+@dataclass
+class _Entry:
+    paths: list[str]
+    searcher: Searcher | None
+    stamp: object
+    checked: float
+
+
+class MatrixCache:
+    """(paths, searcher) per (scope, model), refreshed when the catalog changes."""
+
+    def __init__(self, catalog: Catalog, roots: list[str], metrics: Metrics) -> None:
+        self.catalog, self.roots, self.metrics = catalog, roots, metrics
+        self._lock = threading.Lock()
+        self._entries: dict[tuple, _Entry] = {}
+        self._build_locks: dict[tuple, threading.Lock] = {}
+
+    def _lock_for(self, key: tuple) -> threading.Lock:
+        with self._lock:
+            return self._build_locks.setdefault(key, threading.Lock())
+
+    def catalog_scope(self, model: str) -> _Entry:
+        """Every good catalog file under the roots (the whole catalog when no root is set)."""
+        ext = load_extractor(model)
+        key = ("catalog", model)
+        now = time.monotonic()
+        with self._lock:
+            e = self._entries.get(key)
+        if e is not None and now - e.checked < GENERATION_CHECK_S:
+            self.metrics.inc("lookalike_cache_hits_total", cache="catalog_matrix")
+            return e
+        with self._lock_for(key):
+            stamp = generation(self.catalog, ext.id, ext.version)
+            with self._lock:
+                e = self._entries.get(key)
+            if e is not None and e.stamp == stamp:
+                e.checked = time.monotonic()
+                self.metrics.inc("lookalike_cache_hits_total", cache="catalog_matrix")
+                return e
+            self.metrics.inc("lookalike_cache_misses_total", cache="catalog_matrix")
+            rows = []
+            for root in self.roots or [os.sep]:
+                rows.extend(self.catalog.files_under(root))
+            paths = sorted({r.path for r in rows if r.status != "error" and r.content_hash})
+            kept, matrix = self.catalog.feature_matrix(paths, ext.id, ext.version, ext.kind)
+            e = _Entry(kept, make_searcher(ext.kind, matrix) if kept else None, stamp, time.monotonic())
+            with self._lock:
+                self._entries[key] = e
+            return e
+
+    def folder_scope(self, folder: str, model: str) -> _Entry:
+        """Every picture under a folder, indexed on the fly (reused for a few seconds)."""
+        ext = load_extractor(model)
+        key = ("folder", folder, model)
+        with self._lock:
+            e = self._entries.get(key)
+        if e is not None and time.monotonic() - e.checked < FOLDER_TTL_S:
+            self.metrics.inc("lookalike_cache_hits_total", cache="folder_matrix")
+            return e
+        with self._lock_for(key):
+            with self._lock:
+                e = self._entries.get(key)
+            if e is not None and time.monotonic() - e.checked < FOLDER_TTL_S:
+                return e
+            self.metrics.inc("lookalike_cache_misses_total", cache="folder_matrix")
+            paths, matrix = Collection(folder, catalog=self.catalog).features(model)
+            e = _Entry(paths, make_searcher(ext.kind, matrix) if paths else None, None, time.monotonic())
+            with self._lock:
+                self._entries[key] = e
+            return e
+
+
+def rank(entry: _Entry, query_vec: np.ndarray, k: int, model: str, query: str,
+         exclude: str | None = None) -> SimilarResult:
+    """The k best matches of one feature vector, as ``lookalike similar --json`` prints them."""
+    hits: list[Hit] = []
+    if entry.searcher is not None:
+        res = entry.searcher.query(np.asarray(query_vec)[None, :], k + 1)
+        for i, s in zip(res.indices[0], res.scores[0], strict=True):
+            if i < 0 or entry.paths[i] == exclude:
+                continue
+            hits.append(Hit(entry.paths[i], float(round(float(s), 6))))
+    return SimilarResult(query, model, hits[:k])

@@ -1,0 +1,115 @@
+"""Run the service: check the settings, bind the sockets, run uvicorn (1 or N workers), keep the pid
+file and the klik registry files for as long as it runs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+
+from lookalike.errors import UsageError
+from lookalike.service import daemon, klik
+from lookalike.service.config import ENV_VAR, ServiceConfig
+from lookalike.service.security import resolve_roots
+
+log = logging.getLogger("lookalike.service")
+
+
+def check(cfg: ServiceConfig) -> ServiceConfig:
+    """Validate settings (refuses a non-loopback bind without a token); resolves roots."""
+    if not cfg.loopback and not cfg.token:
+        raise UsageError(f"refusing to listen on {cfg.host} without --token: anyone on the network could use it")
+    if cfg.token is not None and len(cfg.token) < 8:
+        raise UsageError("--token must be at least 8 characters")
+    if cfg.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    try:
+        cfg.roots = resolve_roots(cfg.roots)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    return cfg
+
+
+def url_of(cfg: ServiceConfig) -> str:
+    host = "127.0.0.1" if cfg.host in ("0.0.0.0", "") else cfg.host
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{cfg.port}"
+
+
+def running_on(port: int) -> daemon.ServerInfo | None:
+    info = daemon.read(port)
+    if info is not None and not info.alive:
+        info.file.unlink(missing_ok=True)
+        return None
+    return info
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, port))
+    s.listen(2048)
+    s.set_inheritable(True)
+    return s
+
+
+def serve(cfg: ServiceConfig, klik_types: list[str] | None = None) -> None:
+    """Run in the foreground until SIGINT/SIGTERM."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    check(cfg)
+    other = running_on(cfg.port)
+    if other is not None:
+        raise UsageError(f"a lookalike service is already running on port {cfg.port} (pid {other.pid}, {other.url}); "
+                         "`lookalike server stop` stops it")
+    try:
+        main_sock = _bind(cfg.host, cfg.port)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc} "
+                         "(another program uses this port? pick another with --port)") from exc
+    cfg.port = main_sock.getsockname()[1]
+    sockets = [main_sock]
+    if cfg.klik:
+        klik.clean_stale()
+        for t in klik_types or klik.default_types():
+            s = _bind("127.0.0.1", 0)  # the app always talks to 127.0.0.1
+            cfg.klik_ports[t] = s.getsockname()[1]
+            sockets.append(s)
+    os.environ[ENV_VAR] = cfg.to_env()
+    url = url_of(cfg)
+    daemon.write_pid_file(cfg.port, url, os.environ.get("LOOKALIKE_SERVE_LOG"))
+    registered: list = []
+    stop = threading.Event()
+
+    def register_when_ready() -> None:
+        while not stop.is_set():
+            if daemon.healthy(url, timeout=1.0):
+                if cfg.klik_ports:
+                    registered.extend(klik.register(cfg.klik_ports))
+                    log.info("klik: registered %s", ", ".join(f"{t} on port {p}" for t, p in cfg.klik_ports.items()))
+                return
+            stop.wait(0.2)
+
+    threading.Thread(target=register_when_ready, name="klik-register", daemon=True).start()
+    roots = ", ".join(cfg.roots) or "none (uploads only)"
+    print(f"lookalike service on {url} (pid {os.getpid()}, {cfg.workers} worker(s), roots: {roots}, "
+          f"changes {'allowed' if cfg.allow_changes else 'off'})", flush=True)
+    config = uvicorn.Config("lookalike.service.app:app_from_env", factory=True, workers=cfg.workers,
+                            log_level=os.environ.get("LOOKALIKE_LOG_LEVEL", "info"), access_log=False,
+                            server_header=False, proxy_headers=False, timeout_graceful_shutdown=5)
+    try:
+        if cfg.workers > 1:
+            Multiprocess(config, sockets=sockets).run()
+        else:
+            uvicorn.Server(config).run(sockets=sockets)
+    finally:
+        stop.set()
+        klik.unregister(registered)
+        daemon.remove_pid_file(cfg.port, os.getpid())
+        for s in sockets:
+            s.close()
+        time.sleep(0)
