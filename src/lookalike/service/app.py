@@ -94,6 +94,33 @@ class State:
         self.thumbs = home_dir() / "thumbs"
 
 
+class MetricsMiddleware:
+    """Pure ASGI (no task groups, so errors raised while reading the body keep their type): counts
+    requests by route template, method and status, and times them."""
+
+    def __init__(self, app, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = [500]
+
+        async def tracking_send(msg) -> None:
+            if msg["type"] == "http.response.start":
+                status[0] = msg["status"]
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        finally:
+            label = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.inc("lookalike_requests_total", route=label, method=scope["method"], status=str(status[0]))
+            self.metrics.observe("lookalike_request_seconds", time.perf_counter() - t0, route=label)
+
+
 # -- request parsing -------------------------------------------------------------------------
 async def read_json(request: Request) -> dict:
     ctype = request.headers.get("content-type", "")
@@ -206,19 +233,7 @@ def create_app(cfg: ServiceConfig | None = None) -> FastAPI:
     app.state.lookalike = st
     service_errors.install(app)
 
-    @app.middleware("http")
-    async def _metrics(request: Request, call_next):
-        t0 = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            route = request.scope.get("route")
-            label = getattr(route, "path", "unmatched")
-            st.metrics.inc("lookalike_requests_total", route=label, method=request.method, status=str(status))
-            st.metrics.observe("lookalike_request_seconds", time.perf_counter() - t0, route=label)
+    app.add_middleware(MetricsMiddleware, metrics=st.metrics)
 
     # ---- health, metrics, page ----
     @app.get("/healthz", tags=["service"])
@@ -359,6 +374,24 @@ def create_app(cfg: ServiceConfig | None = None) -> FastAPI:
     def start_job(kind: str, fn, params: dict) -> JSONResponse:
         state = st.jobs.submit(kind, fn, params)
         return JSONResponse(state, status_code=202, headers={"Location": f"/v1/jobs/{state['id']}"})
+
+    @app.post("/v1/index", tags=["jobs"], status_code=202, openapi_extra=json_body(
+        {"type": "object", "properties": {"folder": {"type": "string"}, "folders": {"type": "array"},
+                                          "model": {"type": "string"}}}))
+    async def index_job(request: Request) -> JSONResponse:
+        """Index folders into the catalog (job): makes catalog-wide ``similar`` see them. Result as
+        ``lookalike index --json``."""
+        body = await read_json(request)
+        paths = folders_field(body, st)
+        model = model_field(body)
+
+        def run(progress):
+            from lookalike.pipeline import index
+
+            st.models.touch(model)
+            return index(st.catalog, paths, [model], progress=progress).to_json()
+
+        return start_job("index", run, {"folders": paths, "model": model})
 
     from lookalike.service import routes_features
 
