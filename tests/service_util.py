@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from conftest import MODEL_DIR
+
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 
@@ -38,7 +40,8 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ, "PYTHONPATH": str(SRC), "LOOKALIKE_HOME": str(self.home), "HOME": str(self.user_home),
-            "XDG_DATA_HOME": str(self.xdg), "LOOKALIKE_LOG_LEVEL": "warning", **(env or {}),
+            "XDG_DATA_HOME": str(self.xdg), "LOOKALIKE_LOG_LEVEL": "warning", "LOOKALIKE_MODEL_DIR": str(MODEL_DIR),
+            **(env or {}),
         }
         self.env.pop("LOOKALIKE_TOKEN", None)
         cmd = [sys.executable, "-m", "lookalike", "serve", "--port", str(self.port), *args]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
-import time
 
 from lookalike.errors import UsageError
 from lookalike.service import daemon, klik
@@ -101,6 +101,10 @@ def serve(cfg: ServiceConfig, klik_types: list[str] | None = None) -> None:
     config = uvicorn.Config("lookalike.service.app:app_from_env", factory=True, workers=cfg.workers,
                             log_level=os.environ.get("LOOKALIKE_LOG_LEVEL", "info"), access_log=False,
                             server_header=False, proxy_headers=False, timeout_graceful_shutdown=5)
+    def _exit(signum, _frame) -> None:  # uvicorn re-raises the signal after its graceful shutdown
+        raise SystemExit(0)
+
+    previous = {sig: signal.signal(sig, _exit) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         if cfg.workers > 1:
             Multiprocess(config, sockets=sockets).run()
@@ -112,4 +116,5 @@ def serve(cfg: ServiceConfig, klik_types: list[str] | None = None) -> None:
         daemon.remove_pid_file(cfg.port, os.getpid())
         for s in sockets:
             s.close()
-        time.sleep(0)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
