@@ -226,24 +226,26 @@ def _faces_module():
 
 
 def _face_embedding(faces, path: str):
-    fn = getattr(faces, "embed_face", None)
-    if fn is None:
-        raise ApiError(501, "not_implemented", "face embeddings are not available in this build")
-    return fn(path)
+    """Embedding of a face-crop picture: the whole picture is taken as the face (the app sends crops)."""
+    import numpy as np
+
+    from lookalike.faces.detect import whole_image
+    from lookalike.media import decode
+
+    arr = np.asarray(decode(path).image)
+    _, emb = faces.load_face_embedder().embed_faces(arr, [whole_image(arr)])
+    return emb[0]
 
 
 def _face_crop_png(faces, path: str) -> bytes | None:
     found = faces.detect(path)
     if not found:
         return None
-    best = max(found, key=lambda f: float(getattr(f, "score", getattr(f, "confidence", 0.0)) or 0.0))
-    crop = getattr(best, "crop", None)
-    if crop is None:
-        from lookalike.media import decode
+    from lookalike.media import decode
 
-        img = decode(path).image
-        x, y, w, h = (int(v) for v in best.box)
-        crop = img.crop((x, y, x + w, y + h))
+    best = max(found, key=lambda f: float(f.score))
+    left, top, right, bottom = (int(v) for v in best.box)
+    crop = decode(path).image.crop((left, top, right, bottom))
     buf = io.BytesIO()
     crop.save(buf, "PNG")
     return buf.getvalue()

@@ -98,7 +98,7 @@ def register(app: FastAPI, st: State, start_job) -> None:
         require_changes(st)
         body = await read_json(request) if request.headers.get("content-length") not in (None, "0") else {}
         journal = feature_import("lookalike.journal", "undo")
-        return await in_thread(_undo, journal, body.get("journal"))
+        return await in_thread(_undo, journal, body.get("journal"), st)
 
     # ---- faces ----
     @app.post("/v1/faces/detect", tags=["faces"])
@@ -118,7 +118,7 @@ def register(app: FastAPI, st: State, start_job) -> None:
         direct = str(inp.fields.get("direct", "false")).lower() in ("1", "true", "yes", "on")
         model = inp.fields.get("model") or None
         return await in_thread(lambda: faces.recognize(_image_arg(inp), k=k, model=model, tolerance=tolerance,
-                                                       direct=direct).to_json())
+                                                       direct=direct, catalog=st.catalog).to_json())
 
     @app.post("/v1/faces/train", tags=["faces"], status_code=202)
     async def faces_train(request: Request):
@@ -132,7 +132,7 @@ def register(app: FastAPI, st: State, start_job) -> None:
         faces = feature_import("lookalike.faces", "face training")
 
         def run(progress):
-            return _to_json(faces.train(dataset, name, progress=progress))
+            return _to_json(faces.train(dataset, name, progress=progress, catalog=st.catalog))
 
         return start_job("faces-train", run, {"dataset": dataset, "model": name})
 
@@ -140,8 +140,7 @@ def register(app: FastAPI, st: State, start_job) -> None:
     async def faces_models():
         """Face models and which one is active."""
         faces = feature_import("lookalike.faces", "face models")
-        return await in_thread(lambda: {"models": [_to_json(m) for m in faces.list_face_models()],
-                                        "active": _to_json(faces.active_face_model())})
+        return await in_thread(lambda: {"models": faces.list_face_models(), "active": faces.active_face_model()})
 
     @app.put("/v1/faces/models/active", tags=["faces"])
     async def faces_use(request: Request):
@@ -184,9 +183,51 @@ def _faces_detect(faces, inp) -> dict:
     return {"query": inp.name, "faces": [_to_json(f) for f in found]}
 
 
+def _plan_paths_confined(plan, roots: list[str]) -> None:
+    """Every path a plan touches (sources, destinations, link targets) must lie under a root."""
+    from lookalike.service.security import confine_target
+
+    for op in plan:
+        for name in ("src", "dst", "path", "target"):
+            value = getattr(op, name, None)
+            if value:
+                confine_target(str(value), roots)
+
+
 def _apply(journal, body: dict, st: State) -> dict:
-    raise ApiError(501, "not_implemented", "applying plans is not wired yet")
+    raw = body.get("plan")
+    if not isinstance(raw, dict | list):
+        raise ApiError(400, "bad_plan", "give 'plan': a plan as `lookalike dupes --plan` writes it")
+    plan = journal.Plan.from_json(raw)
+    if not len(plan):
+        raise ApiError(400, "bad_plan", "the plan has no operations")
+    _plan_paths_confined(plan, st.cfg.roots)
+    dry_run = bool(body.get("dry_run", False))
+    return journal.apply_plan(plan, dry_run=dry_run).to_json()
 
 
-def _undo(journal, which: str | None) -> dict:
-    raise ApiError(501, "not_implemented", "undo is not wired yet")
+def _undo(journal, which: str | None, st: State) -> dict:
+    """Undo a journal by id (the name of its folder), or the latest one; only journals whose every
+    path lies under the served roots."""
+    from lookalike.config import journal_dir
+
+    if which is not None:
+        which = str(which)
+        if not which or "/" in which or "\\" in which or which.startswith("."):
+            raise ApiError(400, "bad_journal", "give the journal's id (as apply returned it), not a path")
+        target = journal_dir() / which
+        if not target.is_dir():
+            raise ApiError(404, "no_such_journal", f"no journal {which}")
+    else:
+        infos = journal.list_journals()
+        if not infos:
+            raise ApiError(404, "no_such_journal", "there is no journal to undo")
+        target = max(infos, key=lambda i: i.created).path
+    ops = journal.show_journal(str(target))
+    for rec in ops.get("operations", []) if isinstance(ops, dict) else []:
+        for name in ("src", "dst", "path", "target"):
+            if rec.get(name):
+                from lookalike.service.security import confine_target
+
+                confine_target(str(rec[name]), st.cfg.roots)
+    return journal.undo(target).to_json()

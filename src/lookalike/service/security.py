@@ -73,6 +73,27 @@ def confine(raw: str, roots: list[str], *, want: str = "any") -> str:
     return real
 
 
+def confine_target(raw: str, roots: list[str]) -> str:
+    """Like :func:`confine` for a path that may not exist yet (a move's destination): its nearest
+    existing ancestor, symlinks resolved, must lie under a root. Returns the absolute path."""
+    if not isinstance(raw, str) or not raw.strip() or "\x00" in raw:
+        raise ApiError(400, "bad_path", "a valid path is required")
+    if not roots:
+        raise ApiError(403, "no_roots", "path access is off: start the service with --root DIR")
+    if ".." in Path(raw).parts:
+        raise ApiError(403, "path_refused", "'..' is not allowed in paths")
+    if not os.path.isabs(raw):
+        raise ApiError(400, "bad_path", f"plans need absolute paths: {raw}")
+    lexical = os.path.normpath(raw)
+    probe = lexical
+    while not os.path.lexists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    real = os.path.realpath(probe)
+    if not any(_under(real, r) for r in roots):
+        raise ApiError(403, "path_refused", f"path is outside the served roots: {raw}")
+    return lexical
+
+
 def check_upload(data: bytes, max_bytes: int, max_pixels: int) -> None:
     """Refuse an upload that is empty, too large, not a picture, or a decompression bomb."""
     if not data:
