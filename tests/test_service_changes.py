@@ -1,0 +1,70 @@
+"""Mutating routes with --allow-changes: apply a journal plan (trash), undo it; refusals."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from conftest import shared_data
+from lookalike.client import ServiceError
+from service_util import Server, copy_photos, ukbench
+
+
+@pytest.fixture(scope="module")
+def csvc(tmp_path_factory):
+    base = tmp_path_factory.mktemp("changes")
+    root = base / "root"
+    copy_photos(shared_data("photos"), root, [ukbench(i) for i in range(3)])
+    outside = base / "outside"
+    copy_photos(shared_data("photos"), outside, [ukbench(5)])
+    server = Server(base, "--root", str(root), "--allow-changes")
+    server.root, server.outside = root, outside
+    yield server
+    server.stop()
+
+
+def sha(p):
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def test_apply_trash_then_undo(csvc):
+    c = csvc.client()
+    victim = csvc.root / ukbench(1)
+    digest = sha(victim)
+    plan = {"description": "service test", "operations": [{"op": "trash", "path": str(victim)}]}
+    dry = c.apply(plan, dry_run=True)
+    assert dry["dry_run"] is True and victim.exists()
+    rep = c.apply(plan)
+    assert rep["done"] == 1 and rep["failed"] == [] and rep["id"]
+    assert not victim.exists()
+    trashed = list((csvc.xdg / "Trash" / "files").iterdir())
+    assert [sha(p) for p in trashed] == [digest]
+    undone = c.undo(rep["id"])
+    assert undone["undone"] == 1 and undone["problems"] == []
+    assert victim.exists() and sha(victim) == digest
+
+
+def test_plan_outside_the_roots_is_refused(csvc):
+    c = csvc.client()
+    for op in ({"op": "trash", "path": str(csvc.outside / ukbench(5))},
+               {"op": "move", "src": str(csvc.root / ukbench(0)), "dst": str(csvc.outside / "x.jpg")},
+               {"op": "move", "src": str(csvc.root / ukbench(0)), "dst": str(csvc.root / ".." / "x.jpg")}):
+        with pytest.raises(ServiceError) as err:
+            c.apply({"operations": [op]})
+        assert err.value.status == 403
+    assert (csvc.outside / ukbench(5)).exists() and (csvc.root / ukbench(0)).exists()
+
+
+def test_bad_plans_and_journals(csvc):
+    c = csvc.client()
+    for body in ({}, {"plan": "nope"}, {"plan": {"operations": []}}):
+        with pytest.raises(ServiceError) as err:
+            c.request("POST", "/v1/plans/apply", json=body, idempotent=False)
+        assert err.value.status in (400, 422)
+    with pytest.raises(ServiceError) as err:
+        c.undo("../../etc")
+    assert err.value.status == 400
+    with pytest.raises(ServiceError) as err:
+        c.undo("no-such-journal")
+    assert err.value.status == 404
