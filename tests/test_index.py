@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -104,13 +107,19 @@ def test_file_vanishing_during_the_scan_is_reported(photos, catalog):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to an unprivileged user")
-def test_permission_denied_is_reported(photos, tmp_path, tmp_path_factory):
-    # root reads everything, so the indexer runs as "nobody"; let it reach the tmp folders
-    top = tmp_path_factory.getbasetemp().parent
-    for folder in [tmp_path, *tmp_path.parents]:
-        os.chmod(folder, os.stat(folder).st_mode | 0o755)
-        if folder == top:
-            break
+def test_permission_denied_is_reported(photos):
+    # root reads everything, so the indexer runs as "nobody", in a folder of its own that it can reach
+    # (pytest keeps its tmp folders private, and concurrent pytest runs reset their modes)
+    top = Path(tempfile.mkdtemp(prefix="lookalike-perm-"))
+    try:
+        _index_as_nobody(photos, top)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _index_as_nobody(photos: Path, tmp_path: Path) -> None:
+    os.chmod(tmp_path, 0o755)
+    photos = Path(shutil.copytree(photos, tmp_path / "photos"))
     os.chmod(photos, 0o755)
     for p in photos.iterdir():
         os.chmod(p, 0o644)
@@ -131,8 +140,6 @@ def test_permission_denied_is_reported(photos, tmp_path, tmp_path_factory):
         capture_output=True, text=True, env=env, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    import json
-
     out = json.loads(proc.stdout)
     assert out["new"] == 11
     assert out["failed"] == [{"path": str(photos / "ukbench00001.jpg"), "error": "permission denied"}]
