@@ -1,0 +1,336 @@
+"""Order photos so that neighbours look alike: a short open path through the k-NN graph.
+
+1. Greedy edge matching: take the k-NN edges from shortest to longest (ties by index) and keep an edge
+   when both ends still have fewer than two path neighbours and it closes no cycle. This leaves path
+   fragments, each made only of short edges.
+2. Joining: the fragments' end points are searched against each other (k-NN among end points only) and
+   joined greedily the same way, round after round, until one path remains.
+3. Local search with don't-look bits: 2-opt and Or-opt moves (segments of 1-3 photos, either way round),
+   each tried only towards a photo's k nearest neighbours, applied while they shorten the path.
+
+Everything is decided by (distance, index) with distances rounded to 1e-6 and rows in path order, so the
+same input gives the same order, and adding one photo changes the path only around it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lookalike.catalog import Catalog
+from lookalike.features import DEFAULT_MODEL
+from lookalike.organise.knn import EXACT_LIMIT, KnnGraph, knn_graph
+from lookalike.organise.vectors import Vectors, load_vectors
+from lookalike.pipeline import Progress
+
+
+@dataclass
+class SortResult:
+    """``order``: absolute paths, similar photos next to each other. ``distances``: between neighbours."""
+
+    order: list[str]
+    model: str = DEFAULT_MODEL
+    distances: list[float] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"order": list(self.order)}
+
+    @property
+    def mean_distance(self) -> float:
+        return float(np.mean(self.distances)) if self.distances else 0.0
+
+    def keys(self) -> list[str]:
+        """One sort key per photo (its zero-padded rank), in ``order``."""
+        width = rank_width(len(self.order))
+        return [f"{i:0{width}d}" for i in range(1, len(self.order) + 1)]
+
+
+def rank_width(count: int) -> int:
+    """Digits needed to number ``count`` photos from 1 (at least 2)."""
+    return max(2, len(str(max(count, 1))))
+
+
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, a: int) -> int:
+        parent = self.parent
+        root = a
+        while parent[root] != root:
+            root = parent[root]
+        while parent[a] != root:
+            parent[a], a = root, parent[a]
+        return root
+
+    def union(self, a: int, b: int) -> bool:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return False
+        if ra < rb:
+            ra, rb = rb, ra
+        self.parent[ra] = rb
+        return True
+
+
+def _greedy_add(a: np.ndarray, b: np.ndarray, deg: np.ndarray, adj: list[list[int]], uf: _UnionFind) -> int:
+    added = 0
+    for u, v in zip(a.tolist(), b.tolist(), strict=True):
+        if deg[u] < 2 and deg[v] < 2 and uf.union(u, v):
+            adj[u].append(v)
+            adj[v].append(u)
+            deg[u] += 1
+            deg[v] += 1
+            added += 1
+    return added
+
+
+def _fragments_path(vec: Vectors, graph: KnnGraph, progress: Progress | None) -> list[int]:
+    n = len(vec)
+    deg = np.zeros(n, dtype=np.int64)
+    adj: list[list[int]] = [[] for _ in range(n)]
+    uf = _UnionFind(n)
+    a, b, _ = graph.edges()
+    joined = _greedy_add(a, b, deg, adj, uf)
+    k = graph.idx.shape[1]
+    while joined < n - 1:
+        ends = np.flatnonzero(deg < 2)
+        sub = Vectors([vec.paths[i] for i in ends], vec.x[ends], vec.kind)
+        g = knn_graph(sub, min(max(k, 4), len(ends) - 1), exact_limit=EXACT_LIMIT)
+        ea, eb, _ = g.edges()
+        ea, eb = ends[ea], ends[eb]
+        roots = np.array([uf.find(i) for i in range(n)])
+        cross = roots[ea] != roots[eb]
+        got = _greedy_add(ea[cross], eb[cross], deg, adj, uf)
+        if got == 0:  # cannot happen with k >= 2, but never loop forever: chain what is left by index
+            rest = [i for i in ends.tolist() if deg[i] < 2]
+            for u, v in zip(rest, rest[1:], strict=False):
+                if deg[u] < 2 and deg[v] < 2 and uf.union(u, v):
+                    adj[u].append(v)
+                    adj[v].append(u)
+                    deg[u] += 1
+                    deg[v] += 1
+                    got += 1
+        joined += got
+        if progress:
+            progress(joined, max(n - 1, 1))
+    # walk the single path from its end with the lower index
+    start = int(np.flatnonzero(deg < 2).min()) if n else 0
+    path, prev, cur = [start], -1, start
+    for _ in range(n - 1):
+        nxt = adj[cur][0] if adj[cur][0] != prev else adj[cur][1]
+        path.append(nxt)
+        prev, cur = cur, nxt
+    return path
+
+
+class _Path:
+    """An open path as arrays: p (nodes), pos (node -> position), elen (length of edge p[i] - p[i+1])."""
+
+    def __init__(self, vec: Vectors, order: Sequence[int]) -> None:
+        self.vec = vec
+        self.x = vec.x
+        self.hash = vec.kind == "hash"
+        self.p = np.asarray(order, dtype=np.int64)
+        self.n = len(self.p)
+        self.pos = np.empty(self.n, dtype=np.int64)
+        self.pos[self.p] = np.arange(self.n)
+        self.elen = (
+            vec.pair_distance(self.p[:-1], self.p[1:]).astype(np.float64) if self.n > 1 else np.zeros(0)
+        )
+        self.elen = np.round(self.elen, 6)
+
+    def d(self, a: int, b: int) -> float:
+        c = float(self.x[a] @ self.x[b])
+        v = (1.0 - c) * 0.5 if self.hash else 1.0 - c
+        return round(min(1.0, max(0.0, v)), 6)
+
+    def edge(self, x: int) -> float:
+        return float(self.elen[x]) if 0 <= x < self.n - 1 else 0.0
+
+    def reverse(self, x: int, y: int) -> None:
+        """Reverse p[x+1 .. y] (x may be -1, y may be n-1)."""
+        lo, hi = x + 1, y
+        if hi <= lo:
+            return
+        p = self.p
+        p[lo : hi + 1] = p[lo : hi + 1][::-1].copy()
+        self.pos[p[lo : hi + 1]] = np.arange(lo, hi + 1)
+        if hi - 1 >= lo:
+            self.elen[lo:hi] = self.elen[lo:hi][::-1].copy()
+        if x >= 0:
+            self.elen[x] = self.d(int(p[x]), int(p[x + 1]))
+        if y < self.n - 1:
+            self.elen[y] = self.d(int(p[y]), int(p[y + 1]))
+
+    def two_opt_gain(self, x: int, y: int) -> float:
+        """Length saved by reversing p[x+1 .. y]."""
+        p, n = self.p, self.n
+        new_a = self.d(int(p[x]), int(p[y])) if x >= 0 else 0.0
+        new_b = self.d(int(p[x + 1]), int(p[y + 1])) if y + 1 <= n - 1 else 0.0
+        return self.edge(x) + self.edge(y) - new_a - new_b
+
+    def node(self, i: int) -> int | None:
+        return int(self.p[i]) if 0 <= i < self.n else None
+
+    def dd(self, a: int | None, b: int | None) -> float:
+        return 0.0 if a is None or b is None else self.d(a, b)
+
+    def or_gain(self, i: int, e: int, j: int, rev: bool) -> float:
+        """Length saved by moving segment p[i..e] between p[j] and p[j+1] (reversed if ``rev``)."""
+        first, last = int(self.p[i]), int(self.p[e])
+        if rev:
+            first, last = last, first
+        before, after = self.node(i - 1), self.node(e + 1)
+        left, right = self.node(j), self.node(j + 1)
+        removed = self.edge(i - 1) + self.edge(e) + self.edge(j)
+        added = self.dd(before, after) + self.dd(left, first) + self.dd(last, right)
+        return removed - added
+
+    def or_move(self, i: int, e: int, j: int, rev: bool) -> None:
+        seg = e - i + 1
+        if j > e:  # P S Q R -> P Q S R
+            q = j - e
+            self.reverse(i - 1, j)  # P Q^r S^r R
+            self.reverse(i - 1, i - 1 + q)  # P Q S^r R
+            if not rev:
+                self.reverse(i - 1 + q, j)
+        else:  # j < i - 1: P Q S R -> P S Q R
+            self.reverse(j, e)  # P S^r Q^r R
+            self.reverse(j + seg, e)  # P S^r Q R
+            if not rev:
+                self.reverse(j, j + seg)
+
+
+_EPS = 1e-4  # moves saving less than this (on the 0..1 distance scale) are not worth a pass
+
+
+def improve(path: _Path, neighbours: np.ndarray, max_rounds: int = 10, progress: Progress | None = None) -> None:
+    """2-opt + Or-opt over k-NN candidates with don't-look bits, until no move helps."""
+    n = path.n
+    if n < 4:
+        return
+    queue = deque(range(n))
+    queued = np.ones(n, dtype=bool)
+    nb = neighbours.tolist()
+    budget = max_rounds * n
+    done = 0
+
+    def wake(*nodes: int | None) -> None:
+        for v in nodes:
+            if v is not None and not queued[v]:
+                queued[v] = True
+                queue.append(v)
+
+    while queue and done < budget:
+        a = queue.popleft()
+        queued[a] = False
+        done += 1
+        if progress and done % 5000 == 0:
+            progress(min(done, n), n)
+        moved = False
+        for c in nb[a]:
+            if c < 0:
+                break
+            i, j = int(path.pos[a]), int(path.pos[c])
+            dac = path.d(a, c)
+            if dac >= max(path.edge(i - 1), path.edge(i)) - _EPS:
+                break  # neighbour lists are sorted: later ones are no closer
+            lo, hi = min(i, j), max(i, j)
+            # 2-opt: make a-c an edge, breaking the edges after or before both
+            for x, y in ((lo, hi), (lo - 1, hi - 1)):
+                if x >= -1 and y <= n - 1 and y > x + 1 and path.two_opt_gain(x, y) > _EPS:
+                    touched = (path.node(x), path.node(x + 1), path.node(y), path.node(y + 1))
+                    path.reverse(x, y)
+                    wake(*touched)
+                    moved = True
+                    break
+            if moved:
+                break
+            # Or-opt: move a segment that starts or ends at a next to c
+            for seg in (1, 2, 3):
+                for s, e in ((i, i + seg - 1), (i - seg + 1, i)):
+                    if s < 0 or e > n - 1 or s <= j <= e:
+                        continue
+                    a_first = s == i
+                    # place a next to c: after c (j) or before c (j - 1), orientation decides which end is a
+                    for jj, rev in ((j, not a_first), (j - 1, a_first)):
+                        if jj < -1 or jj > n - 1 or (s - 1 <= jj <= e):
+                            continue
+                        if path.or_gain(s, e, jj, rev) > _EPS:
+                            touched = (path.node(s - 1), path.node(s), path.node(e), path.node(e + 1),
+                                       path.node(jj), path.node(jj + 1))
+                            path.or_move(s, e, jj, rev)
+                            wake(*touched)
+                            moved = True
+                            break
+                    if moved:
+                        break
+                if moved:
+                    break
+            if moved:
+                break
+        if moved:
+            wake(a)
+
+
+def order_vectors(vec: Vectors, k: int = 10, progress: Progress | None = None,
+                  exact_limit: int = EXACT_LIMIT) -> tuple[list[int], np.ndarray]:
+    """(row order, neighbour distances) of a short path through the rows of ``vec``."""
+    n = len(vec)
+    if n <= 2:
+        order = list(range(n))
+        return order, vec.pair_distance(order[:-1], order[1:]) if n == 2 else np.zeros(0)
+    graph = knn_graph(vec, k, exact_limit=exact_limit)
+    order = _fragments_path(vec, graph, None)
+    path = _Path(vec, order)
+    improve(path, graph.idx, progress=progress)
+    p = path.p
+    if p[0] > p[-1]:  # orientation: start at the end with the lower index
+        p = p[::-1]
+        elen = path.elen[::-1]
+    else:
+        elen = path.elen
+    return p.tolist(), np.asarray(elen, dtype=np.float64)
+
+
+def greedy_chain(vec: Vectors, start: int = 0) -> list[int]:
+    """Baseline: the plain nearest-neighbour chain (from ``start``, always to the closest unvisited row)."""
+    n = len(vec)
+    left = np.ones(n, dtype=bool)
+    order = [start]
+    left[start] = False
+    cur = start
+    for _ in range(n - 1):
+        d = vec.distance_from_cos(vec.x @ vec.x[cur])
+        d[~left] = np.inf
+        cur = int(np.argmin(d))
+        order.append(cur)
+        left[cur] = False
+    return order
+
+
+def path_length(vec: Vectors, order: Sequence[int]) -> np.ndarray:
+    """Distances between consecutive rows of ``order``."""
+    o = np.asarray(order, dtype=np.int64)
+    return vec.pair_distance(o[:-1], o[1:]) if len(o) > 1 else np.zeros(0)
+
+
+def sort_order(
+    paths: Sequence[str | Path] | str | Path,
+    model: str = DEFAULT_MODEL,
+    catalog: Catalog | str | Path | None = None,
+    progress: Progress | None = None,
+    recursive: bool = True,
+    k: int = 10,
+) -> SortResult:
+    """Index ``paths`` as needed and order their photos so that lookalikes sit together."""
+    if isinstance(paths, str | Path):
+        paths = [paths]
+    vec = load_vectors(paths, model=model, catalog=catalog, progress=progress, recursive=recursive)
+    order, dist = order_vectors(vec, k=k)
+    return SortResult([vec.paths[i] for i in order], model, [float(v) for v in dist])

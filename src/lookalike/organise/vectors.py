@@ -1,0 +1,126 @@
+"""Feature vectors and capture times for a set of photos, on one distance scale.
+
+Every organise algorithm works on unit float32 rows ``X`` and a *content distance* in 0..1:
+
+* embeddings (cosine): ``d = clip(1 - cos, 0, 1)``: similarity ``sim = cos`` (negative cosines count as 0);
+* hashes (Hamming): ``d = hamming / bits``: similarity ``sim = 1 - hamming / bits``. Bits are mapped to
+  +-1/sqrt(bits) rows, whose cosine is ``1 - 2 * hamming / bits``, so the same cosine search serves both.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from lookalike.api import Collection
+from lookalike.catalog import Catalog
+from lookalike.errors import UsageError
+from lookalike.features import DEFAULT_MODEL, l2_normalise, load_extractor
+from lookalike.pipeline import Progress, file_sha256
+
+
+@dataclass
+class Vectors:
+    """Unit rows for ``paths`` (sorted by path) and how to turn cosines into 0..1 distances."""
+
+    paths: list[str]
+    x: np.ndarray  # (n, dim) float32, unit rows
+    kind: str  # "embedding" or "hash"
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def distance_from_cos(self, cos: np.ndarray) -> np.ndarray:
+        """Content distance in 0..1 from cosines of the rows."""
+        cos = np.asarray(cos, dtype=np.float32)
+        if self.kind == "hash":
+            return np.clip((1.0 - cos) * 0.5, 0.0, 1.0)
+        return np.clip(1.0 - cos, 0.0, 1.0)
+
+    def pair_distance(self, i: np.ndarray | int, j: np.ndarray | int) -> np.ndarray:
+        """Distance between rows i and j (vectorised over equal-length index arrays)."""
+        xi, xj = self.x[np.atleast_1d(i)], self.x[np.atleast_1d(j)]
+        return self.distance_from_cos(np.einsum("ij,ij->i", xi, xj))
+
+
+def unit_rows(matrix: np.ndarray, kind: str) -> np.ndarray:
+    """Float32 unit rows from a catalog matrix: float16 embeddings, or uint64-packed hashes as +-1 bits."""
+    if kind == "hash":
+        words = np.ascontiguousarray(matrix, dtype=">u8")
+        bits = np.unpackbits(words.view(np.uint8), axis=1).astype(np.float32)
+        return (bits * 2.0 - 1.0) / np.sqrt(bits.shape[1], dtype=np.float32)
+    return l2_normalise(np.asarray(matrix, dtype=np.float32))
+
+
+def from_matrix(paths: Sequence[str], matrix: np.ndarray, kind: str) -> Vectors:
+    """Vectors from (paths, features); rows are put in path order so results do not depend on walk order."""
+    order = sorted(range(len(paths)), key=lambda i: paths[i])
+    return Vectors([paths[i] for i in order], unit_rows(np.asarray(matrix)[order], kind), kind)
+
+
+def load_vectors(
+    paths: Sequence[str | Path],
+    model: str = DEFAULT_MODEL,
+    catalog: Catalog | str | Path | None = None,
+    progress: Progress | None = None,
+    recursive: bool = True,
+) -> Vectors:
+    """Index ``paths`` (folders or files) as needed and return their features in path order."""
+    if not paths:
+        raise UsageError("give at least one folder")
+    col = Collection(*paths, catalog=catalog, recursive=recursive)
+    kind = load_extractor(model).kind
+    got, matrix = col.features(model, progress=progress)
+    if not got:
+        raise UsageError("no readable images found in " + ", ".join(map(str, paths)))
+    return from_matrix(got, matrix, kind)
+
+
+def _parse_exif_time(value: str | None) -> float | None:
+    if not value:
+        return None
+    for fmt in ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y:%m:%d %H:%M", "%Y-%m-%dT%H:%M:%S"):
+        try:
+            return datetime.strptime(value.strip()[:19], fmt).timestamp()
+        except ValueError:
+            continue
+    return None
+
+
+def capture_times(paths: Sequence[str], catalog: Catalog | None = None) -> np.ndarray:
+    """Seconds since the epoch per photo: EXIF DateTimeOriginal from the catalog, else the file's mtime."""
+    hashes: dict[str, str] = {}
+    if catalog is not None:
+        rows = catalog.lookup_files(list(paths))
+        hashes = {p: r.content_hash for p, r in rows.items() if r.content_hash}
+    facts = catalog.images(set(hashes.values())) if catalog is not None else {}
+    out = np.empty(len(paths), dtype=np.float64)
+    for i, p in enumerate(paths):
+        h = hashes.get(p)
+        t = _parse_exif_time(facts[h].exif_datetime) if h in facts else None
+        if t is None:
+            try:
+                t = os.stat(p).st_mtime
+            except OSError:
+                t = 0.0
+        out[i] = t
+    return out
+
+
+def scaled_times(times: np.ndarray) -> np.ndarray:
+    """Times mapped to 0..1 over their range; all zeros when every time is equal (no division by zero)."""
+    t = np.asarray(times, dtype=np.float64)
+    if len(t) == 0:
+        return t
+    span = float(t.max() - t.min())
+    if not np.isfinite(span) or span <= 0:
+        return np.zeros_like(t)
+    return (t - t.min()) / span
+
+
+__all__ = ["Vectors", "capture_times", "file_sha256", "from_matrix", "load_vectors", "scaled_times", "unit_rows"]
