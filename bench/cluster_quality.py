@@ -1,0 +1,164 @@
+"""Cluster quality (ARI, NMI) on labelled real photos, and time/memory at scale.
+
+    LOOKALIKE_SHARED=/work/shared python bench/cluster_quality.py [--model effnet] [--scale 10000 100000]
+
+Labels: UKBench photos (group = index // 4), celebrity faces (identity = folder), and the celebrity set's
+byte-identical pairs (DUPLICATES.txt; every other photo is its own group). Unclustered photos count as
+groups of one. "graph" rows force the k-NN-graph mode (used past 20k photos) on the same photos.
+Scale: synthetic clustered 1280-d unit vectors, one fresh process per size (peak RSS is its own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from lookalike.catalog import Catalog  # noqa: E402
+from lookalike.organise.cluster import cluster_vectors  # noqa: E402
+from lookalike.organise.vectors import load_vectors  # noqa: E402
+from sort_quality import labels_for, synthetic  # noqa: E402
+
+SHARED = Path(os.environ.get("LOOKALIKE_SHARED", ROOT.parent / "shared")).resolve()
+
+
+def _comb2(x: np.ndarray) -> float:
+    x = x.astype(np.float64)
+    return float((x * (x - 1) / 2).sum())
+
+
+def contingency(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    _, ai = np.unique(a, return_inverse=True)
+    _, bi = np.unique(b, return_inverse=True)
+    m = np.zeros((ai.max() + 1, bi.max() + 1), dtype=np.int64)
+    np.add.at(m, (ai, bi), 1)
+    return m
+
+
+def ari(truth: np.ndarray, pred: np.ndarray) -> float:
+    """Adjusted Rand index (Hubert and Arabie)."""
+    m = contingency(truth, pred)
+    n = m.sum()
+    sum_ij, sum_a, sum_b = _comb2(m), _comb2(m.sum(1)), _comb2(m.sum(0))
+    expected = sum_a * sum_b / (n * (n - 1) / 2) if n > 1 else 0.0
+    top = 0.5 * (sum_a + sum_b)
+    return 1.0 if top == expected else (sum_ij - expected) / (top - expected)
+
+
+def nmi(truth: np.ndarray, pred: np.ndarray) -> float:
+    """Normalised mutual information (arithmetic-mean normalisation, as scikit-learn's default)."""
+    m = contingency(truth, pred).astype(np.float64)
+    n = m.sum()
+    p = m / n
+    pa, pb = p.sum(1), p.sum(0)
+    nz = p > 0
+    mi = float((p[nz] * np.log(p[nz] / (pa[:, None] * pb[None, :])[nz])).sum())
+    ha = -float((pa[pa > 0] * np.log(pa[pa > 0])).sum())
+    hb = -float((pb[pb > 0] * np.log(pb[pb > 0])).sum())
+    denom = (ha + hb) / 2
+    return 1.0 if denom == 0 else mi / denom
+
+
+def predicted(paths: list[str], result) -> np.ndarray:
+    label = {p: i for i, c in enumerate(result.clusters) for p in c}
+    nxt = len(result.clusters)
+    out = []
+    for p in paths:
+        if p not in label:
+            label[p] = nxt
+            nxt += 1
+        out.append(label[p])
+    return np.array(out)
+
+
+def duplicate_labels(paths: list[str], folder: Path) -> np.ndarray | None:
+    dup = folder / "DUPLICATES.txt"
+    if not dup.exists():
+        return None
+    names = {Path(p).relative_to(folder).as_posix(): i for i, p in enumerate(paths)}
+    lab = np.arange(len(paths))
+    for para in dup.read_text().split("\n\n"):  # one paragraph per group: "sha256 ...", then its files
+        found = [names[w.strip()] for w in para.splitlines() if w.strip() in names]
+        for i in found[1:]:
+            lab[i] = lab[found[0]]
+    return lab
+
+
+def run_scale(n: int) -> dict:
+    vec = synthetic(n)
+    t0 = time.perf_counter()
+    res = cluster_vectors(vec, sim=0.5)
+    sec = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"n": n, "seconds": round(sec, 1), "peak_rss_mib": round(rss), "mode": res.mode,
+            "clusters": len(res.clusters), "unclustered": len(res.unclustered)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="effnet")
+    ap.add_argument("--catalog", default=str(Path(tempfile.gettempdir()) / "lookalike-bench" / "catalog.sqlite"))
+    ap.add_argument("--sims", type=float, nargs="*", default=[0.5, 0.6, 0.7, 0.8])
+    ap.add_argument("--scale", type=int, nargs="*", default=[10000, 100000])
+    ap.add_argument("--one-scale", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one_scale:
+        print(json.dumps(run_scale(args.one_scale)))
+        return
+
+    cat = Catalog(args.catalog)
+    sets = [("ukbench", SHARED / "data" / "photos"), ("celebrity", SHARED / "data" / "faces" / "celebrity")]
+    print(f"model {args.model}; min_size 2; unclustered photos count as groups of one")
+    print(f"{'labels':18} {'n':>4} {'method':9} {'mode':6} {'cut':9} {'sim':>5} {'groups':>6} {'uncl.':>5} "
+          f"{'ARI':>6} {'NMI':>6} {'sec':>5}")
+    for name, folder in sets:
+        if not folder.exists():
+            print(f"{name}: {folder} not found, skipped")
+            continue
+        vec = load_vectors([folder], model=args.model, catalog=cat)
+        truths = [(name, labels_for(vec.paths, name))]
+        dups = duplicate_labels(vec.paths, folder)
+        if dups is not None:
+            truths.append((f"{name}-exact-dupes", dups))
+        for label, truth in truths:
+            sims = args.sims if not label.endswith("dupes") else [0.95, 0.99, 1.0]
+            runs = [("average", "abs", s, None) for s in sims]
+            if not label.endswith("dupes"):
+                runs += [(m, "abs", s, None) for m in ("complete", "single", "ward") for s in sims]
+                runs += [("average", "relative", s, None) for s in sims]
+                runs += [(m, "abs", s, 0) for m in ("average", "single") for s in sims]
+            for method, cut, s, limit in runs:
+                t = time.perf_counter()
+                kw = {"exact_limit": limit} if limit is not None else {}
+                res = cluster_vectors(vec, sim=s, method=method, relative=cut == "relative", **kw)
+                sec = time.perf_counter() - t
+                pred = predicted(vec.paths, res)
+                print(f"{label:18} {len(vec):4d} {method:9} {res.mode:6} {cut:9} {s:5.2f} {len(res.clusters):6d} "
+                      f"{len(res.unclustered):5d} {ari(truth, pred):6.3f} {nmi(truth, pred):6.3f} {sec:5.2f}")
+
+    if args.scale:
+        print(f"\n{'n (synthetic 1280-d)':>20} {'mode':6} {'seconds':>8} {'peak RSS MiB':>12} {'groups':>7} {'uncl.':>7}")
+        for n in args.scale:
+            proc = subprocess.run([sys.executable, __file__, "--one-scale", str(n)], capture_output=True, text=True)
+            if proc.returncode != 0:
+                print(f"{n:>20} failed: {proc.stderr.strip()[-300:]}")
+                continue
+            r = json.loads(proc.stdout)
+            print(f"{r['n']:>20} {r['mode']:6} {r['seconds']:8.1f} {r['peak_rss_mib']:12d} {r['clusters']:7d} "
+                  f"{r['unclustered']:7d}")
+
+
+if __name__ == "__main__":
+    main()

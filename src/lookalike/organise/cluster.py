@@ -1,0 +1,241 @@
+"""Group photos by similarity: hierarchical clustering cut on the similarity scale itself.
+
+Distances live in 0..1 (see :mod:`lookalike.organise.vectors`): ``d = 1 - cos`` for embeddings (negative
+cosines count as 0), ``d = hamming / bits`` for hashes. With ``time_weight`` A the distance is
+``A * |t_i - t_j| + (1 - A) * d``, capture times scaled to 0..1 over the set (all equal: the time term is 0).
+
+``sim`` is a similarity in 0..1 and the tree is cut at distance ``1 - sim``:
+
+* ``single``: photos join when a chain of pairs each at similarity >= sim links them;
+* ``complete``: every pair inside a group is at similarity >= sim;
+* ``average``: the mean similarity between the two groups being merged is >= sim (at every merge);
+* ``ward``: runs on ``e = sqrt(2 d)`` (the Euclidean distance of unit vectors) and is cut at ``sqrt(2 (1 - sim))``.
+  Two single photos join exactly when their similarity is >= sim, but ward's merge height grows with the
+  size of the groups, so larger groups need more than ``sim`` to merge and ``sim = 0`` need not give one group.
+
+So ``sim = 0`` gives one group (single/average/complete) and ``sim = 1`` joins only identical photos
+(distance 0, with a 1e-6 tolerance for rounding). ``relative=True`` is imagecluster's cut instead: at
+``(1 - sim)`` times the largest pairwise distance of the set, so its meaning changes with every folder.
+
+Past ``exact_limit`` photos (20,000) the N x N distance matrix is not built. Clustering runs over the
+k-NN graph (k = 15): ``single`` = connected parts of the links at distance <= 1 - sim; ``average`` and
+``complete`` merge the closest pair of groups first, averaging (or taking the largest) over the k-NN links
+between them only, while that value is <= 1 - sim. Photos are only ever joined through k-NN links, so
+``sim = 0`` gives one group per connected part of the k-NN graph. ``ward`` and the dendrogram need the
+exact mode.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.cluster import hierarchy
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from lookalike.api import open_catalog
+from lookalike.catalog import Catalog
+from lookalike.errors import UsageError
+from lookalike.features import DEFAULT_MODEL
+from lookalike.organise.knn import knn_graph
+from lookalike.organise.vectors import Vectors, capture_times, load_vectors, scaled_times
+from lookalike.pipeline import Progress
+
+METHODS = ("average", "complete", "single", "ward")
+EXACT_LIMIT = 20000
+GRAPH_K = 15
+_TOL = 1e-6
+
+
+@dataclass
+class ClusterResult:
+    """Groups of at least ``min_size`` photos (largest first) and the photos left on their own."""
+
+    clusters: list[list[str]]
+    unclustered: list[str]
+    method: str = "average"
+    sim: float = 0.5
+    mode: str = "exact"  # "exact" (full distance matrix) or "graph" (k-NN graph)
+    threshold: float = 0.5  # where the tree was cut, on the distance scale used by the method
+    paths: list[str] = field(default_factory=list)
+    linkage: np.ndarray | None = None  # scipy linkage matrix (exact mode), rows of ``paths``
+
+    def to_json(self) -> dict:
+        return {"clusters": [{"members": list(c)} for c in self.clusters], "unclustered": list(self.unclustered)}
+
+
+def condensed_distances(
+    vec: Vectors, times: np.ndarray | None = None, time_weight: float = 0.0, progress: Progress | None = None
+) -> np.ndarray:
+    """The n(n-1)/2 pairwise distances (scipy's condensed order), computed in row blocks."""
+    n = len(vec)
+    out = np.empty(n * (n - 1) // 2, dtype=np.float64)
+    block = max(1, min(n, 4_000_000 // max(n, 1)))
+    pos = 0
+    for s in range(0, n, block):
+        e = min(n, s + block)
+        d = vec.distance_from_cos(vec.x[s:e] @ vec.x.T).astype(np.float64)
+        if times is not None and time_weight > 0:
+            d = time_weight * np.abs(times[s:e, None] - times[None, :]) + (1.0 - time_weight) * d
+        for r in range(s, e):
+            seg = d[r - s, r + 1 :]
+            out[pos : pos + len(seg)] = seg
+            pos += len(seg)
+        if progress:
+            progress(e, n)
+    return np.round(out, 6)
+
+
+def _exact_labels(
+    vec: Vectors, times: np.ndarray | None, time_weight: float, sim: float, method: str, relative: bool,
+    progress: Progress | None,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    dist = condensed_distances(vec, times, time_weight, progress)
+    if method == "ward":
+        dist = np.sqrt(2.0 * dist)
+    z = hierarchy.linkage(dist, method=method)
+    if relative:
+        t = (1.0 - sim) * float(dist.max(initial=0.0))
+    else:
+        t = float(np.sqrt(2.0 * (1.0 - sim))) if method == "ward" else 1.0 - sim
+    labels = hierarchy.fcluster(z, t=t + _TOL, criterion="distance")
+    return labels, z, t
+
+
+def _graph_edges(vec: Vectors, times: np.ndarray | None, time_weight: float, k: int, progress: Progress | None):
+    g = knn_graph(vec, k, exact_limit=0 if len(vec) > EXACT_LIMIT else EXACT_LIMIT, progress=progress)
+    a, b, d = g.edges()
+    d = d.astype(np.float64)
+    if times is not None and time_weight > 0:
+        d = time_weight * np.abs(times[a] - times[b]) + (1.0 - time_weight) * d
+    return a, b, np.round(d, 6)
+
+
+def _sparse_hac(n: int, a: np.ndarray, b: np.ndarray, d: np.ndarray, t: float, method: str) -> np.ndarray:
+    """Agglomerate over graph links only, closest first, while the link value stays <= t."""
+    links: list[dict[int, tuple[float, int, float]]] = [{} for _ in range(n)]
+    for u, v, w in zip(a.tolist(), b.tolist(), d.tolist(), strict=True):
+        links[u][v] = links[v][u] = (w, 1, w)
+
+    def value(entry: tuple[float, int, float]) -> float:
+        return round(entry[0] / entry[1], 9) if method == "average" else entry[2]
+
+    heap = [(value(links[u][v]), u, v) for u in range(n) for v in links[u] if u < v]
+    heapq.heapify(heap)
+    parent = np.arange(n)
+    alive = np.ones(n, dtype=bool)
+    while heap:
+        val, u, v = heapq.heappop(heap)
+        if val > t + _TOL:
+            break
+        if not (alive[u] and alive[v]) or v not in links[u] or value(links[u][v]) != val:
+            continue  # stale entry
+        keep, gone = (u, v) if len(links[u]) >= len(links[v]) else (v, u)
+        del links[keep][gone]
+        for c, e in links[gone].items():
+            if c == keep:
+                continue
+            del links[c][gone]
+            old = links[keep].get(c)
+            new = e if old is None else (e[0] + old[0], e[1] + old[1], max(e[2], old[2]))
+            links[keep][c] = links[c][keep] = new
+            if old is None or value(new) != value(old):
+                heapq.heappush(heap, (value(new), min(keep, c), max(keep, c)))
+        links[gone] = {}
+        alive[gone] = False
+        parent[gone] = keep
+    # resolve parents to roots
+    roots = parent.copy()
+    while True:
+        nxt = roots[roots]
+        if np.array_equal(nxt, roots):
+            break
+        roots = nxt
+    return roots
+
+
+def _graph_labels(
+    vec: Vectors, times: np.ndarray | None, time_weight: float, sim: float, method: str, relative: bool,
+    progress: Progress | None, k: int = GRAPH_K,
+) -> tuple[np.ndarray, float]:
+    if method == "ward":
+        raise UsageError(f"--method ward needs the full distance matrix: use it on at most {EXACT_LIMIT} photos")
+    n = len(vec)
+    a, b, d = _graph_edges(vec, times, time_weight, k, progress)
+    t = (1.0 - sim) * float(d.max(initial=0.0)) if relative else 1.0 - sim
+    if method == "single":
+        keep = d <= t + _TOL
+        m = coo_matrix((np.ones(int(keep.sum())), (a[keep], b[keep])), shape=(n, n))
+        _, labels = connected_components(m, directed=False)
+        return labels, t
+    return _sparse_hac(n, a, b, d, t, method), t
+
+
+def cluster_vectors(
+    vec: Vectors,
+    sim: float = 0.5,
+    method: str = "average",
+    min_size: int = 2,
+    time_weight: float = 0.0,
+    times: np.ndarray | None = None,
+    relative: bool = False,
+    exact_limit: int = EXACT_LIMIT,
+    progress: Progress | None = None,
+) -> ClusterResult:
+    """Cluster prepared vectors (``times``: seconds per row, needed when ``time_weight`` > 0)."""
+    if method not in METHODS:
+        raise UsageError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
+    if not 0.0 <= sim <= 1.0:
+        raise UsageError("--sim must lie between 0 and 1")
+    if not 0.0 <= time_weight <= 1.0:
+        raise UsageError("--time-weight must lie between 0 and 1")
+    if min_size < 1:
+        raise UsageError("--min-size must be at least 1")
+    n = len(vec)
+    scaled = scaled_times(times) if times is not None and time_weight > 0 else None
+    if time_weight > 0 and scaled is None:
+        raise UsageError("time_weight needs the photos' times")
+    z = None
+    if n < 2:
+        labels, mode, t = np.zeros(n, dtype=np.int64), "exact", 1.0 - sim
+    elif n <= exact_limit:
+        labels, z, t = _exact_labels(vec, scaled, time_weight, sim, method, relative, progress)
+        mode = "exact"
+    else:
+        labels, t = _graph_labels(vec, scaled, time_weight, sim, method, relative, progress)
+        mode = "graph"
+    groups: dict[int, list[int]] = {}
+    for i, lab in enumerate(np.asarray(labels).tolist()):
+        groups.setdefault(lab, []).append(i)
+    big = [g for g in groups.values() if len(g) >= min_size]
+    big.sort(key=lambda g: (-len(g), vec.paths[g[0]]))
+    clustered = {i for g in big for i in g}
+    clusters = [[vec.paths[i] for i in g] for g in big]
+    rest = [vec.paths[i] for i in range(n) if i not in clustered]
+    return ClusterResult(clusters, rest, method, sim, mode, t, list(vec.paths), z)
+
+
+def cluster(
+    paths: Sequence[str | Path] | str | Path,
+    sim: float = 0.5,
+    method: str = "average",
+    min_size: int = 2,
+    time_weight: float = 0.0,
+    model: str = DEFAULT_MODEL,
+    catalog: Catalog | str | Path | None = None,
+    progress: Progress | None = None,
+    relative: bool = False,
+    recursive: bool = True,
+    exact_limit: int = EXACT_LIMIT,
+) -> ClusterResult:
+    """Index ``paths`` as needed and group their photos (see the module doc for what ``sim`` means)."""
+    if isinstance(paths, str | Path):
+        paths = [paths]
+    cat = open_catalog(catalog)
+    vec = load_vectors(paths, model=model, catalog=cat, progress=progress, recursive=recursive)
+    times = capture_times(vec.paths, cat) if time_weight > 0 else None
+    return cluster_vectors(vec, sim, method, min_size, time_weight, times, relative, exact_limit)
