@@ -149,7 +149,8 @@ def main() -> None:
                       f"{len(res.unclustered):5d} {ari(truth, pred):6.3f} {nmi(truth, pred):6.3f} {sec:5.2f}")
 
     if args.scale:
-        print(f"\n{'n (synthetic 1280-d)':>20} {'mode':6} {'seconds':>8} {'peak RSS MiB':>12} {'groups':>7} {'uncl.':>7}")
+        head = f"{'n (synthetic 1280-d)':>20} {'mode':6} {'seconds':>8} {'peak RSS MiB':>12} {'groups':>7} {'uncl.':>7}"
+        print("\n" + head)
         for n in args.scale:
             proc = subprocess.run([sys.executable, __file__, "--one-scale", str(n)], capture_output=True, text=True)
             if proc.returncode != 0:

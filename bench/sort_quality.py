@@ -99,7 +99,8 @@ def main() -> None:
         means = {}
         for label, order, sec in rows:
             means[label] = float(np.mean(path_length(vec, order)))
-            print(f"{name:10} {len(vec):5d} {label:14} {means[label]:13.4f} {same_class(labels, order):10.3f} {sec:8.2f}")
+            frac = same_class(labels, order)
+            print(f"{name:10} {len(vec):5d} {label:14} {means[label]:13.4f} {frac:10.3f} {sec:8.2f}")
         print(f"{name:10} ratio lookalike / greedy NN = {means['lookalike'] / means['greedy NN']:.3f} (target <= 0.9)")
 
     if args.scale:

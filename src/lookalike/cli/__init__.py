@@ -15,6 +15,7 @@ from lookalike.cli import faces as faces_cli
 from lookalike.cli import journal as journal_cli
 from lookalike.cli import serve as serve_cli
 from lookalike.cli import video as video_cli
+from lookalike.cli import organise as organise_cli
 from lookalike.cli.common import console, global_options
 from lookalike.errors import LookalikeError
 
@@ -51,6 +52,7 @@ faces_cli.register(app)
 journal_cli.register(app)
 video_cli.register(app)
 serve_cli.register(app)
+organise_cli.register(app)
 
 
 def main() -> None:

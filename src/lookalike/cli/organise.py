@@ -1,0 +1,196 @@
+"""Organise commands: `lookalike sort` (lookalikes side by side, optional rank prefixes) and `lookalike cluster`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lookalike.cli.common import CatalogOption, JsonOption, console, open_catalog, out, print_json, progress_bar
+from lookalike.errors import UsageError
+from lookalike.features import DEFAULT_MODEL
+from lookalike.organise.cluster import EXACT_LIMIT, METHODS
+
+ModelOption = Annotated[
+    str, typer.Option("--model", "-m", help="Feature model: effnet (CNN embedding), phash, dhash, ahash, whash.")
+]
+Folders = Annotated[list[Path], typer.Argument(help="Folder(s) of photos (indexed on the fly).")]
+RecursiveOption = Annotated[bool, typer.Option("--recursive/--no-recursive", help="Enter sub-folders.")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print what would change; change nothing.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sort")(sort_cmd)
+    app.command("cluster")(cluster_cmd)
+
+
+def _print_apply(report, json_out: bool, what: str) -> None:
+    if report.dry_run:
+        console.print(f"dry run: {len(report.operations)} operation(s) would be done, "
+                      f"{len(report.failed)} refused", highlight=False)
+        for op in report.operations:
+            dst = op.get("dst") or op.get("path")
+            src = op.get("src") or op.get("target")
+            console.print(f"  {op['op']:6} {src} -> {dst}", highlight=False, markup=False)
+    else:
+        console.print(f"{what}: {report.done} done, {len(report.failed)} failed; undo with: lookalike undo "
+                      f"{report.id}", highlight=False)
+    for f in report.failed:
+        console.print(f"  failed: {f.get('path')}: {f.get('error')}", highlight=False, markup=False)
+
+
+def sort_cmd(
+    folders: Folders,
+    model: ModelOption = DEFAULT_MODEL,
+    rename: Annotated[bool, typer.Option("--rename", help="Prefix each name with its zero-padded rank "
+                                         "(0001_IMG_4711.jpg), through the journal (`lookalike undo` restores). "
+                                         "A prefix added earlier by lookalike is replaced, never stacked.")] = False,
+    strip: Annotated[bool, typer.Option("--strip", help="Remove the rank prefixes lookalike added.")] = False,
+    keys: Annotated[bool, typer.Option("--keys", help="Print one sort key per photo: KEY<TAB>PATH.")] = False,
+    plan_file: Annotated[Path | None, typer.Option("--plan", help="With --rename/--strip: write the plan to FILE "
+                                                   "for `lookalike apply` instead of applying it.",
+                                                   dir_okay=False)] = None,
+    dry_run: DryRunOption = False,
+    recursive: RecursiveOption = True,
+    catalog: CatalogOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Order photos so that lookalikes sit next to each other.
+
+    The order is a short path through the k-nearest-neighbour graph (greedy edge matching, then 2-opt and
+    Or-opt moves): deterministic, and adding a photo moves few others. Without --rename/--strip nothing is
+    changed: the order is printed (--json: {"order": [PATH, ...]}; --keys: KEY<TAB>PATH).
+    """
+    from lookalike.organise.sort import sort_order
+
+    if rename and strip:
+        raise UsageError("--rename and --strip cannot be combined")
+    cat = open_catalog(catalog)
+    if strip:
+        from lookalike.journal import apply_plan, write_plan
+        from lookalike.organise.rename import plan_strip, record_applied
+
+        plan = plan_strip(folders, cat, recursive=recursive)
+        if plan_file:
+            write_plan(plan, plan_file)
+            console.print(f"plan of {len(plan)} rename(s) written to {plan_file}", highlight=False)
+            return
+        report = apply_plan(plan, dry_run=dry_run)
+        if not dry_run:
+            record_applied(report, cat)
+        _print_apply(report, json_out, "stripped")
+        if json_out:
+            print_json(report.to_json())
+        return
+
+    with progress_bar("indexing", not (json_out or keys)) as progress:
+        result = sort_order([str(f) for f in folders], model=model, catalog=cat, progress=progress,
+                            recursive=recursive)
+    order = result.order
+    if rename:
+        from lookalike.journal import apply_plan, write_plan
+        from lookalike.organise.rename import plan_rename, record_applied
+
+        plan = plan_rename(order, cat)
+        if plan_file:
+            write_plan(plan, plan_file)
+            console.print(f"plan of {len(plan)} rename(s) written to {plan_file}", highlight=False)
+        else:
+            report = apply_plan(plan, dry_run=dry_run)
+            if not dry_run:
+                record_applied(report, cat)
+                final: dict[str, str] = {}
+                for op in report.operations:
+                    if op.get("op") == "rename":
+                        src = next((k for k, v in final.items() if v == op["src"]), op["src"])
+                        final[src] = op["dst"]
+                order = [final.get(p, p) for p in order]
+            _print_apply(report, json_out, "renamed")
+    if json_out:
+        print_json({"order": order})
+    elif keys:
+        for key, path in zip(result.keys(), order, strict=True):
+            out.print(f"{key}\t{path}", highlight=False, markup=False)
+    elif not rename:
+        for key, path in zip(result.keys(), order, strict=True):
+            out.print(f"{key}  {path}", highlight=False, markup=False)
+        console.print(f"{len(order)} photos; mean distance between neighbours {result.mean_distance:.4f}",
+                      highlight=False)
+
+
+def cluster_cmd(
+    folders: Folders,
+    sim: Annotated[float, typer.Option("--sim", min=0.0, max=1.0, help="Similarity in 0..1 needed to group "
+                                       "photos (cosine for embeddings, 1 - Hamming/bits for hashes): the tree is "
+                                       "cut at distance 1 - sim. 0: one group; 1: identical photos only.")] = 0.5,
+    method: Annotated[str, typer.Option("--method", help=f"Linkage: {', '.join(METHODS)}. average: mean "
+                                        "similarity between merged groups >= sim; complete: every pair >= sim; "
+                                        "single: a chain of pairs >= sim; ward: cut at sqrt(2(1-sim)) on "
+                                        "Euclidean distances of unit vectors (stricter for big groups).")
+                  ] = "average",
+    min_size: Annotated[int, typer.Option("--min-size", min=1, help="Smallest group reported; smaller ones are "
+                                          "listed as unclustered.")] = 2,
+    time_weight: Annotated[float, typer.Option("--time-weight", min=0.0, max=1.0, help="Mix capture times (EXIF "
+                                               "DateTimeOriginal, else file time) into the distance: "
+                                               "A*d_time + (1-A)*d_content, both in 0..1.")] = 0.0,
+    relative: Annotated[bool, typer.Option("--relative", help="imagecluster's cut instead: at (1 - sim) times "
+                                           "the largest distance in this set (meaning changes per folder).")
+                        ] = False,
+    links: Annotated[Path | None, typer.Option("--links", help="Write OUT/cluster_with_<size>/cluster_<i>/ with "
+                                               "a symbolic link per photo (a copy where links are impossible).",
+                                               file_okay=False)] = None,
+    copy: Annotated[Path | None, typer.Option("--copy", help="Like --links, with copies.", file_okay=False)] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for --sheet/--plot when neither --links "
+                                                 "nor --copy is given.", file_okay=False)] = None,
+    sheet: Annotated[bool, typer.Option("--sheet", help="Write a contact sheet per group "
+                                        "(OUT/cluster_with_<size>/cluster_<i>_sheet.jpg).")] = False,
+    plot: Annotated[bool, typer.Option("--plot", help="Write the dendrogram to OUT/dendrogram.png.")] = False,
+    model: ModelOption = DEFAULT_MODEL,
+    dry_run: DryRunOption = False,
+    recursive: RecursiveOption = True,
+    catalog: CatalogOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Group photos by similarity (hierarchical clustering) and optionally write the groups to a folder.
+
+    --sim means the same on every folder: it is cut on the similarity scale itself, not relative to the
+    set's largest distance (--relative restores that).
+
+    Past 20,000 photos no N x N distance matrix is built: clustering runs over the k-nearest-neighbour
+    graph (k=15) instead. --sim keeps its meaning, but photos are joined only through k-NN links (so
+    --sim 0 gives one group per connected part of that graph), average/complete linkage is taken over those
+    links only, and --method ward and --plot are not available.
+
+    Everything written to OUT goes through the journal: nothing there is overwritten, and `lookalike undo`
+    removes exactly what this run wrote.
+    """
+    from lookalike.organise.cluster import cluster
+
+    if links and copy:
+        raise UsageError("--links and --copy cannot be combined")
+    dest = links or copy or out_dir
+    if (sheet or plot) and dest is None:
+        raise UsageError("--sheet/--plot need a folder: give --links OUT, --copy OUT or --out DIR")
+    if dry_run and dest is None:
+        raise UsageError("--dry-run only applies with --links/--copy/--out")
+    cat = open_catalog(catalog)
+    with progress_bar("indexing", not json_out) as progress:
+        result = cluster([str(f) for f in folders], sim=sim, method=method, min_size=min_size,
+                         time_weight=time_weight, model=model, catalog=cat, progress=progress, relative=relative)
+    if dest is not None:
+        from lookalike.organise.links import write_links
+
+        mode = "link" if links else "copy" if copy else None
+        report = write_links(result, dest, mode=mode, sheet=sheet, plot=plot, dry_run=dry_run)
+        _print_apply(report, json_out, f"written to {dest}")
+    if json_out:
+        print_json(result.to_json())
+        return
+    for i, members in enumerate(result.clusters):
+        out.print(f"group {i} ({len(members)} photos)", highlight=False)
+        for p in members:
+            out.print(f"  {p}", highlight=False, markup=False)
+    mode = f"k-NN graph mode (more than {EXACT_LIMIT} photos)" if result.mode == "graph" else "exact mode"
+    console.print(f"{len(result.clusters)} group(s), {len(result.unclustered)} unclustered; {result.method} linkage, "
+                  f"{mode}, cut at {result.threshold:.4f}", highlight=False)
