@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -76,6 +77,9 @@ def sort_cmd(
             write_plan(plan, plan_file)
             console.print(f"plan of {len(plan)} rename(s) written to {plan_file}", highlight=False)
             return
+        if not plan.operations:
+            console.print("no lookalike rank prefixes to strip", highlight=False)
+            return
         report = apply_plan(plan, dry_run=dry_run)
         if not dry_run:
             record_applied(report, cat)
@@ -96,6 +100,8 @@ def sort_cmd(
         if plan_file:
             write_plan(plan, plan_file)
             console.print(f"plan of {len(plan)} rename(s) written to {plan_file}", highlight=False)
+        elif not plan.operations:
+            console.print("every name already carries its rank: nothing to rename", highlight=False)
         else:
             report = apply_plan(plan, dry_run=dry_run)
             if not dry_run:
@@ -109,12 +115,11 @@ def sort_cmd(
             _print_apply(report, json_out, "renamed")
     if json_out:
         print_json({"order": order})
-    elif keys:
-        for key, path in zip(result.keys(), order, strict=True):
-            out.print(f"{key}\t{path}", highlight=False, markup=False)
-    elif not rename:
-        for key, path in zip(result.keys(), order, strict=True):
-            out.print(f"{key}  {path}", highlight=False, markup=False)
+    elif keys or not rename:
+        sep = "\t" if keys else "  "
+        sys.stdout.write("".join(f"{key}{sep}{path}\n" for key, path in zip(result.keys(), order, strict=True)))
+        sys.stdout.flush()
+    if not (json_out or keys or rename):
         console.print(f"{len(order)} photos; mean distance between neighbours {result.mean_distance:.4f}",
                       highlight=False)
 
