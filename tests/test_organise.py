@@ -35,12 +35,15 @@ def _clustered(n: int, dim: int = 64, per: int = 6, seed: int = 0) -> Vectors:
     return from_matrix([f"/p/{i:05d}.jpg" for i in range(n)], x.astype(np.float32), "embedding")
 
 
-def _undo_all() -> None:
-    """Undo every journal run, newest first."""
+def _undo_all(run_cli=None) -> None:
+    """Undo every journal run, newest first (through `lookalike undo ID` when given the CLI runner)."""
     from lookalike.journal import list_journals, undo
 
     for info in reversed(list_journals()):
-        assert undo(info.id).ok
+        if run_cli is not None:
+            run_cli("undo", info.id)
+        else:
+            assert undo(info.id).ok
 
 
 def _adjacent_pairs(order: list) -> set:
@@ -144,7 +147,7 @@ def test_rename_then_undo_restores_names_and_twice_does_not_stack(tmp_path, run_
     run_cli("sort", folder, "--strip")
     assert {p.name for p in folder.iterdir()} == set(before)  # 2019_holiday.jpg keeps its name
 
-    _undo_all()  # strip, second rename (if any), first rename
+    _undo_all(run_cli)  # strip, second rename (if any), first rename
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 

@@ -13,9 +13,9 @@ from lookalike import __version__
 from lookalike.cli import core
 from lookalike.cli import faces as faces_cli
 from lookalike.cli import journal as journal_cli
+from lookalike.cli import organise as organise_cli
 from lookalike.cli import serve as serve_cli
 from lookalike.cli import video as video_cli
-from lookalike.cli import organise as organise_cli
 from lookalike.cli.common import console, global_options
 from lookalike.errors import LookalikeError
 

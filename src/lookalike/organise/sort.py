@@ -209,13 +209,16 @@ class _Path:
 _EPS = 1e-4  # moves saving less than this (on the 0..1 distance scale) are not worth a pass
 
 
-def improve(path: _Path, neighbours: np.ndarray, max_rounds: int = 10, progress: Progress | None = None) -> None:
-    """2-opt + Or-opt over k-NN candidates with don't-look bits, until no move helps."""
+def improve(path: _Path, neighbours: np.ndarray, max_rounds: int = 10, progress: Progress | None = None,
+            start: Sequence[int] | None = None) -> None:
+    """2-opt + Or-opt over k-NN candidates with don't-look bits, until no move helps (``start``: the only
+    photos to look at first; default all)."""
     n = path.n
     if n < 4:
         return
-    queue = deque(range(n))
-    queued = np.ones(n, dtype=bool)
+    queue = deque(range(n) if start is None else start)
+    queued = np.zeros(n, dtype=bool)
+    queued[list(queue)] = True
     nb = neighbours.tolist()
     budget = max_rounds * n
     done = 0
