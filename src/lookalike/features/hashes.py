@@ -6,6 +6,8 @@ one vectorised XOR plus a popcount.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 from PIL import Image
 
@@ -90,3 +92,56 @@ class WaveletHash(_HashExtractor):
 HASH_EXTRACTORS: dict[str, type[_HashExtractor]] = {
     cls.spec.id: cls for cls in (PerceptualHash, DifferenceHash, AverageHash, WaveletHash)
 }
+
+
+class PixelHash(Extractor):
+    """sha256 of the fully decoded, upright RGB pixels (and the size): equal for files whose bytes
+    differ but whose pictures are the same (metadata edited, lossless re-save). 256 bits, 4 words."""
+
+    spec = ModelSpec("pixelsha", "1", "hash", 256, "sha256 of the full-size decoded RGB pixels")
+    decode_min_side = None  # must see every pixel
+    batch_size = 256
+
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        h = hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode())
+        h.update(rgb.tobytes())
+        return np.frombuffer(h.digest(), dtype=">u8").astype(np.uint64)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(batch, dtype=np.uint64).reshape(len(batch), 4)
+
+
+def dihedral_variants(a: np.ndarray) -> list[np.ndarray]:
+    """The 8 flips/rotations of a square array, identity first."""
+    out = []
+    for k in range(4):
+        r = np.rot90(a, k)
+        out.extend((r, r[:, ::-1]))
+    return out
+
+
+class DihedralPHash(Extractor):
+    """pHash of each of the 8 flips/rotations of the picture (8 words, identity first).
+
+    Comparing word 0 of one picture with all 8 words of another gives a distance that does not
+    change when either was rotated by 90 degrees or mirrored."""
+
+    spec = ModelSpec("dihash", "1", "hash", 512, "pHash of the 8 flips/rotations (rotation/flip invariant matching)")
+    decode_min_side = 64
+    batch_size = 256
+
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        g = np.asarray(image.convert("L").resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float32)
+        bits = []
+        for v in dihedral_variants(g):
+            low = (_DCT32 @ v @ _DCT32.T)[:8, :8]
+            bits.append((low > np.median(low)).ravel())
+        return np.stack(bits)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        n = len(batch)
+        return pack_bits(np.asarray(batch).reshape(n * 8, 64)).reshape(n, 8)
+
+
+HASH_EXTRACTORS.update({cls.spec.id: cls for cls in (PixelHash, DihedralPHash)})

@@ -1,0 +1,27 @@
+"""Duplicate finder: exact, pixel-identical and edited copies (near), or same scene (similar).
+
+    >>> from lookalike.dupes import find_duplicates
+    >>> report = find_duplicates(["~/Pictures"], tier="near")
+    >>> report.to_json()["groups"][0]["keep"]
+
+Stages: exact (sha256) and pixel (sha256 of decoded pixels) classes; all-against-all candidates from
+CNN nearest neighbours and a flip/rotation-invariant pHash; ORB + RANSAC + aligned correlation to
+verify each candidate; groups around a keeper without chaining; keeper chosen by an ordered policy.
+"""
+
+from lookalike.dupes.finder import find_duplicates
+from lookalike.dupes.keeper import CRITERIA, DEFAULT_POLICY, choose_keeper, parse_policy
+from lookalike.dupes.report import TIERS, DupesError, DupesReport, Group, Member
+
+__all__ = [
+    "CRITERIA",
+    "DEFAULT_POLICY",
+    "TIERS",
+    "DupesError",
+    "DupesReport",
+    "Group",
+    "Member",
+    "choose_keeper",
+    "find_duplicates",
+    "parse_policy",
+]

@@ -1,0 +1,216 @@
+"""find_duplicates: index, exact and pixel classes, candidates, verification, grouping, keepers."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from lookalike.api import open_catalog
+from lookalike.catalog import Catalog
+from lookalike.dupes.candidates import dihedral_pairs, embedding_pairs
+from lookalike.dupes.grouping import components, split_component
+from lookalike.dupes.keeper import FileFacts, choose_keeper, parse_policy, under
+from lookalike.dupes.report import TIERS, DupesError, DupesReport, Group, Member
+from lookalike.dupes.verify import Verifier
+from lookalike.errors import UsageError
+from lookalike.features import load_extractor
+from lookalike.features.hashes import hash_to_hex
+from lookalike.pipeline import Progress, index
+
+#: Defaults, measured on bench/dupes_quality.py (see docs/BENCHMARKS.md).
+NEAR_MIN_NCC = 0.80  # aligned grey-level correlation for an edited copy
+SIMILAR_MIN_COS = 0.80  # CNN cosine for "same scene" (similar tier)
+CNN_MIN_COS = 0.50  # generous: candidates only, every one is verified
+CNN_K = 20
+HASH_MAX_BITS = 10
+HASH_K = 10
+ON_DEMAND_LIMIT = 64  # components up to this size get keeper links verified on demand
+
+MODELS_FOR_TIER = {
+    "exact": ("dihash",),  # any cheap model: the indexer records sha256 and picture facts
+    "pixel": ("pixelsha",),
+    "near": ("pixelsha", "dihash", "effnet"),
+    "similar": ("pixelsha", "dihash", "effnet"),
+}
+
+
+def find_duplicates(
+    paths: Sequence[str | Path],
+    tier: str = "near",
+    threshold: float | None = None,
+    keep: str | Sequence[str] | None = None,
+    keep_in: Sequence[str | Path] = (),
+    catalog: Catalog | str | Path | None = None,
+    progress: Progress | None = None,
+    recursive: bool = True,
+) -> DupesReport:
+    """Groups of duplicate pictures under ``paths`` (all against all), one keeper per group.
+
+    ``tier``: exact (same bytes) < pixel (same decoded pixels) < near (edited copies, default) <
+    similar (same scene, looser); each includes the previous ones. ``threshold``: minimum aligned
+    correlation (near, default 0.80) or CNN cosine (similar, default 0.80); unused by exact/pixel.
+    ``keep``: keeper criteria in order (see keeper.CRITERIA). ``keep_in``: folders whose files are
+    never acted on and win the keeper choice; they are scanned too."""
+    if tier not in TIERS:
+        raise UsageError(f"unknown tier {tier!r}; choose from {', '.join(TIERS)}")
+    policy = parse_policy(keep)
+    keep_dirs = [os.path.abspath(os.path.expanduser(str(d))) for d in keep_in]
+    roots = [os.path.abspath(os.path.expanduser(str(p))) for p in paths]
+    for p in roots + keep_dirs:
+        if not os.path.exists(p):
+            raise UsageError(f"no such file or folder: {p}")
+    cat = open_catalog(catalog)
+    report = DupesReport(tier)
+    stats = report.stats
+    t0 = time.perf_counter()
+
+    idx = index(cat, list(dict.fromkeys(roots + keep_dirs)), MODELS_FOR_TIER[tier], recursive=recursive,
+                progress=progress)
+    report.errors = [DupesError(f.path, f.error) for f in idx.failed]
+    files = idx.paths
+    stats.update(files=len(files), errors=len(idx.failed), index_s=round(time.perf_counter() - t0, 2))
+    if not files:
+        return report
+    facts, content = _facts(cat, files)
+
+    # 1. exact / pixel classes: the nodes of the near-duplicate graph
+    node_key = dict(content)
+    if tier != "exact":
+        ext = load_extractor("pixelsha")
+        have, mat = cat.feature_matrix(files, ext.id, ext.version, ext.kind)
+        node_key.update({p: "px:" + hash_to_hex(row) for p, row in zip(have, mat, strict=True)})
+    classes: dict[str, list[str]] = {}
+    for p in files:
+        classes.setdefault(node_key[p], []).append(p)
+    nodes = list(classes.values())
+    stats["classes"] = len(nodes)
+
+    edges: dict[tuple[int, int], tuple[str, float]] = {}
+    verifier: Verifier | None = None
+    if tier in ("near", "similar") and len(nodes) > 1:
+        t1 = time.perf_counter()
+        reps = [min(n) for n in nodes]
+        verifier = Verifier(reps, min_ncc=threshold if (threshold is not None and tier == "near") else NEAR_MIN_NCC)
+        sim_min = threshold if (threshold is not None and tier == "similar") else SIMILAR_MIN_COS
+        edges = _near_edges(cat, reps, tier, verifier, sim_min, stats, progress)
+        stats["verify_s"] = round(time.perf_counter() - t1, 2)
+
+    # 2. groups
+    t2 = time.perf_counter()
+    report.groups = _groups(nodes, edges, facts, content, policy, keep_dirs, verifier, stats)
+    stats["group_s"] = round(time.perf_counter() - t2, 2)
+    stats["seconds"] = round(time.perf_counter() - t0, 2)
+    return report
+
+
+def _facts(cat: Catalog, files: list[str]) -> tuple[dict[str, FileFacts], dict[str, str]]:
+    rows = cat.lookup_files(files)
+    content = {p: rows[p].content_hash or p for p in files}
+    images = cat.images(set(content.values()))
+    facts = {}
+    for p in files:
+        im = images.get(content[p])
+        f = FileFacts(p, mtime_ns=rows[p].mtime_ns, bytes=rows[p].size)
+        if im:
+            f.width, f.height, f.format = im.width or 0, im.height or 0, im.format or ""
+            f.exif_tags, f.exif_datetime = im.exif_tags or 0, im.exif_datetime
+        facts[p] = f
+    return facts, content
+
+
+def _near_edges(cat: Catalog, reps: list[str], tier: str, verifier: Verifier, sim_min: float, stats: dict,
+                progress: Progress | None) -> dict[tuple[int, int], tuple[str, float]]:
+    eff, dih = load_extractor("effnet"), load_extractor("dihash")
+    have_e, emb = cat.feature_matrix(reps, eff.id, eff.version, eff.kind)
+    have_h, hsh = cat.feature_matrix(reps, dih.id, dih.version, dih.kind)
+    if len(have_e) != len(reps) or len(have_h) != len(reps):
+        raise RuntimeError("features missing after indexing")  # the indexer guarantees them
+    emb = np.asarray(emb, dtype=np.float32)
+    cand = embedding_pairs(emb, CNN_K, min(CNN_MIN_COS, sim_min))
+    for key, src in dihedral_pairs(hsh, HASH_K, HASH_MAX_BITS).items():
+        cand[key] = src if key not in cand or cand[key] == src else "both"
+    stats["candidates"] = {s: sum(1 for v in cand.values() if v == s) for s in ("cnn", "hash", "both")}
+    accepted = {"cnn": 0, "hash": 0, "both": 0}
+    edges: dict[tuple[int, int], tuple[str, float]] = {}
+    order = sorted(cand)
+    total = len(order)
+    for done, (i, j) in enumerate(order, 1):
+        cos = float(emb[i] @ emb[j])
+        v = verifier.verify(i, j)
+        if v.ok:
+            edges[(i, j)] = ("near", v.ncc)
+            accepted[cand[(i, j)]] += 1
+        elif tier == "similar" and cos >= sim_min:
+            edges[(i, j)] = ("similar", cos)
+        if progress and (done % 64 == 0 or done == total):
+            progress(done, total)
+    stats["verified_near"] = accepted
+    return edges
+
+
+def _groups(nodes: list[list[str]], edges: dict[tuple[int, int], tuple[str, float]], facts: dict[str, FileFacts],
+            content: dict[str, str], policy: tuple[str, ...], keep_dirs: list[str], verifier: Verifier | None,
+            stats: dict) -> list[Group]:
+    adj: dict[int, dict[int, tuple[str, float]]] = {}
+    for (i, j), e in edges.items():
+        adj.setdefault(i, {})[j] = e
+        adj.setdefault(j, {})[i] = e
+    on_demand = [0]
+
+    def linked(a: int, b: int) -> bool:
+        return b in adj.get(a, {})
+
+    def check_keeper(k: int, x: int) -> bool:
+        if linked(k, x):
+            return True
+        if verifier is None or (k, x) in checked:
+            return False
+        checked.add((k, x))
+        on_demand[0] += 1
+        v = verifier.verify(k, x)
+        if v.ok:
+            adj.setdefault(k, {})[x] = ("near", v.ncc)
+            adj.setdefault(x, {})[k] = ("near", v.ncc)
+        return v.ok
+
+    checked: set[tuple[int, int]] = set()
+
+    def pick(ns: list[int]) -> int:
+        owner = {p: n for n in ns for p in nodes[n]}
+        path, _ = choose_keeper([facts[p] for p in owner], policy, keep_dirs)
+        return owner[path]
+
+    plan: list[tuple[int, list[int]]] = []
+    grouped: set[int] = set()
+    for comp in components(len(nodes), edges):
+        big = len(comp) > ON_DEMAND_LIMIT
+        for keeper, members in split_component(comp, linked, pick, linked if big else check_keeper):
+            plan.append((keeper, members))
+            grouped.update([keeper, *members])
+    plan.extend((n, []) for n in range(len(nodes)) if n not in grouped and len(nodes[n]) > 1)
+    stats["verified_on_demand"] = on_demand[0]
+
+    groups = []
+    for keeper_node, member_nodes in plan:
+        files = [p for n in (keeper_node, *member_nodes) for p in nodes[n]]
+        keep, reason = choose_keeper([facts[p] for p in files], policy, keep_dirs)
+        g = Group(keep, reason)
+        for p in nodes[keeper_node]:
+            if p != keep:
+                g.members.append(Member(p, "exact" if content[p] == content[keep] else "pixel", 1.0, keep))
+        for n in member_nodes:
+            link = adj[keeper_node].get(n)
+            if link is None:  # joined by majority: report its strongest link into the group
+                mates = [(adj[n][m], m) for m in (keeper_node, *member_nodes) if m in adj[n]]
+                link = max(mates, key=lambda t: t[0][1])[0]
+            for p in nodes[n]:
+                g.members.append(Member(p, link[0], link[1], keep))
+        g.members.sort(key=lambda m: (-m.score, m.path))
+        g.protected = [m.path for m in g.members if under(m.path, keep_dirs)]
+        groups.append(g)
+    groups.sort(key=lambda g: g.keep)
+    return groups

@@ -1,0 +1,69 @@
+"""What the duplicate finder returns: groups (keeper + members with tier and score) and errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+TIERS = ("exact", "pixel", "near", "similar")
+
+
+@dataclass
+class Member:
+    path: str
+    tier: str  # "exact" | "pixel" | "near" | "similar"
+    score: float  # 1.0 for exact/pixel; aligned correlation for near; cosine for similar
+    linked_to: str = ""  # the file it was matched against (the keeper, or a group mate)
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "tier": self.tier, "score": round(float(self.score), 4)}
+
+
+@dataclass
+class Group:
+    keep: str
+    reason: str
+    members: list[Member] = field(default_factory=list)
+    protected: list[str] = field(default_factory=list)  # members under --keep-in: never acted on
+
+    def to_json(self) -> dict:
+        return {"keep": self.keep, "reason": self.reason, "members": [m.to_json() for m in self.members]}
+
+    @property
+    def paths(self) -> list[str]:
+        return [self.keep, *(m.path for m in self.members)]
+
+
+@dataclass
+class DupesError:
+    path: str
+    error: str
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "error": self.error}
+
+
+@dataclass
+class DupesReport:
+    """Groups of duplicates, files that could not be read, and what each stage did (``stats``)."""
+
+    tier: str
+    groups: list[Group] = field(default_factory=list)
+    errors: list[DupesError] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"groups": [g.to_json() for g in self.groups], "errors": [e.to_json() for e in self.errors]}
+
+    def csv_rows(self) -> list[list]:
+        """One row per file: group number, role (keep/duplicate), path, tier, score, reason."""
+        rows: list[list] = []
+        for n, g in enumerate(self.groups, 1):
+            rows.append([n, "keep", g.keep, "", "", g.reason])
+            rows.extend([n, "duplicate", m.path, m.tier, round(m.score, 4), ""] for m in g.members)
+        return rows
+
+    CSV_HEADER = ("group", "role", "path", "tier", "score", "reason")
+
+    @property
+    def duplicate_count(self) -> int:
+        return sum(len(g.members) for g in self.groups)
