@@ -49,6 +49,9 @@ def dihedral_pairs(hashes: np.ndarray, k: int, max_bits: int) -> dict[Pair, str]
     return out
 
 
-def dihedral_distance(hashes: np.ndarray, i: int, j: int) -> int:
-    """Best-orientation Hamming distance between pictures i and j."""
-    return int(hamming_distances(hashes[i : i + 1, :1], hashes[j].reshape(-1, 1)).min())
+def dihedral_distance(hashes: np.ndarray, i: int, j: int) -> tuple[int, bool]:
+    """Best-orientation Hamming distance between pictures i and j, and whether that orientation is a
+    mirror image (odd variants are the flipped ones)."""
+    d = hamming_distances(hashes[i : i + 1, :1], hashes[j].reshape(-1, 1))[:, 0]
+    best = int(np.argmin(d))
+    return int(d[best]), best % 2 == 1

@@ -11,7 +11,7 @@ import numpy as np
 
 from lookalike.api import open_catalog
 from lookalike.catalog import Catalog
-from lookalike.dupes.candidates import dihedral_pairs, embedding_pairs
+from lookalike.dupes.candidates import dihedral_distance, dihedral_pairs, embedding_pairs
 from lookalike.dupes.grouping import components, split_component
 from lookalike.dupes.keeper import FileFacts, choose_keeper, parse_policy, under
 from lookalike.dupes.report import TIERS, DupesError, DupesReport, Group, Member
@@ -22,10 +22,10 @@ from lookalike.features.hashes import hash_to_hex
 from lookalike.pipeline import Progress, index
 
 #: Defaults, measured on bench/dupes_quality.py (see docs/BENCHMARKS.md).
-NEAR_MIN_NCC = 0.80  # aligned grey-level correlation for an edited copy
+NEAR_MIN_NCC = 0.87  # lower quartile of local aligned correlations for an edited copy
 SIMILAR_MIN_COS = 0.80  # CNN cosine for "same scene" (similar tier)
 CNN_MIN_COS = 0.50  # generous: candidates only, every one is verified
-CNN_K = 20
+CNN_K = 12
 HASH_MAX_BITS = 10
 HASH_K = 10
 ON_DEMAND_LIMIT = 64  # components up to this size get keeper links verified on demand
@@ -52,7 +52,7 @@ def find_duplicates(
 
     ``tier``: exact (same bytes) < pixel (same decoded pixels) < near (edited copies, default) <
     similar (same scene, looser); each includes the previous ones. ``threshold``: minimum aligned
-    correlation (near, default 0.80) or CNN cosine (similar, default 0.80); unused by exact/pixel.
+    correlation (near, default 0.87) or CNN cosine (similar, default 0.80); unused by exact/pixel.
     ``keep``: keeper criteria in order (see keeper.CRITERIA). ``keep_in``: folders whose files are
     never acted on and win the keeper choice; they are scanned too."""
     if tier not in TIERS:
@@ -136,18 +136,32 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, verifier: Verifier, si
     stats["candidates"] = {s: sum(1 for v in cand.values() if v == s) for s in ("cnn", "hash", "both")}
     accepted = {"cnn": 0, "hash": 0, "both": 0}
     edges: dict[tuple[int, int], tuple[str, float]] = {}
-    order = sorted(cand)
-    total = len(order)
-    for done, (i, j) in enumerate(order, 1):
-        cos = float(emb[i] @ emb[j])
-        v = verifier.verify(i, j)
-        if v.ok:
-            edges[(i, j)] = ("near", v.ncc)
-            accepted[cand[(i, j)]] += 1
-        elif tier == "similar" and cos >= sim_min:
-            edges[(i, j)] = ("similar", cos)
+    joined = _UnionFind(len(reps))
+    scored = []
+    for (i, j), src in cand.items():
+        bits, mirrored = dihedral_distance(hsh, i, j)
+        scored.append((float(emb[i] @ emb[j]), bits, mirrored, i, j, src))
+    scored.sort(key=lambda t: (-t[0], t[1], t[3], t[4]))  # most promising first
+    total, skipped = len(scored), 0
+    for done, (cos, bits, mirrored, i, j, src) in enumerate(scored, 1):
+        if joined.same(i, j):
+            # already linked through verified copies: the grouping step checks it against the
+            # keeper on demand, so verifying it now would only cost time
+            skipped += 1
+        else:
+            # CNN embeddings hardly change under a mirror; the hash says when a mirror fits best
+            orient = (True, False) if mirrored and bits <= HASH_MAX_BITS else (False, True) if cos >= 0.8 else (False,)
+            v = verifier.verify(i, j, orient)
+            if v.ok:
+                edges[(i, j)] = ("near", v.ncc)
+                joined.union(i, j)
+                accepted[src] += 1
+            elif tier == "similar" and cos >= sim_min:
+                edges[(i, j)] = ("similar", cos)
         if progress and (done % 64 == 0 or done == total):
             progress(done, total)
+    stats["skipped_linked"] = skipped
+    stats["pairs_verified"] = verifier.pairs_checked
     stats["verified_near"] = accepted
     return edges
 
@@ -214,3 +228,20 @@ def _groups(nodes: list[list[str]], edges: dict[tuple[int, int], tuple[str, floa
         groups.append(g)
     groups.sort(key=lambda g: g.keep)
     return groups
+
+
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, x: int) -> int:
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a: int, b: int) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+    def same(self, a: int, b: int) -> bool:
+        return self.find(a) == self.find(b)

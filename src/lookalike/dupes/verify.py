@@ -20,7 +20,9 @@ from lookalike.errors import DecodeError
 from lookalike.media import decode
 
 WORK_SIDE = 480  # longer side of the working copy (small pictures are enlarged to it)
-NCC_SIDE = 160  # side of the images on which the aligned correlation is measured
+NCC_SIDE = 192  # side of the images on which the aligned correlation is measured
+CELL = 12  # cell side (pixels at NCC_SIDE) of the local correlations
+FLAT_VAR = 4.0  # grey-level variance under which a cell counts as flat
 MIN_INLIERS = 10
 MIN_OVERLAP = 0.45  # overlap area / smaller picture area, in the first picture's frame
 
@@ -48,7 +50,7 @@ class Verdict:
 class Verifier:
     """Caches each picture's working copy and keypoints; thread-safe enough for one caller."""
 
-    def __init__(self, paths: list[str], nfeatures: int = 1000, min_ncc: float = 0.8) -> None:
+    def __init__(self, paths: list[str], nfeatures: int = 500, min_ncc: float = 0.87) -> None:
         self.paths = paths
         self.min_ncc = min_ncc
         self._orb = cv2.ORB_create(nfeatures=nfeatures, fastThreshold=10)
@@ -87,14 +89,15 @@ class Verifier:
         self._cache.pop((i, False), None)
         self._cache.pop((i, True), None)
 
-    def verify(self, i: int, j: int) -> Verdict:
-        """Is picture j an edited copy of picture i (or the reverse)?"""
+    def verify(self, i: int, j: int, orientations: tuple[bool, ...] = (False, True)) -> Verdict:
+        """Is picture j an edited copy of picture i (or the reverse)? ``orientations``: try j as it is
+        (False) and/or mirrored (True), in that order, stopping at the first success."""
         self.pairs_checked += 1
         a = self.local(i)
         if a is None or a.desc is None:
             return Verdict(False)
         best = Verdict(False)
-        for mirror in (False, True):
+        for mirror in orientations:
             b = self.local(j, mirror)
             if b is None or b.desc is None:
                 return best
@@ -115,7 +118,7 @@ class Verifier:
         src = b.points[[m.queryIdx for m in good]]
         dst = a.points[[m.trainIdx for m in good]]
         m, inl = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=4.0,
-                                             maxIters=2000, confidence=0.995)
+                                             maxIters=500, confidence=0.995)
         if m is None or inl is None:
             return Verdict(False, mirror=mirror)
         n_in = int(inl.sum())
@@ -127,30 +130,51 @@ class Verifier:
         return Verdict(ok, ncc, n_in, overlap, mirror)
 
 
-def aligned_ncc(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> tuple[float, float]:
-    """Correlation of ``a`` with ``b`` warped by ``m`` (b -> a), over their overlap, at low resolution;
-    and the overlap as a fraction of the smaller picture."""
-    s = NCC_SIDE / max(a.shape)
-    size = (max(4, round(a.shape[1] * s)), max(4, round(a.shape[0] * s)))
-    ms = m * s
-    a_small = cv2.resize(a, size, interpolation=cv2.INTER_AREA).astype(np.float32)
-    # warp at full working size then shrink, so that enlarging b does not alias
-    b_warp = cv2.warpAffine(b, m, (a.shape[1], a.shape[0]), flags=cv2.INTER_AREA)
-    mask = cv2.warpAffine(np.full(b.shape, 255, np.uint8), m, (a.shape[1], a.shape[0]), flags=cv2.INTER_NEAREST)
+def _warp_small(b: np.ndarray, m: np.ndarray, a_shape: tuple, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """b warped into a's frame (at working size, then shrunk to ``size``) and the mask of where it lies."""
+    h, w = a_shape[:2]
+    b_warp = cv2.warpAffine(b, m, (w, h), flags=cv2.INTER_LINEAR)
+    mask = cv2.warpAffine(np.full(b.shape, 255, np.uint8), m, (w, h), flags=cv2.INTER_NEAREST)
     b_small = cv2.resize(b_warp, size, interpolation=cv2.INTER_AREA).astype(np.float32)
-    mask_small = cv2.resize(mask, size, interpolation=cv2.INTER_AREA) >= 250
-    del ms
-    mask_small = cv2.erode(mask_small.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    n = int(mask_small.sum())
+    inside = (cv2.resize(mask, size, interpolation=cv2.INTER_AREA) >= 250).astype(np.float32)
+    return b_small, inside
+
+
+def aligned_ncc(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> tuple[float, float]:
+    """How well ``b`` warped by ``m`` (b -> a) reproduces ``a``: the lower quartile, over a grid of small
+    cells inside the overlap, of the cells' normalised cross-correlation; and the overlap as a fraction
+    of the smaller picture.
+
+    Local correlations ignore brightness/contrast changes; a watermark, the black corners of a rotation
+    or a border spoil only a few cells, while another shot of the same scene (a burst, a retake) fails
+    wherever something moved, which pulls the lower quartile down."""
+    s = NCC_SIDE / max(a.shape)
+    size = (max(CELL, round(a.shape[1] * s)), max(CELL, round(a.shape[0] * s)))
+    a_small = cv2.resize(a, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    b_small, inside = _warp_small(b, m, a.shape, size)
+    # keypoint positions are only good to a pixel or so: refine the shift by phase correlation
+    (dx, dy), _ = cv2.phaseCorrelate(a_small * inside, b_small * inside)
+    if 0.2 < abs(dx) + abs(dy) and max(abs(dx), abs(dy)) < 4:
+        m = m.copy()
+        m[:, 2] -= (dx / s, dy / s)
+        b_small, inside = _warp_small(b, m, a.shape, size)
     area_b = abs(float(np.linalg.det(m[:, :2]))) * b.size * s * s
     smaller = min(a_small.size, area_b)
-    overlap = n / smaller if smaller > 0 else 0.0
-    if n < 16:
+    overlap = min(1.0, float(inside.sum()) / smaller)
+    inside = inside > 0 if smaller > 0 else 0.0
+    gh, gw = size[1] // CELL, size[0] // CELL
+
+    def cells(x: np.ndarray) -> np.ndarray:
+        return x[: gh * CELL, : gw * CELL].reshape(gh, CELL, gw, CELL).transpose(0, 2, 1, 3).reshape(gh * gw, -1)
+
+    ca, cb = cells(a_small), cells(b_small)
+    full = cells(inside.astype(np.float32)).min(axis=1) > 0
+    ca, cb = ca - ca.mean(axis=1, keepdims=True), cb - cb.mean(axis=1, keepdims=True)
+    va, vb = (ca * ca).mean(axis=1), (cb * cb).mean(axis=1)
+    textured = full & (va > FLAT_VAR) & (vb > FLAT_VAR)
+    flat_both = full & (va <= FLAT_VAR) & (vb <= FLAT_VAR)  # e.g. sky in both: agrees, carries no detail
+    if textured.sum() < 4:
         return 0.0, overlap
-    a_small = cv2.GaussianBlur(a_small, (3, 3), 0)
-    b_small = cv2.GaussianBlur(b_small, (3, 3), 0)
-    x, y = a_small[mask_small], b_small[mask_small]
-    x = x - x.mean()
-    y = y - y.mean()
-    den = float(np.sqrt((x * x).sum() * (y * y).sum()))
-    return (float((x * y).sum()) / den if den > 0 else 0.0), min(1.0, overlap)
+    ncc = (ca[textured] * cb[textured]).mean(axis=1) / np.sqrt(va[textured] * vb[textured])
+    votes = np.concatenate([ncc, np.full(int(flat_both.sum()) // 2, 1.0)])
+    return float(np.percentile(votes, 25)), overlap

@@ -1,0 +1,226 @@
+"""Copydays-style quality benchmark for `lookalike dupes`.
+
+Builds a test set from the real photos in ../shared/data (override with $LOOKALIKE_SHARED):
+UKBench objects (4 photos each: the first is edited, the other 3 stay as "same object, other photo"
+distractors) and celebrity faces (edited originals, the rest as distractors, plus the byte-identical
+copies listed in DUPLICATES.txt). Every original gets the edited copies of lookalike.dupes.edits.
+Ground truth by construction: files derived from the same bytes form a family.
+
+Prints pair precision/recall per tier and per edit at the default thresholds, and what each stage
+(plain pHash, flip/rotation-invariant pHash, CNN strict/generous, candidates, verification) finds.
+
+    python bench/dupes_quality.py --limit 200          # 200 edited originals (default)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from lookalike.catalog import Catalog  # noqa: E402
+from lookalike.dupes import find_duplicates  # noqa: E402
+from lookalike.dupes.edits import EDITS, write_edits  # noqa: E402
+from lookalike.features import load_extractor  # noqa: E402
+from lookalike.pipeline import index  # noqa: E402
+from lookalike.search import hamming_distances  # noqa: E402
+
+SHARED = Path(os.environ.get("LOOKALIKE_SHARED", ROOT.parent / "shared"))
+DATA = SHARED / "data"
+
+
+def build(work: Path, limit: int) -> tuple[list[Path], dict[Path, str], dict[Path, str]]:
+    """Copy originals + distractors and write edits. Returns files, family (sha of the source bytes)
+    and edit name ("orig" for untouched files) per file."""
+    n_ukb = (limit + 1) // 2
+    n_cel = limit - n_ukb
+    ukb = sorted((DATA / "photos").glob("ukbench*.jpg"))[: 4 * n_ukb]
+    cel_all = sorted((DATA / "faces" / "celebrity").glob("*/*.jpg"))
+    sha = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in cel_all}
+    seen: set[str] = set()
+    cel_orig = []
+    for p in cel_all:
+        if sha[p] not in seen:
+            seen.add(sha[p])
+            cel_orig.append(p)
+    step = max(1, len(cel_orig) // max(1, n_cel))
+    cel_edit = cel_orig[::step][:n_cel]
+    files: list[Path] = []
+    family: dict[Path, str] = {}
+    edit: dict[Path, str] = {}
+    to_edit = [p for i, p in enumerate(ukb) if i % 4 == 0] + cel_edit
+    sources = ukb + cel_all
+    for src in sources:
+        dest = work / "orig" / src.parent.name / src.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest)
+        files.append(dest)
+        family[dest] = hashlib.sha256(src.read_bytes()).hexdigest()
+        edit[dest] = "orig"
+    for k, src in enumerate(to_edit):
+        out = work / "edits" / f"{k:04d}"
+        for name, path in write_edits(src, out).items():
+            files.append(path)
+            family[path] = hashlib.sha256(src.read_bytes()).hexdigest()
+            edit[path] = name
+    return files, family, edit
+
+
+#: Pairs of source photos that are near-duplicates of each other already (found by this benchmark,
+#: checked by eye): they join one family. 023 is a tighter crop of the same shot as 018.
+NATURAL_NEAR = [("Tom_Hanks/018_b7231fad.jpg", "Tom_Hanks/023_2029f686.jpg")]
+
+
+def truth_pairs(files: list[Path], family: dict, edit: dict, tier: str) -> set[frozenset]:
+    fam: dict[str, list[Path]] = defaultdict(list)
+    merged = _natural_merges(files, family, edit) if tier in ("near", "similar") else {}
+    for f in files:
+        fam[merged.get(family[f], family[f])].append(f)
+    pixel_edits = {n for n, (t, _, _) in EDITS.items() if t == "pixel"} | {"orig"}
+    out = set()
+    for members in fam.values():
+        for a, b in itertools.combinations(members, 2):
+            both_orig = edit[a] == "orig" and edit[b] == "orig"
+            if tier == "exact" and not both_orig:
+                continue
+            if tier == "pixel" and not (edit[a] in pixel_edits and edit[b] in pixel_edits):
+                continue
+            out.add(frozenset((str(a), str(b))))
+    return out
+
+
+def _natural_merges(files: list[Path], family: dict, edit: dict) -> dict[str, str]:
+    by_name = {f"{f.parent.name}/{f.name}": family[f] for f in files if edit[f] == "orig"}
+    return {by_name[b]: by_name[a] for a, b in NATURAL_NEAR if a in by_name and b in by_name}
+
+
+def group_pairs(groups: list[list[str]]) -> set[frozenset]:
+    return {frozenset(p) for g in groups for p in itertools.combinations(g, 2)}
+
+
+def pr(pred: set, truth: set) -> tuple[float, float, int, int]:
+    tp = len(pred & truth)
+    return (tp / len(pred) if pred else 1.0), (tp / len(truth) if truth else 1.0), len(pred) - tp, len(truth) - tp
+
+
+def edit_recall(pred: set, files: list[Path], family: dict, edit: dict) -> dict[str, float]:
+    """Per edit: share of (original, edited copy) pairs found."""
+    orig_of = {family[f]: str(f) for f in files if edit[f] == "orig"}
+    hit: dict[str, list[bool]] = defaultdict(list)
+    for f in files:
+        if edit[f] != "orig":
+            hit[edit[f]].append(frozenset((orig_of[family[f]], str(f))) in pred)
+    return {k: float(np.mean(v)) for k, v in hit.items()}
+
+
+def stage_pairs(cat: Catalog, paths: list[str]) -> dict[str, set[frozenset]]:
+    """Pairs each single signal finds on its own (all pairs computed: fine at benchmark size)."""
+    out = {}
+    for model in ("phash", "dihash", "effnet"):
+        ext = load_extractor(model)
+        have, mat = cat.feature_matrix(paths, ext.id, ext.version, ext.kind)
+        assert len(have) == len(paths)
+        if model == "phash":
+            d = hamming_distances(mat, mat)
+            out["pHash <= 10 bits (plain)"] = _pairs(paths, d <= 10)
+        elif model == "dihash":
+            d = np.min([hamming_distances(mat[:, :1], np.ascontiguousarray(mat[:, v : v + 1]))
+                        for v in range(8)], axis=0)
+            out["dihedral pHash <= 10 bits"] = _pairs(paths, d <= 10)
+        else:
+            m = np.asarray(mat, dtype=np.float32)
+            s = m @ m.T
+            out["CNN cosine >= 0.90 (strict)"] = _pairs(paths, s >= 0.90)
+            out["CNN cosine >= 0.50 (generous)"] = _pairs(paths, s >= 0.50)
+    return out
+
+
+def _pairs(paths: list[str], mask: np.ndarray) -> set[frozenset]:
+    i, j = np.nonzero(np.triu(mask, 1))
+    return {frozenset((paths[a], paths[b])) for a, b in zip(i.tolist(), j.tolist(), strict=True)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--limit", type=int, default=200, help="edited originals (half UKBench, half faces)")
+    ap.add_argument("--work", type=Path, help="working folder (default: a temporary one, removed)")
+    ap.add_argument("--similar", action="store_true", help="also run the similar tier")
+    ap.add_argument("--show-errors", type=int, default=5, help="print this many wrong pairs per tier")
+    args = ap.parse_args()
+    if not DATA.is_dir():
+        sys.exit(f"shared data not found at {DATA}; set LOOKALIKE_SHARED")
+    tmp = Path(tempfile.mkdtemp(prefix="lookalike-dupes-bench-")) if args.work is None else args.work
+    os.environ.setdefault("LOOKALIKE_HOME", str(tmp / "home"))
+    try:
+        t0 = time.perf_counter()
+        files, family, edit = build(tmp / "set", args.limit)
+        print(f"test set: {len(files)} files, {args.limit} edited originals x {len(EDITS)} edits "
+              f"({time.perf_counter() - t0:.1f}s to build)")
+        cat = Catalog(tmp / "catalog.sqlite")
+        results = {}
+        tiers = ["exact", "pixel", "near"] + (["similar"] if args.similar else [])
+        for tier in ("near", *[t for t in tiers if t != "near"]):  # near first: it indexes everything
+            t1 = time.perf_counter()
+            rep = find_duplicates([tmp / "set"], tier=tier, catalog=cat)
+            secs = time.perf_counter() - t1
+            groups = [g.paths for g in rep.groups]
+            results[tier] = (group_pairs(groups), secs, rep)
+        print("\n## Pair precision / recall per tier (default thresholds)")
+        print("| tier | precision | recall | false pairs | missed pairs | groups | seconds |")
+        print("|---|---|---|---|---|---|---|")
+        for tier in tiers:
+            pred, secs, rep = results[tier]
+            truth = truth_pairs(files, family, edit, "near" if tier == "similar" else tier)
+            p, r, fp, fn = pr(pred, truth)
+            print(f"| {tier} | {p:.4f} | {r:.4f} | {fp} | {fn} | {len(rep.groups)} | {secs:.1f} |")
+        near_pred, _, near_rep = results["near"]
+        print(f"\nnear-tier stats: {near_rep.stats}")
+        print("\n## Near tier: recall per edit (original <-> edited copy in one group)")
+        rec = edit_recall(near_pred, files, family, edit)
+        print("| edit | " + " | ".join(rec) + " |")
+        print("|---|" + "---|" * len(rec))
+        print("| recall | " + " | ".join(f"{v:.3f}" for v in rec.values()) + " |")
+
+        print("\n## What each stage finds alone (pairs vs near-tier truth)")
+        truth = truth_pairs(files, family, edit, "near")
+        paths = [str(f) for f in files]
+        index(cat, paths, ["phash"])
+        stages = stage_pairs(cat, paths)
+        names = list(rec)
+        print("| stage | precision | recall | " + " | ".join(names) + " |")
+        print("|---|---|---|" + "---|" * len(names))
+        for name, pairs in stages.items():
+            p, r, _, _ = pr(pairs, truth)
+            er = edit_recall(pairs, files, family, edit)
+            print(f"| {name} | {p:.4f} | {r:.4f} | " + " | ".join(f"{er[n]:.2f}" for n in names) + " |")
+        p, r, _, _ = pr(near_pred, truth)
+        print(f"| full pipeline (near tier) | {p:.4f} | {r:.4f} | " + " | ".join(f"{rec[n]:.2f}" for n in names) + " |")
+        for tier in tiers:
+            pred = results[tier][0]
+            t = truth_pairs(files, family, edit, "near" if tier == "similar" else tier)
+            wrong = sorted(pred - t, key=sorted)[: args.show_errors]
+            missed = sorted(t - pred, key=sorted)[: args.show_errors]
+            for kind, pairs in (("false", wrong), ("missed", missed)):
+                for pair in pairs:
+                    a, b = sorted(pair)
+                    print(f"{tier} {kind}: {os.path.relpath(a, tmp)} ~ {os.path.relpath(b, tmp)}")
+        print(f"\ntotal {time.perf_counter() - t0:.1f}s")
+    finally:
+        if args.work is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
