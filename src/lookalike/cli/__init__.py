@@ -11,6 +11,7 @@ import typer
 
 from lookalike import __version__
 from lookalike.cli import core
+from lookalike.cli import dupes as dupes_cli
 from lookalike.cli import faces as faces_cli
 from lookalike.cli import journal as journal_cli
 from lookalike.cli import organise as organise_cli
@@ -48,6 +49,7 @@ def _root(
 
 
 core.register(app)
+dupes_cli.register(app)
 faces_cli.register(app)
 journal_cli.register(app)
 video_cli.register(app)

@@ -9,11 +9,13 @@ CNN nearest neighbours and a flip/rotation-invariant pHash; ORB + RANSAC + align
 verify each candidate; groups around a keeper without chaining; keeper chosen by an ordered policy.
 """
 
+from lookalike.dupes.actions import ACTIONS, plan_for
 from lookalike.dupes.finder import find_duplicates
 from lookalike.dupes.keeper import CRITERIA, DEFAULT_POLICY, choose_keeper, parse_policy
 from lookalike.dupes.report import TIERS, DupesError, DupesReport, Group, Member
 
 __all__ = [
+    "ACTIONS",
     "CRITERIA",
     "DEFAULT_POLICY",
     "TIERS",
@@ -24,4 +26,5 @@ __all__ = [
     "choose_keeper",
     "find_duplicates",
     "parse_policy",
+    "plan_for",
 ]

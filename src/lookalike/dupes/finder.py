@@ -225,6 +225,7 @@ def _groups(nodes: list[list[str]], edges: dict[tuple[int, int], tuple[str, floa
                 g.members.append(Member(p, link[0], link[1], keep))
         g.members.sort(key=lambda m: (-m.score, m.path))
         g.protected = [m.path for m in g.members if under(m.path, keep_dirs)]
+        g.keep_protected = under(keep, keep_dirs)
         groups.append(g)
     groups.sort(key=lambda g: g.keep)
     return groups

@@ -24,6 +24,7 @@ class Group:
     reason: str
     members: list[Member] = field(default_factory=list)
     protected: list[str] = field(default_factory=list)  # members under --keep-in: never acted on
+    keep_protected: bool = False  # the keeper itself lies under --keep-in
 
     def to_json(self) -> dict:
         return {"keep": self.keep, "reason": self.reason, "members": [m.to_json() for m in self.members]}

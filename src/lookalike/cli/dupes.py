@@ -1,0 +1,117 @@
+"""`lookalike dupes`: find duplicate pictures and (optionally) clean them up through the journal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lookalike.cli.common import (
+    CatalogOption,
+    CsvOption,
+    JsonOption,
+    console,
+    open_catalog,
+    out,
+    print_csv,
+    print_json,
+    progress_bar,
+)
+from lookalike.dupes import ACTIONS, DEFAULT_POLICY, TIERS, DupesReport, find_duplicates, plan_for
+from lookalike.errors import UsageError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("dupes")(dupes_cmd)
+
+
+def dupes_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Folders or files to search (all against all).")],
+    tier: Annotated[str, typer.Option("--tier", help=f"One of {', '.join(TIERS)}; each includes the previous ones: "
+                                      "exact = same bytes, pixel = same decoded pixels, near = edited copies "
+                                      "(default), similar = same scene (looser).")] = "near",
+    threshold: Annotated[float | None, typer.Option(
+        "--threshold", help="near: minimum aligned local correlation (default 0.87); similar: minimum CNN "
+        "cosine (default 0.80).")] = None,
+    keep: Annotated[str | None, typer.Option(
+        "--keep", help=f"Keeper criteria in order, comma-separated (default: {','.join(DEFAULT_POLICY)}).")] = None,
+    keep_in: Annotated[list[Path] | None, typer.Option(
+        "--keep-in", help="Folder whose files are never touched and win the keeper choice (repeatable).")] = None,
+    action: Annotated[str, typer.Option("--action", help=f"One of {', '.join(ACTIONS)}.")] = "report",
+    dest: Annotated[Path | None, typer.Option("--dest", help="Destination folder for copy/move.")] = None,
+    link_kind: Annotated[str, typer.Option("--link-kind", help="hard or symbolic (for --action link).")] = "hard",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+    plan_file: Annotated[Path | None, typer.Option(
+        "--plan", help="Write the plan to FILE (edit it, then `lookalike apply FILE`); change nothing.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm --action delete.")] = False,
+    recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Enter sub-folders.")] = True,
+    catalog: CatalogOption = None,
+    json_out: JsonOption = False,
+    csv_out: CsvOption = False,
+) -> None:
+    """Find duplicate pictures: one keeper per group, with the reason it was kept.
+
+    Mutating actions (copy, move, trash, delete, link) are journaled: `lookalike undo` restores the tree.
+    """
+    if action not in ACTIONS:
+        raise UsageError(f"unknown action {action!r}; choose from {', '.join(ACTIONS)}")
+    if action == "delete" and not (yes or dry_run or plan_file):
+        raise UsageError("--action delete needs --yes (files go to the journal until `lookalike journal purge`)")
+    if json_out and csv_out:
+        raise UsageError("choose one of --json and --csv")
+    cat = open_catalog(catalog)
+    with progress_bar("finding duplicates", not (json_out or csv_out)) as progress:
+        report = find_duplicates([str(p) for p in paths], tier=tier, threshold=threshold, keep=keep,
+                                 keep_in=[str(p) for p in keep_in or []], catalog=cat, progress=progress,
+                                 recursive=recursive)
+    if csv_out:
+        print_csv(DupesReport.CSV_HEADER, report.csv_rows())
+    elif not json_out:
+        _print_table(report)
+    if action != "report":
+        _act(report, action, dest, link_kind, dry_run, plan_file, json_out)
+    elif json_out:
+        print_json(report.to_json())
+
+
+def _print_table(report: DupesReport) -> None:
+    for n, g in enumerate(report.groups, 1):
+        out.print(f"[bold]group {n}[/bold]  keep {g.keep}", highlight=False)
+        out.print(f"    why: {g.reason}", highlight=False)
+        for m in g.members:
+            lock = "  (--keep-in: untouched)" if m.path in g.protected else ""
+            out.print(f"    {m.tier:7} {m.score:6.3f}  {m.path}{lock}", highlight=False)
+    for e in report.errors:
+        console.print(f"[yellow]skipped[/yellow] {e.path}: {e.error}", highlight=False)
+    out.print(f"{len(report.groups)} groups, {report.duplicate_count} duplicates, {len(report.errors)} unreadable "
+              f"({report.tier} tier, {report.stats.get('files', 0)} files)", highlight=False)
+
+
+def _act(report: DupesReport, action: str, dest: Path | None, link_kind: str, dry_run: bool,
+         plan_file: Path | None, json_out: bool) -> None:
+    from lookalike import journal
+
+    plan = plan_for(report, action, dest, link_kind=link_kind)
+    if plan_file is not None:
+        journal.write_plan(plan, plan_file)
+        console.print(f"plan with {len(plan)} operations written to {plan_file}; run `lookalike apply {plan_file}`",
+                      highlight=False)
+        if json_out:
+            print_json({**report.to_json(), "plan": str(plan_file)})
+        return
+    with progress_bar(action, not json_out) as progress:
+        applied = journal.apply_plan(plan, progress=progress, dry_run=dry_run)
+    if json_out:
+        print_json({**report.to_json(), "apply": applied.to_json()})
+        return
+    if dry_run:
+        for op in applied.operations:
+            out.print(f"{op.get('op'):7} {op.get('src') or op.get('path')} -> "
+                      f"{op.get('dst') or op.get('target') or ''}", highlight=False)
+        out.print(f"dry run: {len(applied.operations)} operations would run; nothing changed", highlight=False)
+    else:
+        for f in applied.failed:
+            console.print(f"[red]refused[/red] {f.get('op')} {f.get('path')}: {f.get('error')}", highlight=False)
+        out.print(f"{applied.done} of {applied.total} operations done; undo with `lookalike undo {applied.id}`",
+                  highlight=False)

@@ -1,0 +1,210 @@
+"""Duplicate finder: tiers on real photos and their edited copies, keeper policy, --keep-in, no chaining,
+awkward files, JSON shape, and every action round-tripping through the journal (apply, then undo)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import needs_effnet, shared_data
+from lookalike.dupes import choose_keeper, find_duplicates, parse_policy, plan_for
+from lookalike.dupes.edits import relabel_jpeg, write_edits
+from lookalike.dupes.grouping import split_component
+from lookalike.dupes.keeper import FileFacts
+from lookalike.errors import UsageError
+
+NEAR_EDITS = ["meta", "crop70", "rot90", "flip", "grey", "watermark", "border20", "rot5"]
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under root (links followed)."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def near_set(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """Two real originals with edited copies, one same-object photo (a distractor) and two awkward files.
+    Returns the folder and family name per file."""
+    root = tmp_path_factory.mktemp("near")
+    photos = shared_data("photos")
+    faces = sorted(shared_data("faces", "celebrity", "Tom_Hanks").glob("*.jpg"))
+    family = {}
+    for name, src in (("ukb", photos / "ukbench00004.jpg"), ("face", faces[0])):
+        dest = root / name / src.name
+        dest.parent.mkdir()
+        shutil.copyfile(src, dest)
+        family[str(dest)] = name
+        for path in write_edits(src, root / name / "edits", NEAR_EDITS).values():
+            family[str(path)] = name
+    shutil.copyfile(photos / "ukbench00005.jpg", root / "other_view.jpg")  # same object, another photo
+    (root / "notes.jpg").write_text("not a picture")
+    (root / "empty.jpg").write_bytes(b"")
+    return root, family
+
+
+@pytest.fixture(scope="module")
+def near_report(near_set, tmp_path_factory):
+    from lookalike.catalog import Catalog
+
+    cat = Catalog(tmp_path_factory.mktemp("cat") / "catalog.sqlite")
+    calls = []
+    rep = find_duplicates([near_set[0]], catalog=cat, progress=lambda d, t: calls.append((d, t)))
+    return rep, calls
+
+
+@needs_effnet
+def test_near_tier_groups_every_edit_and_nothing_else(near_set, near_report):
+    root, family = near_set
+    rep, calls = near_report
+    assert calls, "progress was never reported"
+    groups = [set(g.paths) for g in rep.groups]
+    expected = [{p for p, f in family.items() if f == name} for name in ("face", "ukb")]
+    assert sorted(groups, key=len) == sorted(expected, key=len)
+    assert str(root / "other_view.jpg") not in set().union(*groups)
+    for g in rep.groups:
+        for m in g.members:
+            assert m.tier in ("pixel", "near") and 0.0 < m.score <= 1.0
+        assert g.reason
+
+
+@needs_effnet
+def test_awkward_files_are_reported_not_fatal(near_set, near_report):
+    root, _ = near_set
+    rep, _ = near_report
+    bad = {e.path for e in rep.errors}
+    assert bad == {str(root / "notes.jpg"), str(root / "empty.jpg")}
+    assert all(e.error for e in rep.errors)
+
+
+@needs_effnet
+def test_json_shape_is_exactly_the_documented_one(near_report):
+    data = near_report[0].to_json()
+    assert set(data) == {"groups", "errors"}
+    for g in data["groups"]:
+        assert set(g) == {"keep", "reason", "members"} and os.path.isabs(g["keep"])
+        assert g["keep"] not in [m["path"] for m in g["members"]]
+        for m in g["members"]:
+            assert set(m) == {"path", "tier", "score"} and os.path.isabs(m["path"])
+            assert isinstance(m["score"], float)
+    for e in data["errors"]:
+        assert set(e) == {"path", "error"}
+
+
+@pytest.fixture
+def exact_set(tmp_path) -> Path:
+    """A photo, a byte copy, a metadata-only copy (same pixels) and an unrelated photo."""
+    root = tmp_path / "pics"
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    src = shared_data("photos", "ukbench00010.jpg")
+    shutil.copyfile(src, root / "a" / "IMG_1.jpg")
+    shutil.copyfile(src, root / "b" / "IMG_1.jpg")  # same name elsewhere: collisions in DEST
+    (root / "b" / "resaved.jpg").write_bytes(relabel_jpeg(src.read_bytes()))
+    shutil.copyfile(shared_data("photos", "ukbench00020.jpg"), root / "other.jpg")
+    return root
+
+
+def test_exact_and_pixel_tiers(exact_set, catalog):
+    root = exact_set
+    exact = find_duplicates([root], tier="exact", catalog=catalog)
+    assert [sorted(g.paths) for g in exact.groups] == [[str(root / "a/IMG_1.jpg"), str(root / "b/IMG_1.jpg")]]
+    assert [m.tier for m in exact.groups[0].members] == ["exact"]
+    pixel = find_duplicates([root], tier="pixel", catalog=catalog)
+    assert len(pixel.groups) == 1
+    g = pixel.groups[0]
+    assert set(g.paths) == {str(root / "a/IMG_1.jpg"), str(root / "b/IMG_1.jpg"), str(root / "b/resaved.jpg")}
+    tiers = {m.path: m.tier for m in g.members}
+    resaved = str(root / "b/resaved.jpg")
+    assert tiers[resaved] == ("exact" if g.keep == resaved else "pixel")
+    assert sorted(tiers.values()) == ["exact", "pixel"] or g.keep == resaved
+
+
+def test_keeper_policy_order_and_reasons():
+    big = FileFacts("/p/big.jpg", 4000, 3000, bytes=1_000, format="JPEG")
+    small = FileFacts("/p/small.png", 400, 300, bytes=9_000, format="PNG")
+    same_png = FileFacts("/p/x/same.png", 4000, 3000, bytes=1_000, format="PNG")
+    keep, why = choose_keeper([small, big], parse_policy(None))
+    assert keep == big.path and "highest resolution" in why
+    keep, why = choose_keeper([small, big], parse_policy("size,resolution"))
+    assert keep == small.path and "largest file" in why
+    keep, why = choose_keeper([big, same_png], parse_policy(None))
+    assert keep == same_png.path and "lossless" in why
+    keep, why = choose_keeper([big, small], parse_policy(None), keep_in=["/p/x", "/p/small.png"])
+    assert keep == small.path and why.startswith("in a --keep-in folder")
+    with pytest.raises(UsageError):
+        parse_policy("resolution,colour")
+
+
+def test_no_chaining_through_weak_links():
+    # 0 - 1 - 2 - 3: a chain; only neighbours match. Keeper 0 takes 1 only; 2 and 3 form their own group.
+    links = {(0, 1), (1, 2), (2, 3)}
+
+    def linked(a: int, b: int) -> bool:
+        return (a, b) in links or (b, a) in links
+
+    groups = split_component([0, 1, 2, 3], linked, pick_keeper=min)
+    assert groups == [(0, [1]), (2, [3])]
+    # a member that matches a strong majority of the group joins even without a direct keeper link
+    links = {(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3), (4, 1), (4, 2), (4, 3)}
+    assert split_component([0, 1, 2, 3, 4], linked, pick_keeper=min) == [(0, [1, 2, 3, 4])]
+    # ...but not with only half of it
+    links = {(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3), (4, 1), (4, 2)}
+    assert split_component([0, 1, 2, 3, 4], linked, pick_keeper=min) == [(0, [1, 2, 3])]
+
+
+@pytest.mark.parametrize("action", ["copy", "move", "delete", "link"])
+def test_actions_round_trip_through_the_journal(exact_set, catalog, tmp_path, action):
+    from lookalike.journal import apply_plan, undo
+
+    root = exact_set
+    before = tree(root)
+    rep = find_duplicates([root], tier="pixel", catalog=catalog)
+    dest = tmp_path / "dest"
+    plan = plan_for(rep, action, dest=dest if action in ("copy", "move") else None)
+    result = apply_plan(plan)
+    assert not result.failed and result.done == len(plan)
+    if action in ("copy", "move"):
+        names = sorted(p.name for p in (dest / "group_0001").iterdir())
+        assert len(names) == 3 and len(set(names)) == 3  # IMG_1.jpg twice: renamed, never overwritten
+    if action in ("delete", "move"):
+        assert not os.path.exists(rep.groups[0].members[0].path)
+    if action == "link":
+        assert all(os.stat(m.path).st_ino == os.stat(rep.groups[0].keep).st_ino for m in rep.groups[0].members)
+    undo(result.journal)
+    assert tree(root) == before
+    assert not dest.exists() or not any(p.is_file() for p in dest.rglob("*"))
+
+
+def test_cli_keep_in_is_never_touched_and_undo_restores(exact_set, run_cli, tmp_path):
+    root = exact_set
+    before = tree(root)
+    cat = tmp_path / "cat.sqlite"
+    res = run_cli("dupes", root, "--tier", "pixel", "--keep-in", root / "b", "--action", "delete", "--yes",
+                  "--catalog", cat, "--json")
+    data = res.json()
+    group = data["groups"][0]
+    assert group["keep"].startswith(str(root / "b"))
+    assert "--keep-in" in group["reason"]
+    assert set(tree(root / "b").values()) == {before["b/IMG_1.jpg"], before["b/resaved.jpg"]}
+    assert not (root / "a" / "IMG_1.jpg").exists()
+    assert data["apply"]["done"] == 1
+    run_cli("undo", data["apply"]["journal"])
+    assert tree(root) == before
+
+
+def test_cli_delete_needs_yes_and_plan_file(exact_set, run_cli, tmp_path):
+    root = exact_set
+    before = tree(root)
+    res = run_cli("dupes", root, "--tier", "exact", "--action", "delete", "--catalog", tmp_path / "c.sqlite",
+                  check=False)
+    assert res.returncode == 1 and "--yes" in res.stderr
+    plan = tmp_path / "plan.json"
+    run_cli("dupes", root, "--tier", "exact", "--action", "trash", "--plan", plan, "--catalog", tmp_path / "c.sqlite")
+    assert plan.is_file() and tree(root) == before
+    csv_out = run_cli("dupes", root, "--tier", "exact", "--csv", "--catalog", tmp_path / "c.sqlite").stdout
+    assert csv_out.splitlines()[0] == "group,role,path,tier,score,reason" and len(csv_out.splitlines()) == 3
