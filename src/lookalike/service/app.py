@@ -291,7 +291,7 @@ def create_app(cfg: ServiceConfig | None = None) -> FastAPI:
         return st.models.embed_images(model, [img])[0]
 
     @app.post("/v1/embed", tags=["images"], openapi_extra=IMAGE_BODY)
-    async def embed(request: Request) -> dict:
+    async def embed(request: Request) -> JSONResponse:
         """The picture's feature vector: ``{"model", "vector"}`` (hash models: 0/1 bits)."""
         inp = await read_image(request, st)
         model = model_field(inp.fields)
@@ -303,7 +303,7 @@ def create_app(cfg: ServiceConfig | None = None) -> FastAPI:
             values = np.unpackbits(np.asarray(vec, dtype=">u8").view(np.uint8)).tolist()
         else:
             values = [float(x) for x in vec]
-        return {"model": model, "vector": values}
+        return JSONResponse({"model": model, "vector": values})
 
     def _similar(inp: ImageInput, model: str, k: int, folder: str | None) -> dict:
         if inp.path is not None:
@@ -315,14 +315,14 @@ def create_app(cfg: ServiceConfig | None = None) -> FastAPI:
         return rank(entry, qvec, k, model, inp.name, exclude=inp.path).to_json()
 
     @app.post("/v1/similar", tags=["images"], openapi_extra=IMAGE_BODY)
-    async def similar(request: Request) -> dict:
+    async def similar(request: Request) -> JSONResponse:
         """The k most similar pictures (fields: ``k`` = 5, ``model``, ``folder``; no folder: the catalog)."""
         inp = await read_image(request, st)
         model = model_field(inp.fields)
         k = int_field(inp.fields, "k", 5)
         folder = inp.fields.get("folder")
         folder = confine(str(folder), cfg.roots, want="dir") if folder else None
-        return await in_thread(_similar, inp, model, k, folder)
+        return JSONResponse(await in_thread(_similar, inp, model, k, folder))
 
     # ---- thumbnails ----
     def _thumb(path: str, size: int) -> Path:

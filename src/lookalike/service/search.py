@@ -21,6 +21,8 @@ from lookalike.search import Searcher, make_searcher
 from lookalike.service.metrics import Metrics
 
 FOLDER_TTL_S = 5.0
+#: Embedding matrices up to this many values are kept as float32 (no conversion per query).
+FLOAT32_MAX_VALUES = 256_000_000
 GENERATION_CHECK_S = 1.0
 
 
@@ -69,7 +71,7 @@ class MatrixCache:
                 rows.extend(self.catalog.files_under(root))
             paths = sorted({r.path for r in rows if r.status != "error" and r.content_hash})
             kept, matrix = self.catalog.feature_matrix(paths, ext.id, ext.version, ext.kind)
-            e = _Entry(kept, make_searcher(ext.kind, matrix) if kept else None, stamp, time.monotonic())
+            e = _Entry(kept, _searcher(ext.kind, matrix) if kept else None, stamp, time.monotonic())
             with self._lock:
                 self._entries[key] = e
             return e
@@ -90,10 +92,17 @@ class MatrixCache:
                 return e
             self.metrics.inc("lookalike_cache_misses_total", cache="folder_matrix")
             paths, matrix = Collection(folder, catalog=self.catalog).features(model)
-            e = _Entry(paths, make_searcher(ext.kind, matrix) if paths else None, None, time.monotonic())
+            e = _Entry(paths, _searcher(ext.kind, matrix) if paths else None, None, time.monotonic())
             with self._lock:
                 self._entries[key] = e
             return e
+
+
+def _searcher(kind: str, matrix: np.ndarray) -> Searcher:
+    """A searcher over a matrix kept in memory: float16 embeddings are widened once, not per query."""
+    if kind != "hash" and matrix.dtype != np.float32 and matrix.size <= FLOAT32_MAX_VALUES:
+        matrix = matrix.astype(np.float32)
+    return make_searcher(kind, matrix)
 
 
 def rank(entry: _Entry, query_vec: np.ndarray, k: int, model: str, query: str,
