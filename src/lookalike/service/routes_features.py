@@ -46,6 +46,32 @@ def register(app: FastAPI, st: State, start_job) -> None:
 
         return start_job("dupes", run, {"folders": paths, "tier": tier, "threshold": threshold})
 
+    @app.post("/v1/dupes/plan", tags=["changes"], openapi_extra=json_body(
+        {"type": "object", "required": ["job", "groups"], "properties": {
+            "job": {"type": "string"}, "action": {"type": "string"}, "dest": {"type": "string"},
+            "groups": {"type": "array", "items": {"type": "object", "properties": {
+                "keep": {"type": "string"}, "members": {"type": "array", "items": {"type": "string"}}}}}}}))
+    async def dupes_plan(request: Request):
+        """The journal plan for a reviewed duplicates result: per group the chosen keeper and the members
+        to act on (each must belong to that group of the job's result). Built by ``lookalike.dupes.plan_for``,
+        exactly as ``lookalike dupes --action ... --plan``; apply it with ``/v1/plans/apply``."""
+        body = await read_json(request)
+        mod = feature_import("lookalike.dupes", "duplicate finding")
+        job = st.jobs.get(str(body.get("job") or ""))
+        if job is None or job.get("kind") != "dupes":
+            raise ApiError(404, "no_such_job", "give 'job': the id of a finished duplicates job")
+        if job["state"] != "done":
+            raise ApiError(409, "job_not_done", f"the duplicates job is {job['state']}")
+        action = str(body.get("action") or "trash")
+        dest = body.get("dest")
+        if dest:
+            from lookalike.service.security import confine_target
+
+            dest = confine_target(str(dest), st.cfg.roots)
+        report = _reviewed_report(mod, job, body.get("groups"))
+        plan = await in_thread(lambda: mod.plan_for(report, action, dest=dest))
+        return {"plan": plan.to_json(), "operations": len(plan)}
+
     @app.post("/v1/sort", tags=["jobs"], status_code=202, openapi_extra=json_body(
         {"type": "object", "properties": {**FOLDER_SCHEMA, "model": {"type": "string"}}}))
     async def sort(request: Request):
@@ -181,6 +207,33 @@ def _to_json(obj):
 def _faces_detect(faces, inp) -> dict:
     found = faces.detect(_image_arg(inp))
     return {"query": inp.name, "faces": [_to_json(f) for f in found]}
+
+
+def _reviewed_report(mod, job: dict, groups) -> object:
+    """A DupesReport from the job's result with the reviewer's keepers and ticked members."""
+    if not isinstance(groups, list):
+        raise ApiError(400, "bad_parameter", "give 'groups': [{keep, members}] from the review")
+    original = job["result"]["groups"]
+    where: dict[str, tuple[int, dict]] = {}
+    for n, g in enumerate(original):
+        where[g["keep"]] = (n, {"path": g["keep"], "tier": "exact", "score": 1.0})
+        for m in g["members"]:
+            where[m["path"]] = (n, m)
+    out = []
+    for g in groups:
+        if not isinstance(g, dict) or not isinstance(g.get("keep"), str):
+            raise ApiError(400, "bad_parameter", "each group needs 'keep' (a path) and 'members' (paths)")
+        members = [str(p) for p in g.get("members") or []]
+        ids = {where.get(p, (None,))[0] for p in [g["keep"], *members]}
+        if None in ids or len(ids) != 1:
+            raise ApiError(400, "bad_parameter", "a reviewed group may only hold files of one group of the job")
+        if g["keep"] in members:
+            raise ApiError(400, "bad_parameter", "the keeper cannot also be a member to act on")
+        picked = [mod.Member(p, where[p][1].get("tier", "near"), float(where[p][1].get("score", 1.0)))
+                  for p in members]
+        if picked:
+            out.append(mod.Group(keep=g["keep"], reason="chosen in review", members=picked))
+    return mod.DupesReport(tier=str(job["params"].get("tier", "near")), groups=out)
 
 
 def _plan_paths_confined(plan, roots: list[str]) -> None:
