@@ -68,3 +68,36 @@ def test_bad_plans_and_journals(csvc):
     with pytest.raises(ServiceError) as err:
         c.undo("no-such-journal")
     assert err.value.status == 404
+
+
+def test_dupes_job_matches_the_cli_and_plans_follow_the_review(csvc):
+    import shutil
+
+    folder = csvc.root / "dupes"
+    folder.mkdir()
+    shutil.copy(csvc.root / ukbench(0), folder / "a.jpg")
+    shutil.copy(csvc.root / ukbench(0), folder / "b.jpg")
+    shutil.copy(csvc.root / ukbench(2), folder / "c.jpg")
+    c = csvc.client()
+    job = c.dupes(str(folder), tier="exact")
+    final = c.wait(job["id"], timeout=120)
+    assert final["state"] == "done", final
+    cli = csvc.cli("dupes", str(folder), "--tier", "exact", "--json")
+    import json
+
+    assert final["result"] == json.loads(cli.stdout)
+    (group,) = final["result"]["groups"]
+    keep, dup = group["keep"], group["members"][0]["path"]
+    # review: swap the keeper; the plan trashes the former keeper
+    plan = c.request("POST", "/v1/dupes/plan", json={"job": job["id"], "action": "trash",
+                                                    "groups": [{"keep": dup, "members": [keep]}]})
+    assert plan["operations"] == 1
+    assert [(op["op"], op["path"]) for op in plan["plan"]["operations"]] == [("trash", keep)]
+    # a file from outside the group, or the keeper listed as a member, is refused
+    for groups in ([{"keep": keep, "members": [str(folder / "c.jpg")]}], [{"keep": keep, "members": [keep]}]):
+        with pytest.raises(ServiceError) as err:
+            c.request("POST", "/v1/dupes/plan", json={"job": job["id"], "groups": groups})
+        assert err.value.status == 400
+    with pytest.raises(ServiceError) as err:
+        c.request("POST", "/v1/dupes/plan", json={"job": "0" * 32, "groups": []})
+    assert err.value.status == 404
