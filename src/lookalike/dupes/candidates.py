@@ -55,3 +55,43 @@ def dihedral_distance(hashes: np.ndarray, i: int, j: int) -> tuple[int, bool]:
     d = hamming_distances(hashes[i : i + 1, :1], hashes[j].reshape(-1, 1))[:, 0]
     best = int(np.argmin(d))
     return int(d[best]), best % 2 == 1
+
+
+def dihedral_pairs_indexed(hashes: np.ndarray, max_bits: int = 3, block: int = 32768) -> dict[Pair, str]:
+    """Like :func:`dihedral_pairs` for very large sets: a multi-index hash instead of a scan.
+
+    The upright 64-bit hashes are indexed four times, by each 16-bit quarter. Two hashes within 3 bits
+    agree exactly on at least one quarter (pigeonhole), so looking up each of a picture's 8 orientations
+    in the four tables finds every pair within ``max_bits`` <= 3 exactly (pairs further apart are found
+    only when a quarter happens to match). Cost grows with n times the bucket size, not n squared."""
+    n = len(hashes)
+    up = np.ascontiguousarray(hashes[:, 0], dtype=np.uint64)
+    tables = []
+    for t in range(4):
+        key = ((up >> np.uint64(16 * t)) & np.uint64(0xFFFF)).astype(np.int64)
+        order = np.argsort(key, kind="stable")
+        starts = np.searchsorted(key[order], np.arange(65537))
+        tables.append((order, starts))
+    found: list[np.ndarray] = []
+    for qs in range(0, n, block):
+        qi = np.arange(qs, min(n, qs + block))
+        for v in range(hashes.shape[1]):
+            q = np.ascontiguousarray(hashes[qi, v], dtype=np.uint64)
+            for t, (order, starts) in enumerate(tables):
+                qk = ((q >> np.uint64(16 * t)) & np.uint64(0xFFFF)).astype(np.int64)
+                s, counts = starts[qk], starts[qk + 1] - starts[qk]
+                total = int(counts.sum())
+                if total == 0:
+                    continue
+                rows = np.repeat(np.arange(len(qi)), counts)
+                offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+                cand = order[np.repeat(s, counts) + offsets]
+                d = np.bitwise_count(q[rows] ^ up[cand])
+                keep = (d <= max_bits) & (cand != qi[rows])
+                a, b = qi[rows[keep]], cand[keep]
+                found.append(np.minimum(a, b) * n + np.maximum(a, b))
+    out: dict[Pair, str] = {}
+    if found:
+        for code in np.unique(np.concatenate(found)).tolist():
+            out[(code // n, code % n)] = "hash"
+    return out

@@ -11,7 +11,7 @@ import numpy as np
 
 from lookalike.api import open_catalog
 from lookalike.catalog import Catalog
-from lookalike.dupes.candidates import dihedral_distance, dihedral_pairs, embedding_pairs
+from lookalike.dupes.candidates import dihedral_distance, dihedral_pairs, dihedral_pairs_indexed, embedding_pairs
 from lookalike.dupes.grouping import components, split_component
 from lookalike.dupes.keeper import FileFacts, choose_keeper, parse_policy, under
 from lookalike.dupes.report import TIERS, DupesError, DupesReport, Group, Member
@@ -28,6 +28,7 @@ CNN_MIN_COS = 0.50  # generous: candidates only, every one is verified
 CNN_K = 12
 HASH_MAX_BITS = 10
 HASH_K = 10
+HASH_SCAN_MAX = 20_000  # above this many pictures, hashes go through the multi-index (exact up to 3 bits)
 ON_DEMAND_LIMIT = 64  # components up to this size get keeper links verified on demand
 
 MODELS_FOR_TIER = {
@@ -131,7 +132,9 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, verifier: Verifier, si
         raise RuntimeError("features missing after indexing")  # the indexer guarantees them
     emb = np.asarray(emb, dtype=np.float32)
     cand = embedding_pairs(emb, CNN_K, min(CNN_MIN_COS, sim_min))
-    for key, src in dihedral_pairs(hsh, HASH_K, HASH_MAX_BITS).items():
+    hash_pairs = (dihedral_pairs(hsh, HASH_K, HASH_MAX_BITS) if len(reps) <= HASH_SCAN_MAX
+                  else dihedral_pairs_indexed(hsh, max_bits=3))
+    for key, src in hash_pairs.items():
         cand[key] = src if key not in cand or cand[key] == src else "both"
     stats["candidates"] = {s: sum(1 for v in cand.values() if v == s) for s in ("cnn", "hash", "both")}
     accepted = {"cnn": 0, "hash": 0, "both": 0}
