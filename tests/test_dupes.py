@@ -208,3 +208,16 @@ def test_cli_delete_needs_yes_and_plan_file(exact_set, run_cli, tmp_path):
     assert plan.is_file() and tree(root) == before
     csv_out = run_cli("dupes", root, "--tier", "exact", "--csv", "--catalog", tmp_path / "c.sqlite").stdout
     assert csv_out.splitlines()[0] == "group,role,path,tier,score,reason" and len(csv_out.splitlines()) == 3
+
+
+def test_indexed_hash_candidates_match_the_scan():
+    import numpy as np
+
+    from lookalike.dupes.candidates import dihedral_pairs, dihedral_pairs_indexed
+
+    rng = np.random.default_rng(0)
+    h = rng.integers(0, 2**63, size=(2000, 8)).astype(np.uint64)
+    h[5, 0] = h[7, 3] ^ np.uint64(0b101)  # a rotated copy, 2 bits off
+    h[9, 0] = h[11, 0]  # an identical hash
+    h[20, 0] = h[21, 6] ^ np.uint64(0b111)  # a mirrored copy, 3 bits off
+    assert set(dihedral_pairs_indexed(h, max_bits=3)) == set(dihedral_pairs(h, 10, 3)) == {(5, 7), (9, 11), (20, 21)}
