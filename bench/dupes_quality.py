@@ -79,13 +79,20 @@ def build(work: Path, limit: int) -> tuple[list[Path], dict[Path, str], dict[Pat
 
 
 #: Pairs of source photos that are near-duplicates of each other already (found by this benchmark,
-#: checked by eye): they join one family. 023 is a tighter crop of the same shot as 018.
-NATURAL_NEAR = [("Tom_Hanks/018_b7231fad.jpg", "Tom_Hanks/023_2029f686.jpg")]
+#: checked by eye): they join one family. Tom Hanks 023 is a tighter crop of the same shot as 018;
+#: Robert Downey Jr 011 is a tight crop of 023, enlarged (same expression, same people behind).
+NATURAL_NEAR = [("Tom_Hanks/018_b7231fad.jpg", "Tom_Hanks/023_2029f686.jpg"),
+                ("Robert_Downey_Jr/023_51dce41c.jpg", "Robert_Downey_Jr/011_da108a07.jpg")]
 
 
 def truth_pairs(files: list[Path], family: dict, edit: dict, tier: str) -> set[frozenset]:
+    """True pairs at a tier. similar: near pairs plus other photos of the same UKBench object."""
     fam: dict[str, list[Path]] = defaultdict(list)
     merged = _natural_merges(files, family, edit) if tier in ("near", "similar") else {}
+    if tier == "similar":
+        for f in files:
+            if edit[f] == "orig" and f.name.startswith("ukbench"):
+                merged[family[f]] = f"ukbench-object-{int(f.stem[7:12]) // 4}"
     for f in files:
         fam[merged.get(family[f], family[f])].append(f)
     pixel_edits = {n for n, (t, _, _) in EDITS.items() if t == "pixel"} | {"orig"}
@@ -182,7 +189,7 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|")
         for tier in tiers:
             pred, secs, rep = results[tier]
-            truth = truth_pairs(files, family, edit, "near" if tier == "similar" else tier)
+            truth = truth_pairs(files, family, edit, tier)
             p, r, fp, fn = pr(pred, truth)
             print(f"| {tier} | {p:.4f} | {r:.4f} | {fp} | {fn} | {len(rep.groups)} | {secs:.1f} |")
         near_pred, _, near_rep = results["near"]
@@ -209,13 +216,23 @@ def main() -> None:
         print(f"| full pipeline (near tier) | {p:.4f} | {r:.4f} | " + " | ".join(f"{rec[n]:.2f}" for n in names) + " |")
         for tier in tiers:
             pred = results[tier][0]
-            t = truth_pairs(files, family, edit, "near" if tier == "similar" else tier)
+            t = truth_pairs(files, family, edit, tier)
             wrong = sorted(pred - t, key=sorted)[: args.show_errors]
             missed = sorted(t - pred, key=sorted)[: args.show_errors]
             for kind, pairs in (("false", wrong), ("missed", missed)):
                 for pair in pairs:
                     a, b = sorted(pair)
                     print(f"{tier} {kind}: {os.path.relpath(a, tmp)} ~ {os.path.relpath(b, tmp)}")
+        print("\n## Near tier: wrong merges by source photo (pairs)")
+        t = truth_pairs(files, family, edit, "near")
+        stem = {str(f): family[f] for f in files}
+        name = {family[f]: f"{f.parent.name}/{f.name}" for f in files if edit[f] == "orig"}
+        merges: dict[tuple, int] = defaultdict(int)
+        for pair in results["near"][0] - t:
+            a, b = sorted(name[stem[p]] for p in pair)
+            merges[(a, b)] += 1
+        for (a, b), n in sorted(merges.items(), key=lambda kv: -kv[1]):
+            print(f"- {a} ~ {b}: {n}")
         print(f"\ntotal {time.perf_counter() - t0:.1f}s")
     finally:
         if args.work is None:

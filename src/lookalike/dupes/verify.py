@@ -125,7 +125,10 @@ class Verifier:
         scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
         if n_in < MIN_INLIERS or not 0.2 < scale < 5.0:
             return Verdict(False, inliers=n_in, mirror=mirror)
-        ncc, overlap = aligned_ncc(a.grey, b.grey, m)
+        if scale < 1.0:  # b is the closer view: compare at its resolution, where a retake shows its detail
+            ncc, overlap = aligned_ncc(b.grey, a.grey, cv2.invertAffineTransform(m))
+        else:
+            ncc, overlap = aligned_ncc(a.grey, b.grey, m)
         ok = ncc >= self.min_ncc and overlap >= MIN_OVERLAP
         return Verdict(ok, ncc, n_in, overlap, mirror)
 
