@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from lookalike.journal import (
+    Op,
     Plan,
     apply_plan,
     find_interrupted,
@@ -158,7 +159,8 @@ def test_every_kind_round_trips(tmp_path, kind, private_trash):
     lines = [json.loads(x) for x in (report.journal / "journal.jsonl").read_text().splitlines()]
     intended = [x for x in lines if x.get("state") == "intended"]
     assert len(intended) == 3 and all("before" in x and "after" in x for x in intended)
-    assert [x["state"] for x in lines if x["type"] == "op"] == ["intended", "done"] * 3
+    for seq in range(3):  # each operation is journaled as intended before it is recorded done
+        assert [x["state"] for x in lines if x["type"] == "op" and x["seq"] == seq] == ["intended", "done"]
 
     result = undo()
     assert result.ok and result.undone == 3
@@ -189,6 +191,28 @@ def test_collisions_never_overwrite(tmp_path):
     assert fingerprint(str(root / "img_003.jpg")) == before["img_003.jpg"][0]
     dsts = [op.get("dst") or op.get("path") for op in report.operations]
     assert len(set(dsts)) == 4
+    assert undo().ok
+    assert tree_state(root) == before
+
+
+def test_operations_that_depend_on_earlier_ones(tmp_path):
+    """Operations run in plan order, each against the files as the earlier ones left them (also across the
+    groups in which intended records are fsynced together)."""
+    root = build_tree(tmp_path / "p")
+    before = tree_state(root)
+    plan = Plan()
+    plan.rename(root / "img_000.jpg", "step1.jpg")
+    plan.add(Op("rename", src=str(root / "step1.jpg"), dst=str(root / "step2.jpg")))  # made by the op before
+    plan.copy(root / "img_001.jpg", root / "new" / "a.jpg")
+    plan.add(Op("move", src=str(root / "new" / "a.jpg"), dst=str(root / "new" / "deeper" / "b.jpg")))
+    plan.add(Op("delete", path=str(root / "new" / "deeper" / "b.jpg")))
+    for i in range(300):  # more than one fsync group
+        plan.mkdir(root / "many" / f"d{i:03d}")
+    report = apply_plan(plan)
+    assert report.failed == [] and report.done == 305
+    assert fingerprint(str(root / "step2.jpg")) == before["img_000.jpg"][0]
+    assert sorted(os.listdir(root / "new")) == ["deeper"] and os.listdir(root / "new" / "deeper") == []
+    assert len(os.listdir(root / "many")) == 300
     assert undo().ok
     assert tree_state(root) == before
 
@@ -373,7 +397,7 @@ def test_kill9_during_a_long_cli_apply_then_undo_and_resume(tmp_path, run_cli):
             folders = [j for j in list_journals() if j.status == "running"]
             if folders:
                 journal_file = folders[0].path / "journal.jsonl"
-                if len(journal_file.read_text().splitlines()) >= 40:
+                if journal_file.read_text().count('"state": "done"') >= 12:
                     break
             time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
@@ -427,6 +451,21 @@ def test_purge_and_list(tmp_path, run_cli):
     assert run_cli("journal", "purge", "--all", "--force", "--json").json()["skipped"] == []
     assert list_journals() == []
     assert run_cli("journal", "purge", check=False).returncode == 1
+
+
+def test_latest_journal_is_the_last_run_even_within_one_second(tmp_path):
+    root = build_tree(tmp_path / "p")
+    runs = []
+    for i in range(5):
+        plan = Plan()
+        plan.rename(root / f"img_{i:03d}.jpg" if i % 3 != 2 else root / "sub" / f"img_{i:03d}.jpg", f"r{i}.jpg")
+        runs.append(apply_plan(plan))
+    infos = list_journals()
+    assert [j.id for j in infos] == [r.id for r in runs]
+    assert [j.created for j in infos] == sorted({j.created for j in infos})  # distinct and increasing
+    assert undo().journal == runs[-1].journal
+    assert undo(journal_path=runs[-2].journal).undone == 1
+    assert (root / "img_004.jpg").exists() and (root / "img_003.jpg").exists() and not (root / "r3.jpg").exists()
 
 
 def test_plan_file_round_trip_and_validation(tmp_path):

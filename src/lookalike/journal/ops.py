@@ -238,30 +238,19 @@ class Delete:
             return
         if p != h:
             raise OpError(f"cannot complete: {_describe(path, p, h)}")
-        if k not in (None, h):
-            raise OpError(f"{kept} already holds other content")
-        if k is None:
-            self._keep(path, kept, ctx)
-        ctx.checkpoint("kept")
-        if os.path.lexists(path):
-            self._remove(path)
-
-    def _keep(self, path: str, kept: str, ctx: Ctx) -> None:
-        tmp = kept + ".tmp"
-        if not self.trash:
+        if k is None:  # one atomic rename into the journal folder; a durable copy across file systems
             try:
-                os.rename(path, kept)  # one atomic step on one file system
-                fsync_dir(os.path.dirname(kept))
-                return
+                os.rename(path, kept)
             except OSError as exc:
                 if exc.errno != errno.EXDEV:
                     raise
-        copy_durable(path, tmp)
-        os.replace(tmp, kept)
-        fsync_dir(os.path.dirname(kept))
-
-    def _remove(self, path: str) -> None:
-        os.unlink(path)
+                copy_durable(path, kept + ".tmp")
+                os.replace(kept + ".tmp", kept)
+                fsync_dir(os.path.dirname(kept))
+        elif k != h:
+            raise OpError(f"{kept} already holds other content")
+        ctx.checkpoint("kept")
+        remove_quietly(path)
 
     def undo(self, rec: dict[str, Any], ctx: Ctx) -> None:
         path, h = rec["path"], rec["sha256"]
@@ -276,16 +265,40 @@ class Delete:
         _restore(kept, path, h, ctx)
 
 
+def _keep_link(path: str, kept: str) -> None:
+    """Keep the file at ``path`` in the journal folder: a hard link (instant, no extra space) where possible,
+    else a durable copy."""
+    remove_quietly(kept)
+    try:
+        os.link(path, kept, follow_symlinks=False)
+    except (OSError, NotImplementedError):
+        copy_durable(path, kept + ".tmp")
+        os.replace(kept + ".tmp", kept)
+
+
 class Trash(Delete):
-    """trash: a copy is kept in the journal folder, then the file goes to the OS trash through send2trash.
-    Undo restores from the kept copy (restoring from the OS trash is not portable); the trashed copy stays
-    in the OS trash."""
+    """trash: the file is kept in the journal folder (a hard link, else a copy), then sent to the OS trash
+    through send2trash. Undo restores from the journal's copy (restoring from the OS trash is not portable);
+    the trashed copy stays in the OS trash."""
 
-    trash = True
+    def stage(self, rec: dict[str, Any], ctx: Ctx) -> None:
+        """Run right after journaling, before the group's fsync (which then also covers the kept file)."""
+        _keep_link(rec["path"], ctx.kept_abs(rec))
 
-    def _remove(self, path: str) -> None:
+    def act(self, rec: dict[str, Any], ctx: Ctx) -> None:
         from send2trash import send2trash
 
+        path, h = rec["path"], rec["sha256"]
+        kept = ctx.kept_abs(rec)
+        p, k = fingerprint(path), fingerprint(kept)
+        if p is None and k == h:
+            return
+        if p != h:
+            raise OpError(f"cannot complete: {_describe(path, p, h)}")
+        if k != h:
+            _keep_link(path, kept)
+            fsync_dir(os.path.dirname(kept))
+        ctx.checkpoint("kept")
         send2trash(path)
 
 
@@ -319,6 +332,11 @@ class Link:
             rec.update(path=path, sha256=None, mkdirs=dirs, before={path: None, target: tfp})
         rec.update(tmp=ctx.tmp_beside(path), after={path: after, target: tfp})
         return rec
+
+    def stage(self, rec: dict[str, Any], ctx: Ctx) -> None:
+        """Keep the file to be replaced right after journaling, before the group's fsync."""
+        if rec["replace"]:
+            _keep_link(rec["path"], ctx.kept_abs(rec))
 
     def _made(self, rec: dict[str, Any]) -> bool:
         path, target = rec["path"], rec["target"]
@@ -358,14 +376,9 @@ class Link:
             raise OpError(f"cannot complete: {_describe(path, p, h)}")
         kept = ctx.kept_abs(rec)
         if fingerprint(kept) != h:
-            remove_quietly(kept)
-            try:
-                os.link(path, kept, follow_symlinks=False)  # same file system: no copy needed
-            except (OSError, NotImplementedError):
-                copy_durable(path, kept + ".tmp")
-                os.replace(kept + ".tmp", kept)
+            _keep_link(path, kept)
             fsync_dir(os.path.dirname(kept))
-            ctx.checkpoint("kept")
+        ctx.checkpoint("kept")
         self._stage_link(rec, ctx)
         ctx.checkpoint("staged")
         os.replace(rec["tmp"], path)

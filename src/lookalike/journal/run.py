@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lookalike.errors import UsageError
+from lookalike.journal.fsops import fsync_dir
 from lookalike.journal.ops import KINDS, Ctx, Refused, UndoProblem
 from lookalike.journal.plan import Op, Plan, load_plan
 from lookalike.journal.store import Journal, fold, journal_folders, open_journal, root_dir
@@ -64,14 +65,17 @@ def _public(seq: int, rec: dict[str, Any]) -> dict[str, Any]:
     return {"seq": seq, **{k: rec[k] for k in keep if rec.get(k) not in (None, False)}}
 
 
-def _intend(journal: Journal | None, seq: int, op: Op, ctx: Ctx) -> dict[str, Any]:
+#: Operations journaled together under one fsync (a group ends early when an operation touches a path an
+#: earlier one in the group touches, so every operation is prepared against the files as they then are).
+GROUP = 128
+
+
+def _intend(seq: int, op: Op, ctx: Ctx) -> dict[str, Any]:
     rec = {"type": "op", "seq": seq, "state": "intended", "op": op.op, **KINDS[op.op].prepare(op, ctx)}
     if op.op in ("move", "copy", "rename") and rec["dst"] != op.dst:
         rec["planned_dst"] = op.dst
     if op.op == "link" and not op.replace and rec["path"] != op.path:
         rec["planned_path"] = op.path
-    if journal is not None:
-        journal.append(rec)
     return rec
 
 
@@ -80,11 +84,11 @@ def _act(journal: Journal, seq: int, rec: dict[str, Any], ctx: Ctx, report: Appl
         KINDS[rec["op"]].act(rec, ctx)
     except Exception as exc:  # any failure of one operation (OSError, OpError, send2trash's) must not stop the run
         error = _message(exc)
-        journal.append({"type": "op", "seq": seq, "state": "failed", "error": error})
+        journal.append({"type": "op", "seq": seq, "state": "failed", "error": error}, sync=False)
         report.failed.append({"seq": seq, "op": rec["op"], "path": rec.get("src") or rec.get("path"), "error": error})
         return
     ctx.checkpoint("acted")
-    journal.append({"type": "op", "seq": seq, "state": "done", "after": rec["after"]})
+    journal.append({"type": "op", "seq": seq, "state": "done", "after": rec["after"]}, sync=False)
     report.done += 1
     report.operations.append(_public(seq, rec))
 
@@ -95,20 +99,102 @@ def _message(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _run_new(journal: Journal | None, seq: int, op: Op, taken: set[str], report: ApplyReport) -> None:
-    ctx = Ctx(journal.id if journal else "dry-run", str(journal.folder) if journal else None, seq, taken)
-    try:
-        rec = _intend(journal, seq, op, ctx)
-    except Refused as exc:
-        if journal is not None:
-            journal.append({"type": "op", "seq": seq, "state": "failed", "error": str(exc)})
-        report.failed.append({"seq": seq, "op": op.op, "path": op.source or op.path or op.dst, "error": str(exc)})
-        return
-    if journal is None:
-        report.operations.append(_public(seq, rec))
-        return
-    ctx.checkpoint("intended")
-    _act(journal, seq, rec, ctx, report)
+def _refused(journal: Journal | None, seq: int, op: Op, exc: Exception, report: ApplyReport) -> None:
+    if journal is not None:
+        journal.append({"type": "op", "seq": seq, "state": "failed", "error": str(exc)}, sync=False)
+    report.failed.append({"seq": seq, "op": op.op, "path": op.source or op.path or op.dst, "error": str(exc)})
+
+
+def _ancestors(path: str) -> set[str]:
+    out = set()
+    parent = os.path.dirname(path)
+    while parent and parent not in out and os.path.dirname(parent) != parent:
+        out.add(parent)
+        parent = os.path.dirname(parent)
+    return out
+
+
+def _op_paths(op: Op) -> tuple[set[str], set[str]]:
+    """(paths an operation only reads, paths it may change: its own and the folders above its destination)."""
+    reads = {p for p in (op.target, op.src if op.op == "copy" else None) if p}
+    writes = {p for p in (op.src if op.op != "copy" else None, op.dst, op.path) if p}
+    for p in (op.dst, op.path):
+        if p:
+            writes |= _ancestors(p)
+    return reads, writes
+
+
+def _rec_paths(rec: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """(paths a prepared operation reads, paths it changes)."""
+    reads = {p for p in (rec.get("target"), rec.get("src") if rec["op"] == "copy" else None) if p}
+    writes = {p for p in (rec.get("src") if rec["op"] != "copy" else None, rec.get("dst"), rec.get("path")) if p}
+    return reads, writes | set(rec.get("mkdirs", []))
+
+
+class _Runner:
+    """Prepares operations, journals them in fsynced groups, then carries each group out in order."""
+
+    def __init__(self, journal: Journal, report: ApplyReport, progress: Progress, done_before: int = 0) -> None:
+        self.journal, self.report, self.progress = journal, report, progress
+        self.count = done_before
+        self.taken: set[str] = set()
+        self.pending: list[tuple[int, dict[str, Any], Ctx]] = []
+        self.reads: set[str] = set()  # what the pending group reads and changes
+        self.writes: set[str] = set()
+        self.staged = False
+
+    def ctx(self, seq: int) -> Ctx:
+        return Ctx(self.journal.id, str(self.journal.folder), seq, self.taken)
+
+    def tick(self) -> None:
+        self.count += 1
+        if self.progress:
+            self.progress(self.count, self.report.total)
+
+    def add(self, seq: int, op: Op) -> None:
+        reads, writes = _op_paths(op)
+        if self.pending and (len(self.pending) >= GROUP or (reads | writes) & self.writes or writes & self.reads):
+            self.flush()
+        ctx = self.ctx(seq)
+        try:
+            rec = _intend(seq, op, ctx)
+        except Refused as exc:
+            _refused(self.journal, seq, op, exc, self.report)
+            self.tick()
+            return
+        self.journal.append(rec, sync=False)
+        stage = getattr(KINDS[op.op], "stage", None)
+        if stage is not None:  # e.g. keep a copy in the journal folder; covered by the group's fsync
+            try:
+                stage(rec, ctx)
+                self.staged = True
+            except OSError:
+                pass  # act() makes the copy itself, or reports why it cannot
+        self.pending.append((seq, rec, ctx))
+        reads, writes = _rec_paths(rec)
+        self.reads |= reads
+        self.writes |= writes
+
+    def finish_intended(self, seq: int, rec: dict[str, Any]) -> None:
+        """Complete an operation an earlier run journaled (it may be done, half done or not started)."""
+        self.flush()
+        _act(self.journal, seq, rec, self.ctx(seq), self.report)
+        self.tick()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        self.journal.sync()  # the group's intended records are on disk before its first action
+        if self.staged:
+            fsync_dir(str(self.journal.folder / "kept"))
+            self.staged = False
+        for seq, rec, ctx in self.pending:
+            ctx.checkpoint("intended")
+            _act(self.journal, seq, rec, ctx, self.report)
+            self.tick()
+        self.pending.clear()
+        self.reads.clear()
+        self.writes.clear()
 
 
 def apply_plan(plan: Plan | str | os.PathLike, journal_dir: str | os.PathLike | None = None, progress: Progress = None,
@@ -117,18 +203,22 @@ def apply_plan(plan: Plan | str | os.PathLike, journal_dir: str | os.PathLike | 
 
     Each source is checked against the plan's sha256 first; a changed or missing source, or any failure, is
     recorded in ``report.failed`` and the run goes on. Names already taken are never overwritten: the first
-    free ``name (n).ext`` is used and journaled. ``dry_run`` resolves and checks everything, writes nothing.
-    Returns an ApplyReport whose ``journal`` is the folder to give ``undo``.
+    free ``name (n).ext`` is used and journaled. Operations run in plan order; a name counts as taken if a file
+    is there when the operation runs. ``dry_run`` checks each operation against the files as they are now and
+    writes nothing. Returns an ApplyReport whose ``journal`` is the folder to give ``undo``.
     """
     plan_file = None
     if not isinstance(plan, Plan):
         plan_file = str(Path(plan).resolve())
         plan = load_plan(plan)
     report = ApplyReport(journal=None, total=len(plan), dry_run=dry_run)
-    taken: set[str] = set()
     if dry_run:
+        taken: set[str] = set()
         for seq, op in enumerate(plan.operations):
-            _run_new(None, seq, op, taken, report)
+            try:
+                report.operations.append(_public(seq, _intend(seq, op, Ctx("dry-run", None, seq, taken))))
+            except Refused as exc:
+                _refused(None, seq, op, exc, report)
             if progress:
                 progress(seq + 1, len(plan))
         return report
@@ -137,10 +227,10 @@ def apply_plan(plan: Plan | str | os.PathLike, journal_dir: str | os.PathLike | 
               "plan_sha256": hashlib.sha256(text.encode()).hexdigest(), "cwd": os.getcwd()}
     with Journal.create(root_dir(journal_dir), header, text) as journal:
         report.journal = journal.folder
+        runner = _Runner(journal, report, progress)
         for seq, op in enumerate(plan.operations):
-            _run_new(journal, seq, op, taken, report)
-            if progress:
-                progress(seq + 1, len(plan))
+            runner.add(seq, op)
+        runner.flush()
         journal.append({"type": "end", "done": report.done, "failed": len(report.failed)})
     return report
 
@@ -162,7 +252,7 @@ def find_interrupted(plan_file: str | os.PathLike | None = None,
 
 def resume(journal: str | os.PathLike | Journal | None = None, journal_dir: str | os.PathLike | None = None,
            progress: Progress = None) -> ApplyReport:
-    """Complete an interrupted run: finish the operation that was under way, then do the rest of its plan.
+    """Complete an interrupted run: finish the operations that were under way, then do the rest of its plan.
 
     ``journal`` is a journal id or folder; None = the latest interrupted one."""
     if isinstance(journal, Journal):
@@ -181,22 +271,22 @@ def resume(journal: str | os.PathLike | Journal | None = None, journal_dir: str 
             raise UsageError(f"journal {j.id} is {st.status()}: nothing to resume")
         plan = load_plan(j.plan_file)
         report = ApplyReport(journal=j.folder, total=len(plan), resumed=True)
-        taken: set[str] = set()
+        runner = _Runner(j, report, progress)
         for seq, op in enumerate(plan.operations):
             state = st.state.get(seq)
             if state == "done":
                 report.done += 1
                 report.operations.append(_public(seq, st.intended[seq]))
+                runner.tick()
             elif state == "failed":
                 report.failed.append({"seq": seq, "op": op.op, "path": op.source or op.path or op.dst,
                                       "error": st.errors.get(seq, "")})
+                runner.tick()
             elif state == "intended":
-                rec = st.intended[seq]
-                _act(j, seq, rec, Ctx(j.id, str(j.folder), seq, taken), report)
+                runner.finish_intended(seq, st.intended[seq])
             else:
-                _run_new(j, seq, op, taken, report)
-            if progress:
-                progress(seq + 1, len(plan))
+                runner.add(seq, op)
+        runner.flush()
         j.append({"type": "end", "done": report.done, "failed": len(report.failed), "resumed": True})
         return report
     finally:
@@ -204,12 +294,14 @@ def resume(journal: str | os.PathLike | Journal | None = None, journal_dir: str 
 
 
 def undo(journal: str | os.PathLike | Journal | None = None, journal_dir: str | os.PathLike | None = None,
-         progress: Progress = None) -> UndoReport:
+         progress: Progress = None, *, journal_path: str | os.PathLike | None = None) -> UndoReport:
     """Reverse a run (None = the latest journal), newest operation first, from whatever state it was left in.
 
     Files are restored only when their sha256 matches the journal; a file the run did not create is never
     deleted or replaced. Idempotent: running it again reverses only what is left. Anything that cannot be
-    restored is listed in ``report.problems`` with the reason and where the data is."""
+    restored is listed in ``report.problems`` with the reason and where the data is. (``journal_path`` is
+    another name for ``journal``.)"""
+    journal = journal if journal is not None else journal_path
     j = journal if isinstance(journal, Journal) else open_journal(journal, journal_dir)
     j.lock()
     try:
@@ -226,11 +318,11 @@ def undo(journal: str | os.PathLike | Journal | None = None, journal_dir: str | 
                     KINDS[rec["op"]].undo(rec, ctx)
                 except (UndoProblem, OSError) as exc:
                     reason = _message(exc)
-                    j.append({"type": "undo", "seq": seq, "state": "undo_failed", "reason": reason})
+                    j.append({"type": "undo", "seq": seq, "state": "undo_failed", "reason": reason}, sync=False)
                     report.problems.append({"seq": seq, "op": rec["op"], "path": rec.get("src") or rec.get("path"),
                                             "reason": reason})
                 else:
-                    j.append({"type": "undo", "seq": seq, "state": "undone"})
+                    j.append({"type": "undo", "seq": seq, "state": "undone"}, sync=False)
                     report.undone += 1
                 report.notes.extend(ctx.notes)
             if progress:

@@ -5,6 +5,9 @@ Records (``type`` field):
 - ``header``: id, created, description, plan_file, plan_sha256, total.
 - ``op``: seq (index in the plan), state ``intended`` (written and fsynced BEFORE acting; holds everything needed
   to finish or reverse the operation) then ``done`` (with ``after``) or ``failed`` (with ``error``).
+  Intended records are fsynced in groups (one fsync before the group's first action); done, failed and undo
+  records are not fsynced one by one: losing them in a power cut is harmless, because resume and undo decide
+  from the files' fingerprints, not from these records.
 - ``undo``: seq, state ``undone`` or ``undo_failed`` (with ``reason``).
 - ``end`` (apply finished), ``undo_end`` (an undo run finished).
 """
@@ -50,8 +53,10 @@ class Journal:
     # ----- creation and records
     @classmethod
     def create(cls, root: Path, header: dict[str, Any], plan_text: str) -> Journal:
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-        folder = root / f"{stamp}-{secrets.token_hex(3)}"
+        now = time.time_ns()
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now / 1e9))
+        # ids sort in creation order (microseconds), so "the latest journal" is well defined
+        folder = root / f"{stamp}-{now // 1000 % 1_000_000:06d}-{secrets.token_hex(2)}"
         (folder / KEPT_DIR).mkdir(parents=True)
         j = cls(folder)
         j.lock()
@@ -60,7 +65,8 @@ class Journal:
             f.write(plan_text)
             f.flush()
             os.fsync(f.fileno())
-        j.append({"type": "header", "version": 1, "id": j.id, "created": _now(), **header})
+        created = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now / 1e9)) + f".{now // 1000 % 1_000_000:06d}Z"
+        j.append({"type": "header", "version": 1, "id": j.id, "created": created, **header})
         fsync_dir(str(folder))
         fsync_dir(str(root))
         return j
@@ -76,13 +82,21 @@ class Journal:
     def kept_path(self, rel: str) -> str:
         return str(self.folder / rel)
 
-    def append(self, record: dict[str, Any]) -> None:
-        """Write one record and fsync it before returning."""
+    def append(self, record: dict[str, Any], sync: bool = True) -> None:
+        """Write one record (handed to the OS at once, so it survives the process being killed); with ``sync``
+        also fsync it (so it survives a power cut) before returning."""
         if self._fh is None:
             self._fh = open(self.file, "a", encoding="utf-8")
         self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._fh.flush()
-        os.fsync(self._fh.fileno())
+        if sync:
+            os.fsync(self._fh.fileno())
+
+    def sync(self) -> None:
+        """fsync the records written so far."""
+        if self._fh is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
 
     def records(self) -> list[dict[str, Any]]:
         """All records; a torn last line (the process was killed while writing it) is ignored."""
@@ -247,7 +261,3 @@ def folder_size(folder: Path) -> int:
 
 def remove_journal(journal: Journal) -> None:
     shutil.rmtree(journal.folder)
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
