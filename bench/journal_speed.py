@@ -118,7 +118,8 @@ def main() -> None:
             t3 = time.perf_counter()
             assert res.ok, res.problems[:3]
             base = plain(kind, files, root)
-            print(f"{kind:18} {t1 - t0:7.2f} {t2 - t1:8.2f} {len(files) / (t2 - t1):8.0f} {t3 - t2:7.2f} {base:10.2f}")
+            plain_s = "-" if base != base else f"{base:.2f}"  # nan: no plain equivalent timed
+            print(f"{kind:18} {t1 - t0:7.2f} {t2 - t1:8.2f} {len(files) / (t2 - t1):8.0f} {t3 - t2:7.2f} {plain_s:>10}")
 
 
 if __name__ == "__main__":
