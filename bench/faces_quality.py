@@ -22,6 +22,7 @@ import argparse
 import csv
 import hashlib
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -117,15 +118,22 @@ def main() -> None:
           f"dropped), catalog {cat_path}")
 
     # -- speed + scan of everything ----------------------------------------------------------------------
+    load_before = os.getloadavg()[0]
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     scanned = scan_paths(all_paths, cat, workers=args.workers)
     wall = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    worker_cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
+    load_after = os.getloadavg()[0]
     n_faces = sum(len(s.faces) for s in scanned)
     cached = sum(s.cached for s in scanned)
     by_path = {s.path: s for s in scanned}
     detected = sum(1 for s in scanned if s.faces)
     print(f"scan: {len(scanned)} photos, {n_faces} faces in {wall:.1f} s with {args.workers} processes"
-          f" ({cached} from the catalog) -> {n_faces / wall:.1f} faces/s")
+          f" ({cached} from the catalog) -> {n_faces / wall:.1f} faces/s; worker CPU {worker_cpu:.1f} s; "
+          f"load average {load_before:.1f} -> {load_after:.1f} (other jobs on this machine slow it)")
+    cpu_rate = args.workers * n_faces / worker_cpu if worker_cpu > 0 and not cached else float("nan")
     stages = stage_times(all_paths)
     per_photo = ", ".join(f"{k[:-13]} {v:.1f}" for k, v in stages.items() if k.endswith("ms_per_photo"))
     print(f"one core, ms per photo: {per_photo}; embedding {stages['embed_ms_per_face']:.1f} ms per face")
@@ -224,6 +232,8 @@ def main() -> None:
     rows_out += [
         (f"faces/s end to end, {args.workers} processes", f"{fps:.1f}",
          f">= {TARGETS['faces_per_s']:.0f}" + ("  (from cache: use --fresh)" if cached else "")),
+        (f"  CPU-bound rate: {args.workers} cores / worker CPU per face", f"{cpu_rate:.1f}",
+         "what the pool reaches on idle cores (incl. start-up)"),
         ("one core: decode / detect / align ms per photo",
          f"{stages['decode_ms_per_photo']:.0f}/{stages['detect_ms_per_photo']:.0f}/{stages['align_ms_per_photo']:.1f}",
          ""),

@@ -4,7 +4,8 @@ decision, the nearest prototype's label only when it lies within the model's cal
 The threshold is calibrated at training time from the training faces themselves (leave-one-out): for each
 face, the distance to the nearest *other* face of the same person (what a known person's new photo looks
 like) and to the nearest face of anybody else (what a stranger looks like to the model). The threshold
-minimises the sum of both error rates; ties go to the middle of the gap.
+minimises FRR + 2 x FAR (calling a stranger by a name is the worse mistake) and sits a third of the way
+into the gap above the last same-person distance it accepts.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ from lookalike.media import iter_images
 UNKNOWN = "unknown"
 #: Calibration needs at least this many same-person and different-person samples; else the default is used.
 MIN_CALIBRATION_SAMPLES = 4
+#: Naming a stranger is worse than saying "unknown": false accepts weigh this much more than false rejects.
+STRANGER_WEIGHT = 2.0
+#: Where the threshold sits in the gap above the last accepted same-person distance (strangers seen at
+#: training are fewer than the people a model will meet, so the gap is not split in the middle).
+GAP_FRACTION = 1.0 / 3.0
 #: The calibrated threshold is kept within this factor of the embedder's default tolerance (guards tiny sets).
 CALIBRATION_RANGE = (0.6, 1.4)
 
@@ -51,13 +57,14 @@ def calibrate(embeddings: np.ndarray, labels: Sequence[str], default: float) -> 
     cands = np.unique(np.concatenate([genuine, impostor]))
     frr = 1.0 - np.searchsorted(np.sort(genuine), cands, side="right") / len(genuine)
     far = np.searchsorted(np.sort(impostor), cands, side="right") / len(impostor)
-    err = frr + far
+    err = frr + STRANGER_WEIGHT * far
     a = int(np.argmin(err))
-    t = float((cands[a] + cands[a + 1]) / 2) if a + 1 < len(cands) else float(cands[a])
+    t = float(cands[a] + GAP_FRACTION * (cands[a + 1] - cands[a])) if a + 1 < len(cands) else float(cands[a])
     lo, hi = default * CALIBRATION_RANGE[0], default * CALIBRATION_RANGE[1]
     clamped = min(max(t, lo), hi)
     stats.update(
-        method="leave-one-out nearest distances, min(FRR+FAR)" + (f" (clamped from {t:.4f})" if clamped != t else ""),
+        method="leave-one-out nearest distances, min(FRR + 2 FAR)"
+        + (f" (clamped from {t:.4f})" if clamped != t else ""),
         known_rejected=round(float((genuine > clamped).mean()), 4),
         strangers_accepted=round(float((impostor <= clamped).mean()), 4),
         genuine_median=round(float(np.median(genuine)), 4),
