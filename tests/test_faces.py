@@ -151,10 +151,11 @@ def test_several_models_use_info_rm(dataset, face_catalog, run_cli, tmp_path):
     info = run_cli("faces", "models", "info", "one", "--json").json()
     assert info["people"] == 2 and info["prototypes"] == 8 and info["threshold"] > 0
     rm = run_cli("faces", "models", "rm", "one")
-    assert "moved to" in rm.stderr
+    assert "lookalike undo" in rm.stderr
     assert [m["name"] for m in run_cli("faces", "models", "list", "--json").json()] == ["two"]
-    trash = Path(os.environ["LOOKALIKE_HOME"]) / "faces" / ".trash"
-    assert any((d / "model.json").is_file() for d in trash.iterdir())  # recoverable, not deleted
+    run_cli("undo")  # the journal brings it back, crops included
+    assert [m["name"] for m in run_cli("faces", "models", "list", "--json").json()] == ["one", "two"]
+    assert run_cli("faces", "models", "info", "one", "--json").json()["prototypes"] == 8
 
 
 def test_multi_face_photo_returns_every_face(dataset, face_catalog, run_cli, tmp_path):
@@ -270,6 +271,11 @@ def test_cluster_links_and_name(face_catalog, run_cli, tmp_path):
     tom_names = {p.name for p in tom[10:13]}
     tom_groups = [c for c in clusters if any(Path(f["path"]).name in tom_names for f in c["faces"])]
     assert len(tom_groups) == 1 and {Path(f["path"]).name for f in tom_groups[0]["faces"]} == tom_names
+
+    assert "lookalike undo" in run_cli("--catalog", face_catalog, "faces", "cluster", folder, "--links",
+                                       tmp_path / "again", "--threshold", "0.6").stderr
+    run_cli("undo")  # the journal takes the second set of links back
+    assert not any(p.is_symlink() for p in (tmp_path / "again").rglob("*"))
 
     tom_dir = links / tom_groups[0]["id"]
     assert sorted(p.name for p in tom_dir.iterdir() if not p.name.startswith(".")) == sorted(tom_names)

@@ -178,8 +178,9 @@ def cluster_cmd(
         rep = cluster_faces(folder, threshold=threshold, min_size=min_size, model=model, detector=detector,
                             catalog=open_catalog(catalog), workers=workers, progress=progress)
     if links:
-        made = write_links(rep, links)
-        _say(f"wrote {len(made)} folders of links under {links}")
+        applied = write_links(rep, links)
+        _say(f"wrote {len(rep.clusters)} folders of links under {links} ({applied.done} operations, "
+             f"{len(applied.failed)} failed); undo with: lookalike undo {applied.journal}")
     if json_out:
         print_json(rep.to_json())
         return
@@ -256,8 +257,10 @@ def models_info(
 
 
 def models_rm(name: Annotated[str, typer.Argument(help="Face model to remove.")]) -> None:
-    """Remove a face model (its folder is moved to .trash under the face models folder, not deleted)."""
+    """Remove a face model (through the journal: `lookalike undo` restores it)."""
     from lookalike.faces import remove_face_model
 
-    dest = remove_face_model(name)
-    _say(f"removed {name} (moved to {dest}; move it back to restore it)")
+    rep = remove_face_model(name)
+    if rep.failed:
+        _say(f"could not remove every file of {name}: {rep.failed}")
+    _say(f"removed {name}; undo with: lookalike undo {rep.journal}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -91,6 +92,7 @@ class FaceClusterReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     threshold: float = 0.0
     embedder: str = ""
+    hashes: dict[str, str] = field(default_factory=dict)  # photo path -> content hash
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -131,6 +133,8 @@ def cluster_faces(
     items: list[tuple[str, tuple[int, int, int, int]]] = []
     vecs, groups = [], []
     for g, ph in enumerate(photos):
+        if ph.path and ph.content_hash:
+            rep.hashes[ph.path] = ph.content_hash
         if ph.error:
             rep.failed.append((ph.path or "", ph.error))
         elif not ph.faces:
@@ -156,31 +160,33 @@ def cluster_faces(
     return rep
 
 
-def write_links(report: FaceClusterReport, out: str | Path) -> list[Path]:
-    """One folder per cluster under ``out`` holding symbolic links to its photos and a manifest of which
-    face of each photo belongs to it. Creates only: an existing cluster folder is refused."""
-    root = Path(out).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
-    made = []
+def write_links(report: FaceClusterReport, out: str | Path, progress: Callable[[int, int], None] | None = None):
+    """One folder per cluster under ``out`` holding symbolic links to its photos (copies where links are not
+    possible) and a manifest of which face of each photo belongs to it. Done through the journal, so
+    ``lookalike undo`` takes it back; existing names are never overwritten. Returns the journal's ApplyReport."""
+    from lookalike.journal import Plan, apply_plan
+
+    root = Path(out).expanduser().resolve()
     for c in report.clusters:
-        d = root / c.id
-        if d.exists():
-            raise UsageError(f"{d} already exists: pick an empty --links folder")
-    for c in report.clusters:
-        d = root / c.id
-        d.mkdir()
-        names: set[str] = set()
-        for path, _box in c.faces:
-            name = Path(path).name
-            stem, suf, n = Path(path).stem, Path(path).suffix, 1
-            while name in names:
-                n += 1
-                name = f"{stem}-{n}{suf}"
-            names.add(name)
-            os.symlink(os.path.abspath(path), d / name)
-        (d / MANIFEST).write_text(json.dumps([{"path": p, "box": list(b)} for p, b in c.faces], indent=1))
-        made.append(d)
-    return made
+        if (root / c.id).exists():
+            raise UsageError(f"{root / c.id} already exists: pick an empty --links folder")
+    plan = Plan(description=f"faces cluster --links {root}")
+    with tempfile.TemporaryDirectory(prefix="lookalike-faces-") as tmp:
+        for c in report.clusters:
+            d = root / c.id
+            plan.mkdir(d)
+            names: set[str] = set()
+            for path, _box in c.faces:
+                name, stem, suf, n = Path(path).name, Path(path).stem, Path(path).suffix, 1
+                while name in names:
+                    n += 1
+                    name = f"{stem}-{n}{suf}"
+                names.add(name)
+                plan.link(d / name, path, kind="symbolic", fallback="copy", sha256=report.hashes.get(path))
+            manifest = Path(tmp) / f"{c.id}.json"
+            manifest.write_text(json.dumps([{"path": p, "box": list(b)} for p, b in c.faces], indent=1))
+            plan.copy(manifest, d / MANIFEST)
+        return apply_plan(plan, progress=progress)
 
 
 def name_cluster(

@@ -9,15 +9,14 @@ Layout under ``$LOOKALIKE_HOME/faces`` (``$LOOKALIKE_FACES_DIR`` overrides)::
     NAME/crops/LABEL/*.png      the aligned face crop each prototype came from
 
 Deleting a crop file removes its prototype the next time the model is loaded (the photo it came from
-stays "seen", so retraining does not bring it back). Removing a model moves its folder to
-``.trash/`` (it can be moved back by hand); nothing the user made is deleted outright.
+stays "seen", so retraining does not bring it back). Removing a model deletes its files through the
+journal, so ``lookalike undo`` restores it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,16 +224,22 @@ def resolve_model(name: str | None) -> str:
     return active
 
 
-def remove_face_model(name: str) -> Path:
-    """Move a model's folder to ``.trash`` (returns where it went); the active marker is cleared."""
+def remove_face_model(name: str):
+    """Delete a model's files through the journal (``lookalike undo`` brings them back); the active marker is
+    cleared. Returns the journal's ApplyReport."""
+    from lookalike.journal import Plan, apply_plan
+
     folder = faces_root() / check_name(name)
     if not (folder / "model.json").is_file():
         raise UsageError(f"no face model {name!r}")
-    trash = faces_root() / ".trash"
-    trash.mkdir(exist_ok=True)
-    dest = trash / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    shutil.move(str(folder), str(dest))
+    plan = Plan(description=f"faces models rm {name}")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() or p.is_symlink())
+    for p in files:
+        if p.name != "model.json":
+            plan.delete(p)
+    plan.delete(folder / "model.json")  # last: the model stays listed until everything else is gone
+    report = apply_plan(plan)
     marker = faces_root() / "active"
-    if marker.is_file() and marker.read_text().strip() == name:
+    if not (folder / "model.json").exists() and marker.is_file() and marker.read_text().strip() == name:
         marker.unlink()
-    return dest
+    return report
