@@ -96,14 +96,38 @@ def duplicate_labels(paths: list[str], folder: Path) -> np.ndarray | None:
     return lab
 
 
-def run_scale(n: int) -> dict:
-    vec = synthetic(n)
+def run_scale(n: int, graph: bool = False) -> dict:
+    vec, scenes = synthetic(n, labels=True)
     t0 = time.perf_counter()
-    res = cluster_vectors(vec, sim=0.5)
+    res = cluster_vectors(vec, sim=0.7, **({"exact_limit": 0} if graph else {}))
     sec = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    pred = predicted(vec.paths, res)
     return {"n": n, "seconds": round(sec, 1), "peak_rss_mib": round(rss), "mode": res.mode,
-            "clusters": len(res.clusters), "unclustered": len(res.unclustered)}
+            "clusters": len(res.clusters), "unclustered": len(res.unclustered),
+            "ari": round(ari(scenes, pred), 3), "nmi": round(nmi(scenes, pred), 3)}
+
+
+def near_duplicate_rows(cat: Catalog, model: str, limit: int) -> None:
+    """ARI/NMI against the near-duplicate families of issue 3's benchmark (bench/dupes_quality.py's set)."""
+    try:
+        from dupes_quality import build
+    except ImportError:
+        print("near-duplicate families: bench/dupes_quality.py not found, skipped")
+        return
+    with tempfile.TemporaryDirectory() as work:
+        files, family, _ = build(Path(work), limit)
+        vec = load_vectors([work], model=model, catalog=cat)
+        fam = {str(p): f for p, f in family.items()}
+        names = sorted(set(fam.values()))
+        truth = np.array([names.index(fam[p]) for p in vec.paths])
+        label = f"near-dupe families ({len(names)})"
+        for method in ("average", "complete"):
+            for s in (0.7, 0.8, 0.9):
+                res = cluster_vectors(vec, sim=s, method=method)
+                pred = predicted(vec.paths, res)
+                print(f"{label:18} {len(vec):4d} {method:9} {res.mode:6} {'abs':9} {s:5.2f} {len(res.clusters):6d} "
+                      f"{len(res.unclustered):5d} {ari(truth, pred):6.3f} {nmi(truth, pred):6.3f}")
 
 
 def main() -> None:
@@ -112,10 +136,12 @@ def main() -> None:
     ap.add_argument("--catalog", default=str(Path(tempfile.gettempdir()) / "lookalike-bench" / "catalog.sqlite"))
     ap.add_argument("--sims", type=float, nargs="*", default=[0.5, 0.6, 0.7, 0.8])
     ap.add_argument("--scale", type=int, nargs="*", default=[10000, 100000])
+    ap.add_argument("--dupes-limit", type=int, default=40, help="edited originals in the near-duplicate set")
     ap.add_argument("--one-scale", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--graph", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one_scale:
-        print(json.dumps(run_scale(args.one_scale)))
+        print(json.dumps(run_scale(args.one_scale, args.graph)))
         return
 
     cat = Catalog(args.catalog)
@@ -148,17 +174,23 @@ def main() -> None:
                 print(f"{label:18} {len(vec):4d} {method:9} {res.mode:6} {cut:9} {s:5.2f} {len(res.clusters):6d} "
                       f"{len(res.unclustered):5d} {ari(truth, pred):6.3f} {nmi(truth, pred):6.3f} {sec:5.2f}")
 
+    if args.dupes_limit:
+        near_duplicate_rows(cat, args.model, args.dupes_limit)
+
     if args.scale:
-        head = f"{'n (synthetic 1280-d)':>20} {'mode':6} {'seconds':>8} {'peak RSS MiB':>12} {'groups':>7} {'uncl.':>7}"
+        head = (f"{'n (synthetic 1280-d)':>20} {'mode':6} {'seconds':>8} {'peak RSS MiB':>12} {'groups':>7} "
+                f"{'uncl.':>7} {'ARI':>6} {'NMI':>6}  (sim 0.7, average; labels: the generating scenes)")
         print("\n" + head)
-        for n in args.scale:
-            proc = subprocess.run([sys.executable, __file__, "--one-scale", str(n)], capture_output=True, text=True)
+        runs = [(n, False) for n in args.scale] + [(n, True) for n in args.scale if n <= 20000]
+        for n, graph in runs:
+            cmd = [sys.executable, __file__, "--one-scale", str(n)] + (["--graph"] if graph else [])
+            proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 print(f"{n:>20} failed: {proc.stderr.strip()[-300:]}")
                 continue
             r = json.loads(proc.stdout)
             print(f"{r['n']:>20} {r['mode']:6} {r['seconds']:8.1f} {r['peak_rss_mib']:12d} {r['clusters']:7d} "
-                  f"{r['unclustered']:7d}")
+                  f"{r['unclustered']:7d} {r['ari']:6.3f} {r['nmi']:6.3f}")
 
 
 if __name__ == "__main__":

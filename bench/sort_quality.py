@@ -78,30 +78,34 @@ def held_karp_bound(vec: Vectors, iters: int = 400) -> float:
     return best / (n - 1)
 
 
-def stability(vec: Vectors, trials: int = 5, seed: int = 0) -> float:
+def stability(vec: Vectors, trials: int = 5, seed: int = 0, orderer=None) -> float:
     """Mean share of neighbour pairs kept when one photo is added to the others (then taken out again)."""
+    orderer = orderer or (lambda v: order_vectors(v)[0])
     rng = np.random.default_rng(seed)
     kept = []
     for extra in rng.choice(len(vec), trials, replace=False):
         rest = [i for i in range(len(vec)) if i != extra]
         sub = Vectors([vec.paths[i] for i in rest], vec.x[rest], vec.kind)
-        old = [sub.paths[i] for i in order_vectors(sub)[0]]
-        new = [vec.paths[i] for i in order_vectors(vec)[0] if i != extra]
+        old = [sub.paths[i] for i in orderer(sub)]
+        new = [vec.paths[i] for i in orderer(vec) if i != extra]
         pairs = [{frozenset(p) for p in zip(o, o[1:], strict=False)} for o in (old, new)]
         kept.append(len(pairs[0] & pairs[1]) / (len(old) - 1))
     return float(np.mean(kept))
 
 
-def synthetic(n: int, dim: int = 1280, seed: int = 0) -> Vectors:
-    """Clustered unit vectors: about 8 photos per 'scene', scenes spread over 'topics'."""
+def synthetic(n: int, dim: int = 1280, seed: int = 0, labels: bool = False):
+    """Clustered unit vectors: about 8 photos per 'scene', scenes spread over 'topics' (with ``labels``:
+    also each row's scene)."""
     rng = np.random.default_rng(seed)
     topics = rng.standard_normal((max(1, n // 400), dim)).astype(np.float32)
     scenes = topics[rng.integers(0, len(topics), max(1, n // 8))] + 0.8 * rng.standard_normal(
         (max(1, n // 8), dim)
     ).astype(np.float32)
-    x = scenes[rng.integers(0, len(scenes), n)] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
+    scene = rng.integers(0, len(scenes), n)
+    x = scenes[scene] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return Vectors([f"{i:08d}" for i in range(n)], x.astype(np.float16).astype(np.float32), "embedding")
+    vec = Vectors([f"{i:08d}" for i in range(n)], x.astype(np.float16).astype(np.float32), "embedding")
+    return (vec, scene) if labels else vec
 
 
 def run_scale(n: int) -> dict:
@@ -154,7 +158,8 @@ def main() -> None:
         bound = held_karp_bound(vec)
         print(f"{name:10} lower bound for ANY path (Held-Karp) = {bound:.4f}: best possible ratio "
               f">= {bound / means['greedy NN']:.3f}; lookalike is within {means['lookalike'] / bound - 1:.1%} of it")
-        print(f"{name:10} stability: {stability(vec):.1%} of neighbour pairs kept when one photo is added")
+        print(f"{name:10} stability: {stability(vec):.1%} of neighbour pairs kept when one photo is added "
+              f"(greedy NN chain: {stability(vec, orderer=lambda v: greedy_chain(v, 0)):.1%})")
 
     if args.scale:
         print(f"\n{'n (synthetic 1280-d)':>20} {'seconds':>8} {'peak RSS MiB':>12} {'mean adj dist':>13}")

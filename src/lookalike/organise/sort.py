@@ -206,7 +206,7 @@ class _Path:
                 self.reverse(j, j + seg)
 
 
-_EPS = 1e-4  # moves saving less than this (on the 0..1 distance scale) are not worth a pass
+_EPS = 3e-3  # moves saving less than this (on the 0..1 distance scale) are not worth a pass
 
 
 def improve(path: _Path, neighbours: np.ndarray, max_rounds: int = 10, progress: Progress | None = None,
