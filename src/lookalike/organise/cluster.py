@@ -20,9 +20,11 @@ So ``sim = 0`` gives one group (single/average/complete) and ``sim = 1`` joins o
 Past ``exact_limit`` photos (20,000) the N x N distance matrix is not built. Clustering runs over the
 k-NN graph (k = 15): ``single`` = connected parts of the links at distance <= 1 - sim; ``average`` and
 ``complete`` merge the closest pair of groups first, averaging (or taking the largest) over the k-NN links
-between them only, while that value is <= 1 - sim. Photos are only ever joined through k-NN links, so
-``sim = 0`` gives one group per connected part of the k-NN graph. ``ward`` and the dendrogram need the
-exact mode.
+between them only, while that value is <= 1 - sim. (The links are the shortest distances, so this average
+is lower than the exact one and groups can grow larger than in the exact mode.) With ``time_weight`` the
+neighbours are found by content and their link distances mixed with time. Photos are only ever joined
+through k-NN links, so ``sim = 0`` gives one group per connected part of the k-NN graph. ``ward`` and the
+dendrogram need the exact mode.
 """
 
 from __future__ import annotations
@@ -238,4 +240,4 @@ def cluster(
     cat = open_catalog(catalog)
     vec = load_vectors(paths, model=model, catalog=cat, progress=progress, recursive=recursive)
     times = capture_times(vec.paths, cat) if time_weight > 0 else None
-    return cluster_vectors(vec, sim, method, min_size, time_weight, times, relative, exact_limit)
+    return cluster_vectors(vec, sim, method, min_size, time_weight, times, relative, exact_limit, progress)

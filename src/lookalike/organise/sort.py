@@ -288,8 +288,8 @@ def order_vectors(vec: Vectors, k: int = 10, progress: Progress | None = None,
     if n <= 2:
         order = list(range(n))
         return order, vec.pair_distance(order[:-1], order[1:]) if n == 2 else np.zeros(0)
-    graph = knn_graph(vec, k, exact_limit=exact_limit)
-    order = _fragments_path(vec, graph, None)
+    graph = knn_graph(vec, k, exact_limit=exact_limit, progress=progress)
+    order = _fragments_path(vec, graph, progress)
     path = _Path(vec, order)
     improve(path, graph.idx, progress=progress)
     p = path.p
@@ -335,5 +335,5 @@ def sort_order(
     if isinstance(paths, str | Path):
         paths = [paths]
     vec = load_vectors(paths, model=model, catalog=catalog, progress=progress, recursive=recursive)
-    order, dist = order_vectors(vec, k=k)
+    order, dist = order_vectors(vec, k=k, progress=progress)
     return SortResult([vec.paths[i] for i in order], model, [float(v) for v in dist])
