@@ -217,6 +217,25 @@ def test_operations_that_depend_on_earlier_ones(tmp_path):
     assert tree_state(root) == before
 
 
+def test_an_exception_from_progress_stops_the_run_which_can_then_be_resumed(tmp_path):
+    """The HTTP service cancels a job by raising from its progress callback."""
+    root = build_tree(tmp_path / "p")
+    plan = Plan()
+    for i in (0, 1, 3, 4):
+        plan.move(root / f"img_{i:03d}.jpg", root / "o" / f"{i}.jpg")
+
+    def cancel(done: int, total: int) -> None:
+        if done == 2:
+            raise KeyboardInterrupt("cancelled")
+
+    with pytest.raises(KeyboardInterrupt):
+        apply_plan(plan, progress=cancel)
+    [info] = list_journals()
+    assert info.status == "interrupted" and info.counts["done"] == 2
+    report = resume()
+    assert report.done == 4 and sorted(os.listdir(root / "o")) == ["0.jpg", "1.jpg", "3.jpg", "4.jpg"]
+
+
 def test_changed_and_missing_sources_are_refused_and_the_run_goes_on(tmp_path):
     root = build_tree(tmp_path / "p")
     plan = Plan()

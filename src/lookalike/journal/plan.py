@@ -9,7 +9,8 @@ A plan file looks like this (one operation per line, so a user can delete lines 
 
 ``sha256`` is the content of the source when the plan was made; ``apply`` refuses an operation whose
 source has changed since. It may be left out (then nothing is compared). Relative paths are taken
-relative to the plan file's folder. A trailing comma left behind after deleting the last line is accepted.
+relative to the plan file's folder (to the current folder for a plan given as JSON data). A trailing
+comma left behind after deleting the last line is accepted.
 """
 
 from __future__ import annotations
@@ -108,11 +109,10 @@ class Op:
             kind=d.get("kind"), replace=bool(d.get("replace", False)), fallback=d.get("fallback"),
             sha256=d.get("sha256"),
         )
-        if base is not None:
-            for name in ("src", "dst", "path"):
-                value = getattr(op, name)
-                if value is not None:
-                    setattr(op, name, _absolute(value, base))
+        for name in ("src", "dst", "path", "target"):  # journals hold absolute paths (undo may run elsewhere)
+            value = getattr(op, name)
+            if value is not None:
+                setattr(op, name, _absolute(value, base))
         op.validate()
         return op
 
