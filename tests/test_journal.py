@@ -450,7 +450,7 @@ def test_purge_and_list(tmp_path, run_cli):
     assert len(kept) == 2
     infos = {i.id: i for i in list_journals()}
     assert infos[first.id].kept_bytes > 0 and infos[first.id].counts["done"] == 2
-    shown = run_cli("journal", "show", first.id, "--json").json()
+    shown = show_journal(first.id)
     assert [op["op"] for op in shown["operations"]] == ["delete", "trash"]
     text = run_cli("journal", "show", first.id).stdout
     assert "delete" in text and "img_000.jpg" in text
@@ -467,7 +467,7 @@ def test_purge_and_list(tmp_path, run_cli):
     assert apply_in_subprocess(plan_file, {"LOOKALIKE_JOURNAL_TEST_KILL": "1:kept"}) == -signal.SIGKILL
     res = run_cli("journal", "purge", "--all", "--json").json()
     assert res["removed"] == [second.id] and len(res["skipped"]) == 1
-    assert run_cli("journal", "purge", "--all", "--force", "--json").json()["skipped"] == []
+    assert purge(all=True, force=True)["skipped"] == []
     assert list_journals() == []
     assert run_cli("journal", "purge", check=False).returncode == 1
 
