@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,6 +203,22 @@ def main() -> None:
             n = next((float(b.split()[-1]) for b in batches if b.startswith("lookalike_embed_batch_size_count")), 1)
             mean_batch = s / max(n, 1)
 
+    # the model's own batching ceiling, in this process, on pre-decoded pictures
+    from lookalike.features import load_extractor
+    from lookalike.media import decode
+
+    ext = load_extractor("effnet")
+    prepared = [ext.prepare(decode(str(p), min_side=224).image) for p in photos[:16]]
+    ceiling = {}
+    for bs in (1, 8, 16):
+        batch = np.stack(prepared[:bs])
+        ext.infer(batch)
+        t1, done = time.perf_counter(), 0
+        while time.perf_counter() - t1 < 3.0:
+            ext.infer(batch)
+            done += bs
+        ceiling[bs] = done / (time.perf_counter() - t1)
+
     print(f"{'run':<26}{'requests':>9}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
     for name, n, e, rate, p50, p99 in rows:
         print(f"{name:<26}{n:>9}{e:>8}{rate:>9.1f}{p50:>9.0f}{p99:>9.0f}")
@@ -209,6 +226,8 @@ def main() -> None:
     print(f"\nembedding: batching {embed_rates['batching']:.1f} img/s vs one at a time "
           f"{embed_rates['one at a time']:.1f} img/s = {ratio:.2f}x (target >= 2x); "
           f"mean batch {mean_batch:.1f}")
+    print("model alone (in process, pre-decoded): " + ", ".join(f"batch {b}: {r:.1f} img/s" for b, r in ceiling.items())
+          + f"; best batching gain possible: {max(ceiling.values()) / ceiling[1]:.2f}x")
     if args.keep:
         print(f"(photos and catalog kept in {work})")
     if not args.keep:

@@ -320,3 +320,16 @@ def test_job_cancel(svc, tmp_path):
     assert final["state"] == "cancelled" and final["error"] == "cancelled on request"
     assert 0 < final["progress"]["done"] < final["progress"]["total"] == len(names)
     assert final["result"] is None
+
+
+@needs_effnet
+@pytest.mark.parametrize("kind", ["sort", "cluster"])
+def test_sort_and_cluster_jobs_match_the_cli(svc, kind):
+    c = svc.client()
+    folder = str(svc.root / "sub")
+    job = c.sort(folder) if kind == "sort" else c.cluster(folder, sim=0.5)
+    assert job["kind"] == kind
+    final = c.wait(job["id"], timeout=120)
+    assert final["state"] == "done", final
+    cli = svc.cli(kind, folder, "--json") if kind == "sort" else svc.cli(kind, folder, "--sim", "0.5", "--json")
+    assert final["result"] == json.loads(cli.stdout)
