@@ -105,3 +105,27 @@ def _alive(pid: int) -> bool:
             return fh.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_two_workers_share_jobs(tmp_path):
+    from conftest import shared_data
+    from service_util import Server, copy_photos, ukbench
+
+    root = tmp_path / "root"
+    copy_photos(shared_data("photos"), root, [ukbench(i) for i in range(4)])
+    server = Server(tmp_path, "--root", str(root), "--workers", "2")
+    try:
+        pids = set()
+        for _ in range(12):
+            with httpx.Client() as fresh:  # a new connection each time: any worker may answer
+                pids.add(fresh.get(server.url + "/healthz").json()["pid"])
+        assert server.proc.pid not in pids and 1 <= len(pids) <= 2  # answered by worker processes
+        c = server.client()
+        job = c.index(str(root), model="dhash")
+        for _ in range(10):
+            with httpx.Client(headers=server.headers) as fresh:
+                state = fresh.get(f"{server.url}/v1/jobs/{job['id']}").json()
+                assert state["id"] == job["id"]
+        assert c.wait(job["id"], timeout=60)["state"] == "done"
+    finally:
+        assert server.stop() == 0
