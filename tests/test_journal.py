@@ -493,6 +493,7 @@ def test_plan_file_round_trip_and_validation(tmp_path):
     plan.move(root / "img_000.jpg", root / "a.jpg")
     plan.link(root / "l.jpg", root / "img_001.jpg", kind="hard", fallback="copy")
     plan.mkdir(root / "d")
+    plan.operations[0].note = "group 1: keeper is a.jpg"
     loaded = load_plan(write_plan(plan, tmp_path / "plan.json"))
     assert [op.to_json() for op in loaded] == [op.to_json() for op in plan]
     assert loaded.description == "all kinds" and loaded.operations[0].sha256 == fingerprint(str(root / "img_000.jpg"))

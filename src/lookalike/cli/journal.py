@@ -118,7 +118,7 @@ def undo_cmd(
 
 
 def journal_list(json_out: JsonOption = False) -> None:
-    """List journals, oldest first: id, date, status, operations and the size of the copies they keep."""
+    """List journals, oldest first: id (its date), status, operations, the size of the copies they keep."""
     infos = journal.list_journals()
     if json_out:
         print_json({"journals": [i.to_json() for i in infos]})
@@ -126,11 +126,15 @@ def journal_list(json_out: JsonOption = False) -> None:
     if not infos:
         out.print("no journals")
         return
-    table = Table("id", "created", "status", "done", "failed", "undone", "kept", "description")
+    table = Table(box=None, pad_edge=False)
+    table.add_column("id", no_wrap=True)
+    for name in ("status", "done", "failed", "undone", "kept"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("description")
     for i in infos:
         c = i.counts
-        table.add_row(i.id, i.created, i.status, str(c["done"]), str(c["failed"]), str(c["undone"]),
-                      _size(i.kept_bytes), i.description)
+        table.add_row(i.id, i.status, str(c["done"]), str(c["failed"]), str(c["undone"]), _size(i.kept_bytes),
+                      i.description)
     out.print(table)
 
 

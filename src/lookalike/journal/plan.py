@@ -60,6 +60,7 @@ class Op:
     replace: bool = False
     fallback: str | None = None
     sha256: str | None = None
+    note: str | None = None  # free text for the person reviewing the plan (e.g. why); ignored by apply
 
     def validate(self) -> None:
         """Raise UsageError when the operation is malformed."""
@@ -95,6 +96,8 @@ class Op:
             d["fallback"] = self.fallback
         if self.sha256:
             d["sha256"] = self.sha256
+        if self.note:
+            d["note"] = self.note
         return d
 
     @classmethod
@@ -107,7 +110,7 @@ class Op:
         op = cls(
             op=d["op"], src=d.get("src"), dst=d.get("dst"), path=d.get("path"), target=d.get("target"),
             kind=d.get("kind"), replace=bool(d.get("replace", False)), fallback=d.get("fallback"),
-            sha256=d.get("sha256"),
+            sha256=d.get("sha256"), note=d.get("note"),
         )
         for name in ("src", "dst", "path", "target"):  # journals hold absolute paths (undo may run elsewhere)
             value = getattr(op, name)
