@@ -56,6 +56,9 @@ def build_tree(root: Path, n: int = 6, seed: int = 0) -> Path:
         p = root / ("sub" if i % 3 == 2 else "") / f"img_{i:03d}.jpg"
         p.write_bytes(rng.randbytes(2000 + 37 * i))
         os.utime(p, ns=(MTIME, MTIME + i))
+    dup = root / "sub" / "dup_of_003.jpg"  # an exact duplicate (own inode, own mtime), as dupes would link
+    dup.write_bytes((root / "img_003.jpg").read_bytes())
+    os.utime(dup, ns=(MTIME, MTIME - 1))
     return root
 
 
@@ -106,6 +109,8 @@ def make_plan(root: Path, kind: str) -> Plan:
         plan.link(a, b, kind="hard", replace=True)
     elif kind == "symlink_replace":
         plan.link(a, b, kind="symbolic", replace=True)
+    elif kind == "hardlink_replace_duplicate":
+        plan.link(root / "sub" / "dup_of_003.jpg", b, kind="hard", replace=True)
     elif kind == "symlink_new":
         plan.link(root / "links" / "c1" / "img_003.jpg", b, kind="symbolic")
     elif kind == "hardlink_new":
@@ -118,8 +123,8 @@ def make_plan(root: Path, kind: str) -> Plan:
     return plan
 
 
-KINDS = ["move", "rename", "copy", "trash", "delete", "hardlink_replace", "symlink_replace", "symlink_new",
-         "hardlink_new", "mkdir"]
+KINDS = ["move", "rename", "copy", "trash", "delete", "hardlink_replace", "hardlink_replace_duplicate",
+         "symlink_replace", "symlink_new", "hardlink_new", "mkdir"]
 
 
 # ----------------------------------------------------------------------------- round trips
@@ -147,6 +152,8 @@ def test_every_kind_round_trips(tmp_path, kind, private_trash):
             assert fingerprint(str(trashed)) == before["img_001.jpg"][0]
     elif kind == "hardlink_replace":
         assert os.path.samefile(a, b) and not os.path.islink(a)
+    elif kind == "hardlink_replace_duplicate":
+        assert os.path.samefile(root / "sub" / "dup_of_003.jpg", b)
     elif kind == "symlink_replace":
         assert os.path.islink(a) and os.readlink(a) == b
     elif kind == "symlink_new":
@@ -343,6 +350,7 @@ CRASH_POINTS = [
     ("delete", "intended"), ("delete", "kept"),
     ("trash", "kept"), ("trash", "acted"),
     ("hardlink_replace", "kept"), ("hardlink_replace", "staged"), ("hardlink_replace", "acted"),
+    ("hardlink_replace_duplicate", "staged"), ("hardlink_replace_duplicate", "acted"),
     ("symlink_replace", "staged"),
     ("symlink_new", "staged"), ("symlink_new", "acted"),
     ("mkdir", "intended"),

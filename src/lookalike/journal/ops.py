@@ -395,23 +395,26 @@ class Link:
             return
         kept = ctx.kept_abs(rec)
         remove_quietly(kept + ".tmp")
+        # the link first: a hard link to an identical keeper has the original's sha256 but is not the original
+        if self._made(rec):
+            if fingerprint(kept) != h:
+                raise UndoProblem(f"the copy kept in the journal ({kept}) is missing or damaged; "
+                                  f"cannot restore {path}")
+            tmp = rec["tmp"]
+            try:
+                os.link(kept, tmp)
+            except OSError:
+                copy_durable(kept, tmp)
+            os.replace(tmp, path)  # replaces the link the run made
+            remove_quietly(kept)
+            return
         p = fingerprint(path)
         if p == h:
             return
         if p is None:
             _restore(kept, path, h, ctx)
             return
-        if not self._made(rec):
-            raise UndoProblem(f"{path} was changed after the run; the original is kept at {kept}")
-        if fingerprint(kept) != h:
-            raise UndoProblem(f"the copy kept in the journal ({kept}) is missing or damaged; cannot restore {path}")
-        tmp = rec["tmp"]
-        try:
-            os.link(kept, tmp)
-        except OSError:
-            copy_durable(kept, tmp)
-        os.replace(tmp, path)  # replaces the link the run made
-        remove_quietly(kept)
+        raise UndoProblem(f"{path} was changed after the run; the original is kept at {kept}")
 
 
 class Mkdir:
