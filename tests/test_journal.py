@@ -188,8 +188,10 @@ def test_collisions_never_overwrite(tmp_path):
     plan.copy(root / "img_003.jpg", existing)  # taken, and the name chosen just before is taken too
     plan.rename(root / "img_004.jpg", "img_003.jpg")  # a rename onto a taken name
     plan.link(existing, root / "img_003.jpg", kind="symbolic")  # a new link onto a taken name
+    plan.copy(root / "img_000.jpg", root / "dest")  # into an existing folder, under its own name
     report = apply_plan(plan)
     assert report.failed == []
+    assert fingerprint(str(root / "dest" / "img_000.jpg")) == before["img_000.jpg"][0]
     assert existing.read_bytes() == b"someone else's photo"
     assert fingerprint(str(root / "dest" / "img_001 (1).jpg")) == before["img_001.jpg"][0]
     assert fingerprint(str(root / "dest" / "img_001 (2).jpg")) == before["img_003.jpg"][0]
@@ -197,7 +199,7 @@ def test_collisions_never_overwrite(tmp_path):
     assert os.readlink(root / "dest" / "img_001 (3).jpg") == str(root / "img_003.jpg")
     assert fingerprint(str(root / "img_003.jpg")) == before["img_003.jpg"][0]
     dsts = [op.get("dst") or op.get("path") for op in report.operations]
-    assert len(set(dsts)) == 4
+    assert len(set(dsts)) == 5
     assert undo().ok
     assert tree_state(root) == before
 

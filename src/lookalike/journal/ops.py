@@ -94,6 +94,14 @@ def _new_name(path: str, ctx: Ctx) -> tuple[str, list[str]]:
     return dst, dirs
 
 
+def _into_folder(op: Op) -> str:
+    """A move or copy whose destination is an existing folder puts the file inside it, under its own name."""
+    dst = op.dst or ""
+    if op.op in ("move", "copy") and os.path.isdir(dst) and not os.path.islink(dst):
+        return os.path.join(dst, os.path.basename(op.src or ""))
+    return dst
+
+
 def _make_dirs(rec: dict[str, Any]) -> None:
     for d in rec.get("mkdirs", []):
         os.makedirs(d, exist_ok=True)
@@ -147,7 +155,7 @@ class Move:
         h = _source(src, op.sha256)
         if os.path.normcase(src) == os.path.normcase(op.dst or ""):
             raise Refused(f"{src}: source and destination are the same")
-        dst, dirs = _new_name(op.dst or "", ctx)
+        dst, dirs = _new_name(_into_folder(op), ctx)
         return {"src": src, "dst": dst, "sha256": h, "mkdirs": dirs, "tmp": ctx.tmp_beside(dst),
                 "before": {src: h, dst: None}, "after": {src: None, dst: h}}
 
@@ -190,7 +198,7 @@ class Copy:
     def prepare(self, op: Op, ctx: Ctx) -> dict[str, Any]:
         src = op.src or ""
         h = _source(src, op.sha256)
-        dst, dirs = _new_name(op.dst or "", ctx)
+        dst, dirs = _new_name(_into_folder(op), ctx)
         return {"src": src, "dst": dst, "sha256": h, "mkdirs": dirs, "tmp": ctx.tmp_beside(dst),
                 "before": {src: h, dst: None}, "after": {src: h, dst: h}}
 

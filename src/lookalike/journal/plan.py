@@ -43,7 +43,8 @@ LINK_KINDS = ("symbolic", "hard")
 class Op:
     """One file operation.
 
-    - ``move``/``rename``/``copy``: ``src`` to ``dst`` (a full path; a free name is used if it is taken).
+    - ``move``/``rename``/``copy``: ``src`` to ``dst`` (a full path; a free name is used if it is taken; a move
+      or copy to an existing folder goes inside it).
     - ``trash``/``delete``: ``path`` (a copy is kept in the journal until ``lookalike journal purge``).
     - ``link``: make ``path`` a ``kind`` ("symbolic" or "hard") link to ``target``. With ``replace`` the
       existing file at ``path`` is replaced (and kept in the journal); without, a new link is made (a free
