@@ -220,13 +220,18 @@ def scan_paths(
         fresh.clear()
         fresh_direct.clear()
 
-    n_workers = min(workers or cpu_count(), len(todo))
+    # Chips of cached faces need only a decode and an alignment (milliseconds): done here, no pool.
+    fresh_todo = [t for t in todo if t[1] is None]
+    n_workers = min(workers or cpu_count(), len(fresh_todo))
     try:
-        if n_workers <= 1 or len(todo) < 4:
-            for p, boxes in todo:
+        for p, boxes in todo:
+            if boxes is not None:
+                finish(p, boxes, _work(p, emb.id, emb.version, detector, direct, chips, boxes))
+        if n_workers <= 1 or len(fresh_todo) < 4:
+            for p, boxes in fresh_todo:
                 finish(p, boxes, _work(p, emb.id, emb.version, detector, direct, chips, boxes))
         else:
-            _run_pool(todo, n_workers, emb, detector, direct, chips, finish)
+            _run_pool(fresh_todo, n_workers, emb, detector, direct, chips, finish)
     finally:
         flush()
     return [results[p] for p in paths]
