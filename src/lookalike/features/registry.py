@@ -221,7 +221,7 @@ def add(name: str, file: str | Path, **spec_fields) -> ModelSpec:
         fields.setdefault("sha256", sha256_file(src))
         fields["version"] = str(fields.get("version") or fields["sha256"][:12])
         spec = replace(base, id=name, **fields)
-        if spec.kind == "embedding" and spec.dim <= 0:
+        if spec.kind in ("embedding", "face-embedding") and spec.dim <= 0:
             spec = replace(spec, dim=_probe_onnx_dim(src))
     _install_bytes(spec, src.read_bytes(), model_dir() / name / spec.filename)
     if spec.source == "file":
