@@ -226,7 +226,7 @@ def test_operations_that_depend_on_earlier_ones(tmp_path):
     assert tree_state(root) == before
 
 
-def test_an_exception_from_progress_stops_the_run_which_can_then_be_resumed(tmp_path):
+def test_an_exception_from_progress_stops_the_run_which_can_then_be_resumed(tmp_path, run_cli):
     """The HTTP service cancels a job by raising from its progress callback."""
     root = build_tree(tmp_path / "p")
     plan = Plan()
@@ -241,8 +241,8 @@ def test_an_exception_from_progress_stops_the_run_which_can_then_be_resumed(tmp_
         apply_plan(plan, progress=cancel)
     [info] = list_journals()
     assert info.status == "interrupted" and info.counts["done"] == 2
-    report = resume()
-    assert report.done == 4 and sorted(os.listdir(root / "o")) == ["0.jpg", "1.jpg", "3.jpg", "4.jpg"]
+    report = run_cli("apply", "--resume", "--json").json()  # no FILE: the latest interrupted run
+    assert report["done"] == 4 and sorted(os.listdir(root / "o")) == ["0.jpg", "1.jpg", "3.jpg", "4.jpg"]
 
 
 def test_changed_and_missing_sources_are_refused_and_the_run_goes_on(tmp_path):
@@ -331,13 +331,19 @@ def test_cross_device_moves_and_deletes(tmp_path):
         plan = Plan()
         plan.move(root / "img_000.jpg", other / "x" / "img_000.jpg")
         plan.delete(root / "img_001.jpg")
+        plan.link(other / "x" / "hard.jpg", root / "img_003.jpg", kind="hard", fallback="copy")  # copied instead
         report = apply_plan(plan, journal_dir=other / "journals")  # kept copies on another file system
-        assert report.done == 2
+        assert report.done == 3
+        assert fingerprint(str(other / "x" / "hard.jpg")) == before["img_003.jpg"][0]
         assert fingerprint(str(other / "x" / "img_000.jpg")) == before["img_000.jpg"][0]
         assert os.stat(other / "x" / "img_000.jpg").st_mtime_ns == before["img_000.jpg"][1]
         result = undo(report.journal)
         assert result.ok
         assert tree_state(root) == before and not (other / "x").exists()
+        hard = Plan()
+        hard.link(other / "y.jpg", root / "img_004.jpg", kind="hard")  # no fallback: refused up front
+        refused = apply_plan(hard, journal_dir=other / "journals")
+        assert "different file systems" in refused.failed[0]["error"] and not (other / "y.jpg").exists()
     finally:
         import shutil
 
