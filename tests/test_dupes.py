@@ -136,6 +136,9 @@ def test_keeper_policy_order_and_reasons():
     assert keep == same_png.path and "lossless" in why
     keep, why = choose_keeper([big, small], parse_policy(None), keep_in=["/p/x", "/p/small.png"])
     assert keep == small.path and why.startswith("in a --keep-in folder")
+    broken = FileFacts("/p/huge.jpg", 8000, 6000, bytes=99_000, format="JPEG", truncated=True)
+    keep, why = choose_keeper([broken, small], parse_policy(None))
+    assert keep == small.path and "truncated" in why
     with pytest.raises(UsageError):
         parse_policy("resolution,colour")
 

@@ -119,6 +119,7 @@ def _facts(cat: Catalog, files: list[str]) -> tuple[dict[str, FileFacts], dict[s
         if im:
             f.width, f.height, f.format = im.width or 0, im.height or 0, im.format or ""
             f.exif_tags, f.exif_datetime = im.exif_tags or 0, im.exif_datetime
+            f.truncated = bool(im.truncated) or rows[p].status == "truncated"
         facts[p] = f
     return facts, content
 

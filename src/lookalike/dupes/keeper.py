@@ -26,6 +26,7 @@ class FileFacts:
     exif_tags: int = 0
     exif_datetime: str | None = None
     mtime_ns: int = 0
+    truncated: bool = False  # decoded only in part: never preferred over a complete copy
 
 
 def parse_policy(policy: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -92,6 +93,10 @@ def choose_keeper(files: Sequence[FileFacts], policy: Sequence[str], keep_in: Se
     if protected:
         reasons.append("in a --keep-in folder")
         cands = protected
+    complete = [f for f in cands if not f.truncated]
+    if complete and len(complete) < len(cands):
+        reasons.append("complete file (a copy is truncated)")
+        cands = complete
     for name in policy:
         if len(cands) == 1:
             break
