@@ -224,3 +224,15 @@ def test_indexed_hash_candidates_match_the_scan():
     h[9, 0] = h[11, 0]  # an identical hash
     h[20, 0] = h[21, 6] ^ np.uint64(0b111)  # a mirrored copy, 3 bits off
     assert set(dihedral_pairs_indexed(h, max_bits=3)) == set(dihedral_pairs(h, 10, 3)) == {(5, 7), (9, 11), (20, 21)}
+
+
+def test_cli_trash_goes_to_the_os_trash_and_undo_restores(exact_set, run_cli, tmp_path):
+    root = exact_set
+    before = tree(root)
+    env = {"XDG_DATA_HOME": str(tmp_path / "xdg")}  # a throw-away trash, never the user's own
+    data = run_cli("dupes", root, "--tier", "exact", "--action", "trash", "--catalog", tmp_path / "c.sqlite",
+                   "--json", env=env).json()
+    assert data["apply"]["done"] == 1 and len(tree(root)) == len(before) - 1
+    assert any(p.is_file() for p in (tmp_path / "xdg" / "Trash" / "files").iterdir())
+    run_cli("undo", data["apply"]["journal"], env=env)
+    assert tree(root) == before
