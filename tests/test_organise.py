@@ -285,3 +285,15 @@ def test_cluster_links_are_correct_and_undo_removes_only_what_it_wrote(tmp_path,
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
         "cluster_with_4", "cluster_with_4/cluster_0", "cluster_with_4/cluster_0/mine.txt"]
     assert sorted(p.name for p in folder.iterdir()) == sorted(Path(m).name for m in members)
+
+
+def test_rename_plan_file_applied_later_is_recognised_by_strip(tmp_path, run_cli):
+    folder = _photos(tmp_path, range(2))
+    before = sorted(p.name for p in folder.iterdir())
+    plan = tmp_path / "plan.json"
+    run_cli("sort", folder, "--model", "phash", "--rename", "--plan", plan)
+    assert sorted(p.name for p in folder.iterdir()) == before  # only written
+    run_cli("apply", plan)
+    assert all(p.name[:2].isdigit() and p.name[2] == "_" for p in folder.iterdir())
+    run_cli("sort", folder, "--strip")
+    assert sorted(p.name for p in folder.iterdir()) == before

@@ -94,11 +94,12 @@ def sort_cmd(
     order = result.order
     if rename:
         from lookalike.journal import apply_plan, write_plan
-        from lookalike.organise.rename import plan_rename, record_applied
+        from lookalike.organise.rename import plan_rename, record_applied, record_planned
 
         plan = plan_rename(order, cat)
         if plan_file:
             write_plan(plan, plan_file)
+            record_planned(plan, cat)
             console.print(f"plan of {len(plan)} rename(s) written to {plan_file}", highlight=False)
         elif not plan.operations:
             console.print("every name already carries its rank: nothing to rename", highlight=False)

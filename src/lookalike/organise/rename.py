@@ -106,3 +106,26 @@ def record_applied(report: ApplyReport, catalog: Catalog | str | Path | None = N
         if sep and head.isdigit() and not name.startswith(_TMP) and st:
             rows.append((dst, len(head), st[0], st[1]))
     records.record_prefixes(cat, rows)
+
+
+def record_planned(plan: Plan, catalog: Catalog | str | Path | None = None) -> None:
+    """Remember the prefixed names of a rename plan that is saved for ``lookalike apply`` instead of run now.
+
+    Renames keep size and mtime, so the rows are written with the source's: they become valid once the plan
+    is applied and stay harmless if it never is."""
+    cat = open_catalog(catalog)
+    first: dict[str, str] = {}  # temporary path -> the photo's path before the plan
+    rows = []
+    for op in plan.operations:
+        if op.op != "rename" or not op.src or not op.dst:
+            continue
+        src = first.pop(op.src, op.src)
+        name = os.path.basename(op.dst)
+        if name.startswith(_TMP):
+            first[op.dst] = src
+            continue
+        head, sep, _ = name.partition("_")
+        st = _stat(src)
+        if sep and head.isdigit() and st:
+            rows.append((op.dst, len(head), st[0], st[1]))
+    records.record_prefixes(cat, rows)
