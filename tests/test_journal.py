@@ -425,7 +425,8 @@ def test_kill9_during_a_long_cli_apply_then_undo_and_resume(tmp_path, run_cli):
         root = tmp_path / follow_up
         plan_file = write_plan(build(root), tmp_path / f"{follow_up}.json")
         before = tree_state(root)
-        proc = spawn_apply(plan_file, {"LOOKALIKE_JOURNAL_TEST_DELAY": "0.02"})
+        # slow enough that a loaded machine cannot finish the 48 operations before the kill lands
+        proc = spawn_apply(plan_file, {"LOOKALIKE_JOURNAL_TEST_DELAY": "0.06"})
         deadline = time.monotonic() + 60
         journal_file = None
         while time.monotonic() < deadline:
