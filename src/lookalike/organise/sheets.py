@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from scipy.cluster import hierarchy
 
 from lookalike.errors import DecodeError
 from lookalike.media import decode
@@ -56,6 +55,8 @@ def dendrogram_png(
     """Draw the dendrogram of a scipy linkage matrix (the last ``max_leaves`` merges) with the cut line."""
     n = len(linkage) + 1
     kw = {"truncate_mode": "lastp", "p": max_leaves} if n > max_leaves else {}
+    from scipy.cluster import hierarchy
+
     tree = hierarchy.dendrogram(linkage, no_plot=True, **kw)
     icoord, dcoord = np.asarray(tree["icoord"]), np.asarray(tree["dcoord"])
     img = Image.new("RGB", (width, height), "white")
