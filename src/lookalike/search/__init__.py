@@ -35,9 +35,39 @@ class Searcher(ABC):
 
     data: np.ndarray
 
+    query_block: int
+    base_block: int
+
     @abstractmethod
     def query(self, queries: np.ndarray, k: int) -> SearchResult:
         """The k best base rows for each query row."""
+
+    @abstractmethod
+    def _scores(self, queries: np.ndarray, base_start: int) -> np.ndarray:
+        """(nq, block) float32 scores of the queries against one block of base rows."""
+
+    def _blocked_top_k(self, q_all: np.ndarray, k: int) -> SearchResult:
+        """Top k over the base, queries and base both in blocks, merged block by block."""
+        largest = self.higher_is_better
+        n, nq = len(self), len(q_all)
+        k_eff = min(k, n)
+        out_i = np.full((nq, k), -1, dtype=np.int64)
+        out_s = np.full((nq, k), np.nan, dtype=np.float32)
+        if n == 0 or k_eff == 0:
+            return SearchResult(out_i, out_s)
+        for qs in range(0, nq, self.query_block):
+            q = q_all[qs : qs + self.query_block]
+            best_i = best_s = None
+            for bs in range(0, n, self.base_block):
+                bi, bsc = _top_k(self._scores(q, bs), k_eff, largest=largest)
+                bi = bi + bs
+                if best_i is None:
+                    best_i, best_s = bi, bsc
+                else:
+                    best_i, best_s = _merge(best_i, best_s, bi, bsc, k_eff, largest=largest)
+            out_i[qs : qs + len(q), :k_eff] = best_i
+            out_s[qs : qs + len(q), :k_eff] = best_s
+        return SearchResult(out_i, out_s)
 
     def knn_graph(self, k: int) -> SearchResult:
         """For every base row, its k best *other* rows (the item itself is removed)."""
@@ -84,28 +114,11 @@ class ExactCosineSearcher(Searcher):
         self.query_block, self.base_block = query_block, base_block
 
     def query(self, queries: np.ndarray, k: int) -> SearchResult:
-        q_all = l2_normalise(np.atleast_2d(queries))
-        n, nq = len(self), len(q_all)
-        k_eff = min(k, n)
-        out_i = np.full((nq, k), -1, dtype=np.int64)
-        out_s = np.full((nq, k), np.nan, dtype=np.float32)
-        if n == 0 or k_eff == 0:
-            return SearchResult(out_i, out_s)
-        for qs in range(0, nq, self.query_block):
-            q = q_all[qs : qs + self.query_block]
-            best_i = best_s = None
-            for bs in range(0, n, self.base_block):
-                base = np.asarray(self.data[bs : bs + self.base_block], dtype=np.float32)
-                sims = q @ base.T
-                bi, bsc = _top_k(sims, k_eff, largest=True)
-                bi = bi + bs
-                if best_i is None:
-                    best_i, best_s = bi, bsc
-                else:
-                    best_i, best_s = _merge(best_i, best_s, bi, bsc, k_eff, largest=True)
-            out_i[qs : qs + len(q), :k_eff] = best_i
-            out_s[qs : qs + len(q), :k_eff] = best_s
-        return SearchResult(out_i, out_s)
+        return self._blocked_top_k(l2_normalise(np.atleast_2d(queries)), k)
+
+    def _scores(self, queries: np.ndarray, base_start: int) -> np.ndarray:
+        base = np.asarray(self.data[base_start : base_start + self.base_block], dtype=np.float32)
+        return queries @ base.T
 
 
 def hamming_distances(queries: np.ndarray, base: np.ndarray) -> np.ndarray:
@@ -131,26 +144,11 @@ class HammingSearcher(Searcher):
 
     def query(self, queries: np.ndarray, k: int) -> SearchResult:
         q_all = np.ascontiguousarray(queries, dtype=np.uint64).reshape(-1, self.data.shape[1])
-        n, nq = len(self), len(q_all)
-        k_eff = min(k, n)
-        out_i = np.full((nq, k), -1, dtype=np.int64)
-        out_s = np.full((nq, k), np.nan, dtype=np.float32)
-        if n == 0 or k_eff == 0:
-            return SearchResult(out_i, out_s)
-        for qs in range(0, nq, self.query_block):
-            q = q_all[qs : qs + self.query_block]
-            best_i = best_s = None
-            for bs in range(0, n, self.base_block):
-                d = hamming_distances(q, self.data[bs : bs + self.base_block]).astype(np.float32)
-                bi, bsc = _top_k(d, k_eff, largest=False)
-                bi = bi + bs
-                if best_i is None:
-                    best_i, best_s = bi, bsc
-                else:
-                    best_i, best_s = _merge(best_i, best_s, bi, bsc, k_eff, largest=False)
-            out_i[qs : qs + len(q), :k_eff] = best_i
-            out_s[qs : qs + len(q), :k_eff] = best_s
-        return SearchResult(out_i, out_s)
+        return self._blocked_top_k(q_all, k)
+
+    def _scores(self, queries: np.ndarray, base_start: int) -> np.ndarray:
+        block = self.data[base_start : base_start + self.base_block]
+        return hamming_distances(queries, block).astype(np.float32)
 
 
 def make_searcher(kind: str, data: np.ndarray) -> Searcher:
