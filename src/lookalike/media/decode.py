@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from lookalike.errors import DecodeError
+from lookalike.media.files import read_regular
 
 try:  # HEIC/HEIF support is optional at import time but installed by default
     import pillow_heif
@@ -83,18 +84,8 @@ class DecodedImage:
 
 
 def read_bytes(path: str | Path) -> bytes:
-    """Read a whole file, turning OS errors into DecodeErrors with a plain reason."""
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError as exc:
-        raise DecodeError("file vanished before it could be read") from exc
-    except PermissionError as exc:
-        raise DecodeError("permission denied") from exc
-    except IsADirectoryError as exc:
-        raise DecodeError("is a folder, not a file") from exc
-    except OSError as exc:
-        raise DecodeError(f"cannot read file: {exc.strerror or exc}") from exc
+    """Read a whole regular file (FIFOs, devices and sockets are refused), as DecodeErrors with a plain reason."""
+    data = read_regular(path)
     io_stats.add(len(data))
     return data
 

@@ -1,0 +1,96 @@
+"""Opening user files safely: only regular files are ever opened or read.
+
+A FIFO blocks ``open()`` forever, a character device such as ``/dev/zero`` never ends, and a socket cannot
+be read at all; a name can also be swapped for one of these between a ``stat()`` and an ``open()``. Every
+entry point that reads a user's file (pictures, videos, faces) goes through :func:`open_regular` or
+:func:`read_regular`, so each such file gets one clear error instead of a hang.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import BinaryIO
+
+from lookalike.errors import DecodeError
+
+#: Largest file read whole into memory (pictures; 2 GiB). Larger ones are refused with a reason.
+MAX_READ_BYTES = 2 << 30
+
+
+def kind_of(mode: int) -> str:
+    """A plain-words name for a file type (from ``st_mode``)."""
+    if stat.S_ISREG(mode):
+        return "regular file"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISFIFO(mode):
+        return "FIFO (named pipe)"
+    if stat.S_ISCHR(mode):
+        return "character device"
+    if stat.S_ISBLK(mode):
+        return "block device"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISLNK(mode):
+        return "symbolic link"
+    return "special file"
+
+
+def _os_error(exc: OSError) -> DecodeError:
+    if isinstance(exc, FileNotFoundError):
+        return DecodeError("file vanished before it could be read")
+    if isinstance(exc, PermissionError):
+        return DecodeError("permission denied")
+    if isinstance(exc, IsADirectoryError):
+        return DecodeError("is a folder, not a file")
+    return DecodeError(f"cannot read file: {exc.strerror or exc}")
+
+
+def require_regular(path: str | os.PathLike) -> os.stat_result:
+    """``stat()`` of ``path`` (following symlinks); DecodeError unless it is a regular file."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise _os_error(exc) from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise DecodeError(f"not a regular file: it is a {kind_of(st.st_mode)}")
+    return st
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """Open ``path`` for binary reading, refusing anything but a regular file (DecodeError).
+
+    The file is opened non-blocking (a FIFO swapped in after a check cannot hang the open), then checked
+    with ``fstat`` on the open descriptor, so no race between check and use is left."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise _os_error(exc) from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise DecodeError(f"not a regular file: it is a {kind_of(st.st_mode)}")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path: str | Path, max_bytes: int = MAX_READ_BYTES) -> bytes:
+    """The whole content of a regular file (DecodeError for anything else, or past ``max_bytes``)."""
+    with open_regular(path) as fh:
+        try:
+            size = os.fstat(fh.fileno()).st_size
+            if size > max_bytes:
+                raise DecodeError(f"file too large to read ({size} bytes; the limit is {max_bytes})")
+            data = fh.read(max_bytes + 1)
+        except OSError as exc:
+            raise _os_error(exc) from exc
+    if len(data) > max_bytes:
+        raise DecodeError(f"file grew past the read limit of {max_bytes} bytes while being read")
+    return data
