@@ -11,7 +11,8 @@ from typing import Any
 
 from lookalike.errors import UsageError
 from lookalike.journal.fsops import fsync_dir
-from lookalike.journal.ops import KINDS, Ctx, Refused, UndoProblem
+from lookalike.journal.guard import Guard
+from lookalike.journal.ops import KINDS, Ctx, Refused
 from lookalike.journal.plan import Op, Plan, load_plan
 from lookalike.journal.store import Journal, fold, journal_folders, open_journal, root_dir
 
@@ -61,7 +62,7 @@ class UndoReport:
 
 def _public(seq: int, rec: dict[str, Any]) -> dict[str, Any]:
     """The user-facing view of an intended record."""
-    keep = ("op", "src", "dst", "path", "target", "kind", "replace", "kept", "before", "after")
+    keep = ("op", "src", "dst", "path", "target", "kind", "replace", "keep", "kept", "before", "after")
     return {"seq": seq, **{k: rec[k] for k in keep if rec.get(k) not in (None, False)}}
 
 
@@ -70,7 +71,19 @@ def _public(seq: int, rec: dict[str, Any]) -> dict[str, Any]:
 GROUP = 128
 
 
+def _outside_journals(op: Op, ctx: Ctx) -> None:
+    """No operation reads or changes anything inside the journals' folder: the copies they keep are what makes
+    earlier runs undoable (with LOOKALIKE_HOME inside a searched folder, they look like duplicates)."""
+    for name in ("src", "dst", "path", "target", "keep"):
+        value = getattr(op, name)
+        where = ctx.folders().journal_folder_of(value) if value else None
+        if where:
+            raise Refused(f"{value} lies inside lookalike's journal folder ({where}): the copies the journal keeps "
+                          "are never acted on")
+
+
 def _intend(seq: int, op: Op, ctx: Ctx) -> dict[str, Any]:
+    _outside_journals(op, ctx)
     rec = {"type": "op", "seq": seq, "state": "intended", "op": op.op, **KINDS[op.op].prepare(op, ctx)}
     if op.op in ("move", "copy", "rename") and rec["dst"] != op.dst:
         rec["planned_dst"] = op.dst
@@ -116,7 +129,7 @@ def _ancestors(path: str) -> set[str]:
 
 def _op_paths(op: Op) -> tuple[set[str], set[str]]:
     """(paths an operation only reads, paths it may change: its own and the folders above its destination)."""
-    reads = {p for p in (op.target, op.src if op.op == "copy" else None) if p}
+    reads = {p for p in (op.target, op.keep, op.src if op.op == "copy" else None) if p}
     writes = {p for p in (op.src if op.op != "copy" else None, op.dst, op.path) if p}
     for p in (op.dst, op.path):
         if p:
@@ -126,7 +139,7 @@ def _op_paths(op: Op) -> tuple[set[str], set[str]]:
 
 def _rec_paths(rec: dict[str, Any]) -> tuple[set[str], set[str]]:
     """(paths a prepared operation reads, paths it changes)."""
-    reads = {p for p in (rec.get("target"), rec.get("src") if rec["op"] == "copy" else None) if p}
+    reads = {p for p in (rec.get("target"), rec.get("keep"), rec.get("src") if rec["op"] == "copy" else None) if p}
     writes = {p for p in (rec.get("src") if rec["op"] != "copy" else None, rec.get("dst"), rec.get("path")) if p}
     return reads, writes | set(rec.get("mkdirs", []))
 
@@ -142,9 +155,11 @@ class _Runner:
         self.reads: set[str] = set()  # what the pending group reads and changes
         self.writes: set[str] = set()
         self.staged = False
+        self.guard = Guard.current(journal.folder.parent)
+        self.hashes: dict[tuple[int, ...], str] = {}
 
     def ctx(self, seq: int) -> Ctx:
-        return Ctx(self.journal.id, str(self.journal.folder), seq, self.taken)
+        return Ctx(self.journal.id, str(self.journal.folder), seq, self.taken, guard=self.guard, hashes=self.hashes)
 
     def tick(self) -> None:
         self.count += 1
@@ -214,11 +229,18 @@ def apply_plan(plan: Plan | str | os.PathLike, journal_dir: str | os.PathLike | 
     report = ApplyReport(journal=None, total=len(plan), dry_run=dry_run)
     if dry_run:
         taken: set[str] = set()
+        gone: set[str] = set()  # removed by earlier operations: no keeper any more
+        guard = Guard.current(root_dir(journal_dir))
         for seq, op in enumerate(plan.operations):
             try:
-                report.operations.append(_public(seq, _intend(seq, op, Ctx("dry-run", None, seq, taken))))
+                rec = _intend(seq, op, Ctx("dry-run", None, seq, taken, guard=guard, gone=gone))
             except Refused as exc:
                 _refused(None, seq, op, exc, report)
+            else:
+                report.operations.append(_public(seq, rec))
+                if op.op in ("move", "rename", "delete", "trash") or (op.op == "link" and op.replace
+                                                                      and op.kind == "symbolic"):
+                    gone.add(op.source or "")
             if progress:
                 progress(seq + 1, len(plan))
         return report
@@ -241,7 +263,10 @@ def find_interrupted(plan_file: str | os.PathLike | None = None,
     want = str(Path(plan_file).resolve()) if plan_file else None
     for folder in reversed(journal_folders(journal_dir)):
         j = Journal(folder)
-        st = fold(j.records())
+        try:
+            st = fold(j.records())
+        except UsageError:  # a damaged journal is not resumed (`lookalike journal list` shows it)
+            continue
         if st.status() != "interrupted" or (want and st.header.get("plan_file") != want):
             continue
         if j.is_locked_elsewhere():
@@ -316,7 +341,7 @@ def undo(journal: str | os.PathLike | Journal | None = None, journal_dir: str | 
                 ctx = Ctx(j.id, str(j.folder), seq)
                 try:
                     KINDS[rec["op"]].undo(rec, ctx)
-                except (UndoProblem, OSError) as exc:
+                except Exception as exc:  # one operation that cannot be reversed must not stop the others
                     reason = _message(exc)
                     j.append({"type": "undo", "seq": seq, "state": "undo_failed", "reason": reason}, sync=False)
                     report.problems.append({"seq": seq, "op": rec["op"], "path": rec.get("src") or rec.get("path"),
