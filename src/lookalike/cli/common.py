@@ -62,7 +62,12 @@ def progress_bar(label: str, enabled: bool = True) -> Iterator[Any]:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+    text = json.dumps(data, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a name that is not UTF-8 (surrogate-escaped): \udcXX escapes read back the same
+        text = json.dumps(data, ensure_ascii=True)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
 

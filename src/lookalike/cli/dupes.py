@@ -93,25 +93,35 @@ def _act(report: DupesReport, action: str, dest: Path | None, link_kind: str, dr
     from lookalike import journal
 
     plan = plan_for(report, action, dest, link_kind=link_kind)
+    for s in plan.skipped:
+        console.print(f"[yellow]left out[/yellow] {s['path']}: {s['reason']}", highlight=False)
     if plan_file is not None:
         journal.write_plan(plan, plan_file)
         console.print(f"plan with {len(plan)} operations written to {plan_file}; run `lookalike apply {plan_file}`",
                       highlight=False)
         if json_out:
-            print_json({**report.to_json(), "plan": str(plan_file)})
+            print_json({**report.to_json(), "plan": str(plan_file), "skipped": plan.skipped})
+        if plan.skipped:
+            raise typer.Exit(1)
         return
     with progress_bar(action, not json_out) as progress:
         applied = journal.apply_plan(plan, progress=progress, dry_run=dry_run)
+    _report_apply(report, applied, plan.skipped, dry_run, json_out)
+    if applied.failed or plan.skipped:  # a requested change was not (or would not be) made
+        raise typer.Exit(1)
+
+
+def _report_apply(report: DupesReport, applied, skipped: list, dry_run: bool, json_out: bool) -> None:
     if json_out:
-        print_json({**report.to_json(), "apply": applied.to_json()})
+        print_json({**report.to_json(), "apply": applied.to_json(), "skipped": skipped})
         return
+    for f in applied.failed:
+        console.print(f"[red]refused[/red] {f.get('op')} {f.get('path')}: {f.get('error')}", highlight=False)
     if dry_run:
         for op in applied.operations:
             out.print(f"{op.get('op'):7} {op.get('src') or op.get('path')} -> "
                       f"{op.get('dst') or op.get('target') or ''}", highlight=False)
         out.print(f"dry run: {len(applied.operations)} operations would run; nothing changed", highlight=False)
     else:
-        for f in applied.failed:
-            console.print(f"[red]refused[/red] {f.get('op')} {f.get('path')}: {f.get('error')}", highlight=False)
         out.print(f"{applied.done} of {applied.total} operations done; undo with `lookalike undo {applied.id}`",
                   highlight=False)

@@ -13,6 +13,7 @@ class Member:
     tier: str  # "exact" | "pixel" | "near" | "similar"
     score: float  # 1.0 for exact/pixel; aligned correlation for near; cosine for similar
     linked_to: str = ""  # the file it was matched against (the keeper, or a group mate)
+    sha256: str = ""  # its content hash when the duplicates were found ("" = unknown)
 
     def to_json(self) -> dict:
         return {"path": self.path, "tier": self.tier, "score": round(float(self.score), 4)}
@@ -25,6 +26,7 @@ class Group:
     members: list[Member] = field(default_factory=list)
     protected: list[str] = field(default_factory=list)  # members under --keep-in: never acted on
     keep_protected: bool = False  # the keeper itself lies under --keep-in
+    keep_sha256: str = ""  # the keeper's content hash when the duplicates were found ("" = unknown)
 
     def to_json(self) -> dict:
         return {"keep": self.keep, "reason": self.reason, "members": [m.to_json() for m in self.members]}
