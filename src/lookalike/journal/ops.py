@@ -439,6 +439,12 @@ class Link:
 
     def prepare(self, op: Op, ctx: Ctx) -> dict[str, Any]:
         target, kind = op.target or "", op.kind or "symbolic"
+        if op.replace:  # the file to replace and its keeper (the target) are checked first
+            path = op.path or ""
+            h = _source(path, op.sha256)
+            if is_link_to(path, target, kind):
+                raise Refused(f"{path} already is a {kind} link to {target}")
+            keeper = check_keeper(op, path, ctx)
         try:
             tfp = fingerprint(target)
         except OSError as exc:
@@ -453,11 +459,7 @@ class Link:
         rec: dict[str, Any] = {"target": target, "kind": kind, "replace": op.replace, "fallback": op.fallback,
                                "target_sha256": tfp}
         if op.replace:
-            path = op.path or ""
-            h = _source(path, op.sha256)
-            if is_link_to(path, target, kind):
-                raise Refused(f"{path} already is a {kind} link to {target}")
-            rec.update(check_keeper(op, path, ctx))
+            rec.update(keeper)
             if rec.get("keep") and rec["keep_sha256"] != tfp:  # the target changed between the two reads
                 raise Refused(f"{path}: its keeper {target} changed while it was being checked")
             rec.update(path=path, sha256=h, kept=ctx.kept_rel(path), mkdirs=[], before={path: h, target: tfp})
