@@ -388,6 +388,32 @@ def test_journal_folder_and_data_folder_are_off_limits(tmp_path, lookalike_home)
     assert undo(first.journal).ok and sha(b) == sha(a)
 
 
+def test_data_folder_is_compared_after_resolving(tmp_path, monkeypatch):
+    """LOOKALIKE_HOME given through a symlink: its files are still recognised by their real paths."""
+    real = tmp_path / "real-home"
+    real.mkdir()
+    (tmp_path / "home-link").symlink_to(real)
+    monkeypatch.setenv("LOOKALIKE_HOME", str(tmp_path / "home-link"))
+    a, b = pair(tmp_path / "S")
+    inside = real / "x.jpg"
+    inside.write_bytes(photo(0))
+    report = apply_plan(Plan([Op("delete", path=str(b), keep=str(inside), keep_sha256=sha(inside))]))
+    assert report.done == 0 and "data folder" in report.failed[0]["error"]
+    first = apply_plan(Plan([Op("delete", path=str(b), keep=str(a), keep_sha256=sha(a))]))
+    [kept] = (real / "journals" / first.journal.name / "kept").iterdir()
+    report = apply_plan(Plan([Op("move", src=str(kept), dst=str(tmp_path / "out.jpg"))]))
+    assert report.done == 0 and "journal folder" in report.failed[0]["error"] and kept.exists()
+    # a replacing link's keeper is its target, whatever a hand-edited plan says
+    c = tmp_path / "S" / "c.jpg"
+    c.write_bytes(photo(0))
+    report = apply_plan(Plan([Op("link", path=str(c), target=str(a), kind="hard", replace=True,
+                                 keep=str(tmp_path / "S" / "IMG_0001.jpg"), keep_sha256=sha(a))]))
+    assert report.done == 1  # the same file, spelled the same way
+    report = apply_plan(Plan([Op("link", path=str(a), target=str(c), kind="symbolic", replace=True,
+                                 keep=str(inside), keep_sha256=sha(inside))]))
+    assert report.done == 0 and "is its target" in report.failed[0]["error"]
+
+
 def test_lookalike_own_files_need_no_keeper(tmp_path, lookalike_home):
     """Internal users (a face model being removed) delete inside the data folder without a keeper; a user's
     file without one is refused."""

@@ -31,6 +31,8 @@ def _op_line(op: dict) -> str:
     if kind == "link":
         how = f"{op.get('kind')}{', replace' if op.get('replace') else ''}"
         return f"{kind:7} {op.get('path')} -> {op.get('target')} ({how})"
+    if op.get("keep"):
+        return f"{kind:7} {op.get('path')} (keeper {op.get('keep')})"
     return f"{kind:7} {op.get('path')}"
 
 

@@ -9,7 +9,7 @@ a symlinked folder (or ``LOOKALIKE_HOME`` given through one) cannot hide them.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lookalike import config
@@ -35,13 +35,26 @@ def _resolved(folders: list[str | os.PathLike | None]) -> tuple[str, ...]:
     return tuple(out)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Guard:
     """lookalike's own folders, resolved: ``data`` (the home folder, and the model and face-model folders when
-    they are set elsewhere) and ``journals`` (the journals' root, and the one a run was given)."""
+    they are set elsewhere) and ``journals`` (the journals' root, and the one a run was given). Folders are
+    resolved once per Guard (one run)."""
 
     data: tuple[str, ...]
     journals: tuple[str, ...]
+    _real_dirs: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def _real(self, path: str, follow: bool) -> str:
+        if follow and os.path.islink(path):
+            return os.path.realpath(path)
+        head, name = os.path.split(os.path.abspath(path))
+        if not name:
+            return os.path.realpath(head)
+        real = self._real_dirs.get(head)
+        if real is None:
+            real = self._real_dirs[head] = os.path.realpath(head)
+        return os.path.join(real, name)
 
     @classmethod
     def current(cls, journal_root: str | os.PathLike | None = None) -> Guard:
@@ -53,12 +66,12 @@ class Guard:
 
     def data_folder_of(self, path: str, follow: bool = False) -> str | None:
         """The data folder ``path`` lies in (``follow``: also resolve its last component), or None."""
-        p = os.path.realpath(path) if follow else real_name(path)
+        p = self._real(path, follow)
         return next((d for d in self.data if _inside(p, d)), None)
 
     def journal_folder_of(self, path: str, follow: bool = False) -> str | None:
         """The journals' folder ``path`` lies in, or None."""
-        p = os.path.realpath(path) if follow else real_name(path)
+        p = self._real(path, follow)
         return next((j for j in self.journals if _inside(p, j)), None)
 
 

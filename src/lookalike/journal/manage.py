@@ -60,7 +60,7 @@ def show_journal(ref: str | os.PathLike | None = None, journal_dir: str | os.Pat
     for seq in sorted(set(st.state)):
         rec = st.intended.get(seq, {})
         entry: dict[str, Any] = {"seq": seq, "op": rec.get("op"), "state": st.state[seq]}
-        for key in ("src", "dst", "path", "target", "kind", "kept", "before", "after"):
+        for key in ("src", "dst", "path", "target", "kind", "keep", "kept", "before", "after"):
             if rec.get(key) is not None:
                 entry[key] = rec[key]
         if seq in st.errors:

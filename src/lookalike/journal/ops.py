@@ -155,7 +155,7 @@ def _verify_keeper(path: str, keep: str, want: str, known: list[int] | None, ctx
     if pst is not None and (pst.st_dev, pst.st_ino) == (st.st_dev, st.st_ino):
         raise error(f"{path} and its keeper {keep} are one file (hard links to the same data): removing one name "
                     "frees nothing and is not a duplicate clean-up")
-    if pst is not None and os.path.realpath(path) == os.path.realpath(keep):
+    if pst is not None and stat.S_ISLNK(pst.st_mode) and os.path.realpath(path) == os.path.realpath(keep):
         raise error(f"{path} is a symbolic link to its keeper {keep}, not a duplicate of it")
     sig = stat_signature(st)
     if known is not None and sig == known:
@@ -451,6 +451,8 @@ class Link:
             raise Refused(f"cannot read {target}: {exc.strerror or exc}") from exc
         if tfp is None:
             raise Refused(f"link target {target} does not exist")
+        if tfp.startswith(SPECIAL):
+            raise Refused(f"link target {target} is a {tfp[len(SPECIAL):]}; only regular files and links are handled")
         if kind == "hard" and tfp == DIR:
             raise Refused(f"cannot hard-link the folder {target}")
         if kind == "hard" and op.fallback != "copy" and not _same_device(op.path or "", target):

@@ -175,6 +175,8 @@ class Plan:
     operations: list[Op] = field(default_factory=list)
     description: str = ""
     skipped: list[dict[str, str]] = field(default_factory=list)
+    _keeper_hashes: dict[str, tuple[tuple[int, ...], str | None]] = field(default_factory=dict, repr=False,
+                                                                            compare=False)
 
     def __len__(self) -> int:
         return len(self.operations)
@@ -191,9 +193,19 @@ class Plan:
         if op.op == "link" and op.replace and op.keep is None:
             op.keep = op.target
         if hash_source and op.keep and op.keep_sha256 is None and os.path.lexists(op.keep):
-            op.keep_sha256 = fingerprint(op.keep)
+            op.keep_sha256 = self._keeper_hash(op.keep)
         self.operations.append(op)
         return op
+
+    def _keeper_hash(self, keep: str) -> str | None:
+        """The keeper's fingerprint, hashed once per plan while its stat (inode, size, times) is unchanged."""
+        st = os.lstat(keep)
+        sig = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        cached = self._keeper_hashes.get(keep)
+        if cached is None or cached[0] != sig:
+            cached = (sig, fingerprint(keep))
+            self._keeper_hashes[keep] = cached
+        return cached[1]
 
     def move(self, src: str | os.PathLike, dst: str | os.PathLike, sha256: str | None = None) -> Op:
         return self.add(Op("move", src=_absolute(src), dst=_absolute(dst), sha256=sha256))
