@@ -288,6 +288,25 @@ def test_two_removals_keeping_each_other_remove_only_one(tmp_path, run_cli):
     assert regular_copies(tmp_path / "S", digest) == [str(a)]
 
 
+def test_two_runs_removing_each_others_keeper_at_once_remove_only_one(tmp_path):
+    """Two processes, each checked its keeper before the other acted: the last check and the removal happen
+    under one lock shared by every lookalike process, so the second sees its keeper gone."""
+    a, b = pair(tmp_path / "S")
+    digest = sha(a)
+    files = []
+    for n, (path, keep) in enumerate(((b, a), (a, b))):
+        plan = Plan()
+        plan.delete(path, keep=keep)
+        files.append(write_plan(plan, tmp_path / f"p{n}.json"))
+    code = "import sys; from lookalike.journal import apply_plan; r = apply_plan(sys.argv[1]); print(r.done)"
+    env = {**os.environ, "PYTHONPATH": str(SRC), "LOOKALIKE_JOURNAL_TEST_DELAY": "0.8"}  # at every step point
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(f)], env=env, stdout=subprocess.PIPE, text=True)
+             for f in files]
+    done = [int(p.communicate(timeout=60)[0]) for p in procs]
+    assert sorted(done) == [0, 1]
+    assert len(regular_copies(tmp_path / "S", digest)) == 1
+
+
 def test_keeper_moved_or_replaced_earlier_in_the_same_plan(tmp_path):
     root = tmp_path / "S"
     a, b = pair(root, 0, ("a.jpg", "b.jpg"))

@@ -6,8 +6,9 @@ and ``undo`` then look at the files themselves, so both work from ANY state a cr
 half done (e.g. a file with both its old and new name, a kept copy made but the original not yet removed),
 or done. They never replace or delete a file unless its fingerprint shows it is the one the journal made.
 
-Step points (for ``hooks.checkpoint``): ``intended`` (journaled, nothing changed yet), ``kept`` (a copy of the
-original is in the journal folder), ``staged`` (the new file exists under a temporary name), ``acted``.
+Step points (for ``hooks.checkpoint``): ``intended`` (journaled, nothing changed yet), ``checked`` (a removal's
+keeper was checked a last time, nothing changed yet), ``kept`` (a copy of the original is in the journal folder),
+``staged`` (the new file exists under a temporary name), ``acted``.
 
 The keeper check (``check_keeper`` at prepare, ``recheck_keeper`` right before the file is removed or replaced,
 also when a resumed run finishes an operation journaled by an earlier process) is the one place that makes sure
@@ -187,6 +188,7 @@ def recheck_keeper(rec: dict[str, Any], ctx: Ctx) -> None:
     if where:
         raise OpError(f"{path}: its keeper {keep} lies inside lookalike's own data folder ({where})")
     _verify_keeper(path, keep, rec.get("keep_sha256") or "", rec.get("keep_stat"), ctx, OpError)
+    ctx.checkpoint("checked")
 
 
 def _new_name(path: str, ctx: Ctx) -> tuple[str, list[str]]:

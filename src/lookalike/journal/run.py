@@ -144,6 +144,42 @@ def _rec_paths(rec: dict[str, Any]) -> tuple[set[str], set[str]]:
     return reads, writes | set(rec.get("mkdirs", []))
 
 
+class RemovalLock:
+    """An exclusive flock on ``<journals>/remove.lock``, taken around each removal (re-entrant per instance).
+    Without fcntl (Windows) it does nothing."""
+
+    def __init__(self, folder: str) -> None:
+        self.path = os.path.join(folder, "remove.lock")
+        self.fd: int | None = None
+        self.depth = 0
+
+    def __enter__(self) -> RemovalLock:
+        if self.depth == 0:
+            try:
+                import fcntl
+            except ImportError:  # pragma: no cover - Windows
+                self.depth += 1
+                return self
+            if self.fd is None:
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        self.depth += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.depth -= 1
+        if self.depth == 0 and self.fd is not None:
+            import fcntl
+
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
 class _Runner:
     """Prepares operations, journals them in fsynced groups, then carries each group out in order."""
 
@@ -157,6 +193,7 @@ class _Runner:
         self.staged = False
         self.guard = Guard.current(journal.folder.parent)
         self.hashes: dict[tuple[int, ...], str] = {}
+        self.removal_lock = RemovalLock(self.guard.journals[0])
 
     def ctx(self, seq: int) -> Ctx:
         return Ctx(self.journal.id, str(self.journal.folder), seq, self.taken, guard=self.guard, hashes=self.hashes)
@@ -193,8 +230,18 @@ class _Runner:
     def finish_intended(self, seq: int, rec: dict[str, Any]) -> None:
         """Complete an operation an earlier run journaled (it may be done, half done or not started)."""
         self.flush()
-        _act(self.journal, seq, rec, self.ctx(seq), self.report)
+        self.act(seq, rec, self.ctx(seq))
         self.tick()
+
+    def act(self, seq: int, rec: dict[str, Any], ctx: Ctx) -> None:
+        """Carry out one journaled operation. One that removes or replaces a file does its last keeper check and
+        its action under a lock shared by every lookalike process (and thread), so that two runs removing each
+        other's keepers at the same moment cannot both succeed."""
+        if rec["op"] in ("delete", "trash") or (rec["op"] == "link" and rec.get("replace")):
+            with self.removal_lock:
+                _act(self.journal, seq, rec, ctx, self.report)
+        else:
+            _act(self.journal, seq, rec, ctx, self.report)
 
     def flush(self) -> None:
         if not self.pending:
@@ -205,7 +252,7 @@ class _Runner:
             self.staged = False
         for seq, rec, ctx in self.pending:
             ctx.checkpoint("intended")
-            _act(self.journal, seq, rec, ctx, self.report)
+            self.act(seq, rec, ctx)
             self.tick()
         self.pending.clear()
         self.reads.clear()
@@ -250,9 +297,12 @@ def apply_plan(plan: Plan | str | os.PathLike, journal_dir: str | os.PathLike | 
     with Journal.create(root_dir(journal_dir), header, text) as journal:
         report.journal = journal.folder
         runner = _Runner(journal, report, progress)
-        for seq, op in enumerate(plan.operations):
-            runner.add(seq, op)
-        runner.flush()
+        try:
+            for seq, op in enumerate(plan.operations):
+                runner.add(seq, op)
+            runner.flush()
+        finally:
+            runner.removal_lock.close()
         journal.append({"type": "end", "done": report.done, "failed": len(report.failed)})
     return report
 
@@ -297,21 +347,24 @@ def resume(journal: str | os.PathLike | Journal | None = None, journal_dir: str 
         plan = load_plan(j.plan_file)
         report = ApplyReport(journal=j.folder, total=len(plan), resumed=True)
         runner = _Runner(j, report, progress)
-        for seq, op in enumerate(plan.operations):
-            state = st.state.get(seq)
-            if state == "done":
-                report.done += 1
-                report.operations.append(_public(seq, st.intended[seq]))
-                runner.tick()
-            elif state == "failed":
-                report.failed.append({"seq": seq, "op": op.op, "path": op.source or op.path or op.dst,
-                                      "error": st.errors.get(seq, "")})
-                runner.tick()
-            elif state == "intended":
-                runner.finish_intended(seq, st.intended[seq])
-            else:
-                runner.add(seq, op)
-        runner.flush()
+        try:
+            for seq, op in enumerate(plan.operations):
+                state = st.state.get(seq)
+                if state == "done":
+                    report.done += 1
+                    report.operations.append(_public(seq, st.intended.get(seq, {"op": op.op})))
+                    runner.tick()
+                elif state == "failed":
+                    report.failed.append({"seq": seq, "op": op.op, "path": op.source or op.path or op.dst,
+                                          "error": st.errors.get(seq, "")})
+                    runner.tick()
+                elif state == "intended":
+                    runner.finish_intended(seq, st.intended[seq])
+                else:
+                    runner.add(seq, op)
+            runner.flush()
+        finally:
+            runner.removal_lock.close()
         j.append({"type": "end", "done": report.done, "failed": len(report.failed), "resumed": True})
         return report
     finally:
