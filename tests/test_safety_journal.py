@@ -195,6 +195,30 @@ def test_resume_rechecks_the_keeper(tmp_path):
     assert undo(journal).ok and sha(b) == sha(a)
 
 
+def test_resume_rechecks_the_keeper_of_trash_and_link(tmp_path):
+    """Trash and replacing links keep a hard link of their file in the journal right after journaling: when the
+    resumed run refuses them, that link is dropped again and the files stay as they are."""
+    root = tmp_path / "S"
+    c, d = pair(root, 1, ("c.jpg", "d.jpg"))
+    e, f = pair(root, 2, ("e.jpg", "f.jpg"))
+    plan = Plan()
+    plan.trash(d, keep=c)
+    plan.link(f, e, kind="hard", replace=True)
+    plan_file = write_plan(plan, tmp_path / "p.json")
+    assert apply_in_subprocess(plan_file, {"LOOKALIKE_JOURNAL_TEST_KILL": "0:intended"}) == -signal.SIGKILL
+    journal = find_interrupted(plan_file)
+    assert len(list((journal.folder / "kept").iterdir())) == 2  # staged before the kill
+    c.write_bytes(photo(3))
+    e.unlink()
+    e.symlink_to(f)  # the link's keeper is now a symlink to the file it would replace
+    report = resume(journal)
+    assert report.done == 0 and len(report.failed) == 2
+    assert list((journal.folder / "kept").iterdir()) == []
+    assert sha(d) == hashlib.sha256(photo(1)).hexdigest() and sha(f) == hashlib.sha256(photo(2)).hexdigest()
+    assert not f.is_symlink() and os.stat(f).st_nlink == 1
+    assert undo(journal).ok
+
+
 def test_service_apply_rechecks_the_keeper(tmp_path):
     from service_util import Server
 

@@ -207,6 +207,7 @@ def is_link_to(path: str, target: str, kind: str) -> bool:
     try:
         if kind == "symbolic":
             return os.path.islink(path) and os.readlink(path) == target
-        return not os.path.islink(path) and os.path.isfile(path) and os.path.samefile(path, target)
+        p, t = os.lstat(path), os.lstat(target)  # neither name may be a symlink: a link to it is not a hard link
+        return stat.S_ISREG(p.st_mode) and stat.S_ISREG(t.st_mode) and (p.st_dev, p.st_ino) == (t.st_dev, t.st_ino)
     except OSError:
         return False
