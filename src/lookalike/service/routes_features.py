@@ -237,11 +237,11 @@ def _reviewed_report(mod, job: dict, groups) -> object:
 
 
 def _plan_paths_confined(plan, roots: list[str]) -> None:
-    """Every path a plan touches (sources, destinations, link targets) must lie under a root."""
+    """Every path a plan touches (sources, destinations, link targets, keepers) must lie under a root."""
     from lookalike.service.security import confine_target
 
     for op in plan:
-        for name in ("src", "dst", "path", "target"):
+        for name in ("src", "dst", "path", "target", "keep"):
             value = getattr(op, name, None)
             if value:
                 confine_target(str(value), roots)
