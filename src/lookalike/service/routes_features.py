@@ -38,6 +38,7 @@ def register(app: FastAPI, st: State, start_job) -> None:
         threshold = float_field(body, "threshold", None)
         keep = body.get("keep")
         keep_in = [_confine_dir(p, st) for p in (body.get("keep_in") or [])]
+        check_options("check_dupes_options", tier=tier, threshold=threshold, keep=keep)
 
         def run(progress):
             report = mod.find_duplicates(paths, tier=tier, threshold=threshold, keep=keep, keep_in=keep_in,
@@ -100,6 +101,7 @@ def register(app: FastAPI, st: State, start_job) -> None:
         method = str(body.get("method") or "average")
         min_size = int_field(body, "min_size", 2, 1, 1_000_000)
         time_weight = float_field(body, "time_weight", 0.0)
+        check_options("check_cluster_options", sim=sim, min_size=min_size, time_weight=time_weight)
         mod = feature_import("lookalike.organise", "clustering")
 
         def run(progress):
@@ -122,7 +124,7 @@ def register(app: FastAPI, st: State, start_job) -> None:
     async def undo(request: Request):
         """Undo a journal (the latest without ``journal``); needs --allow-changes."""
         require_changes(st)
-        body = await read_json(request) if request.headers.get("content-length") not in (None, "0") else {}
+        body = await read_json(request, optional=True)
         journal = feature_import("lookalike.journal", "undo")
         return await in_thread(_undo, journal, body.get("journal"), st)
 
@@ -170,7 +172,8 @@ def register(app: FastAPI, st: State, start_job) -> None:
 
     @app.put("/v1/faces/models/active", tags=["faces"])
     async def faces_use(request: Request):
-        """Make a face model the active one: ``{"name": ...}``."""
+        """Make a face model the active one: ``{"name": ...}`` (needs --allow-changes)."""
+        require_changes(st)
         body = await read_json(request)
         name = str(body.get("name") or "")
         if not name:
@@ -180,6 +183,19 @@ def register(app: FastAPI, st: State, start_job) -> None:
         return {"active": name}
 
     _ = cfg
+
+
+def check_options(name: str, **params) -> None:
+    """Run one of ``lookalike.options``' validators (the one validation the CLI uses too) while the
+    request is answered: a bad option is a 400 now, not a failed job later. Its UsageError becomes
+    the 400 through the app's LookalikeError handler."""
+    try:
+        from lookalike import options
+    except ImportError:  # the shared validators are not part of this build yet
+        return
+    check = getattr(options, name, None)
+    if check is not None:
+        check(**params)
 
 
 def _confine_dir(path: str, st: State) -> str:
@@ -237,11 +253,11 @@ def _reviewed_report(mod, job: dict, groups) -> object:
 
 
 def _plan_paths_confined(plan, roots: list[str]) -> None:
-    """Every path a plan touches (sources, destinations, link targets) must lie under a root."""
+    """Every path a plan touches (sources, destinations, link targets, keepers) must lie under a root."""
     from lookalike.service.security import confine_target
 
     for op in plan:
-        for name in ("src", "dst", "path", "target"):
+        for name in ("src", "dst", "path", "target", "keep"):
             value = getattr(op, name, None)
             if value:
                 confine_target(str(value), roots)
@@ -278,7 +294,7 @@ def _undo(journal, which: str | None, st: State) -> dict:
         target = max(infos, key=lambda i: i.created).path
     ops = journal.show_journal(str(target))
     for rec in ops.get("operations", []) if isinstance(ops, dict) else []:
-        for name in ("src", "dst", "path", "target"):
+        for name in ("src", "dst", "path", "target", "keep"):
             if rec.get(name):
                 from lookalike.service.security import confine_target
 
