@@ -376,3 +376,64 @@ def test_guard_units():
     assert wild.origin_ok("http://192.168.1.5:8765", "192.168.1.5:8765", 8765)
     with pytest.raises(ValueError):
         SiteRules("127.0.0.1", allowed_hosts=["http://x/"])
+
+
+def test_job_of_a_reused_pid_or_an_old_format_is_failed(tmp_path):
+    """A container restarted gives the new service the old one's pid: the start time tells them apart."""
+    from lookalike.service.jobs import JobStore
+
+    folder = tmp_path / "jobs"
+    folder.mkdir()
+    me = os.getpid()
+    for job_id, owner in (("a" * 32, {"pid": me, "started": "1"}), ("b" * 32, None)):
+        state = {"id": job_id, "kind": "index", "state": "running", "params": {}, "progress": {"done": 1, "total": 9},
+                 "result": None, "error": None, "created": 1.0, "started": 1.0, "finished": None}
+        if owner:
+            state["owner"] = owner
+        (folder / f"{job_id}.json").write_text(json.dumps(state))
+    store = JobStore(folder, threads=1)
+    try:
+        for job_id in ("a" * 32, "b" * 32):
+            on_disk = json.loads((folder / f"{job_id}.json").read_text())
+            assert on_disk["state"] == "failed" and "interrupted" in on_disk["error"], on_disk
+            assert store.get(job_id)["state"] == "failed"
+    finally:
+        store.shutdown()
+
+
+@pytest.mark.skipif(find_spec("playwright") is None or not os.path.exists(os.environ.get(
+    "LOOKALIKE_CHROMIUM", "/usr/bin/chromium")), reason="needs playwright and Chromium (see test_service_browser)")
+def test_in_a_real_browser_another_page_cannot_apply_and_odd_names_show(world, tmp_path):
+    """Chromium on a page of another origin (another port of this machine) sends the plan as a simple
+    request, as an attacker's page would; then the review page shows a file whose name is not UTF-8."""
+    import http.server
+    import threading
+
+    from playwright.sync_api import sync_playwright
+
+    evil = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    src, dst = world.album / ukbench(2), world.album / "moved by a page.jpg"
+    plan = json.dumps(move_plan(src, dst))
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=os.environ.get("LOOKALIKE_CHROMIUM", "/usr/bin/chromium"),
+                                         headless=True, args=["--no-sandbox", "--disable-gpu"])
+            try:
+                page = browser.new_page()
+                page.goto(f"http://127.0.0.1:{evil.server_address[1]}/")
+                for ctype in ("text/plain; charset=json", "application/x-www-form-urlencoded; x=json"):
+                    page.evaluate("""([url, body, ctype]) => fetch(url, {method: "POST", mode: "no-cors",
+                        headers: {"Content-Type": ctype}, body}).catch(() => null)""",
+                                  [world.url + "/v1/plans/apply", plan, ctype])
+                page.wait_for_timeout(300)
+                assert src.exists() and not dst.exists()
+                page.goto(world.url + "/")
+                page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+                assert page.evaluate("encodePath('/a/caf\\udce9 x.jpg')") == "%2Fa%2Fcaf%E9%20x.jpg"
+                url = page.evaluate("(p) => thumb(p)", world.odd)
+                assert url.startswith("blob:")
+            finally:
+                browser.close()
+    finally:
+        evil.shutdown()

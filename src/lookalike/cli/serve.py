@@ -33,7 +33,8 @@ def serve_cmd(
     token: Annotated[str | None, typer.Option(
         envvar="LOOKALIKE_TOKEN", help="Bearer token every route but /healthz requires (env LOOKALIKE_TOKEN).")] = None,
     allow_changes: Annotated[bool, typer.Option(
-        "--allow-changes", help="Enable routes that change files or models (apply, undo, face training).")] = False,
+        "--allow-changes", help="Enable routes that change files or models (apply, undo, face training, "
+                            "switching the active face model).")] = False,
     daemon_: Annotated[bool, typer.Option("--daemon", help="Run in the background (pid file + log).")] = False,
     klik: Annotated[bool, typer.Option("--klik", help="Also answer the klikr desktop app's protocol.")] = False,
     klik_type: Annotated[list[str] | None, typer.Option(

@@ -170,7 +170,7 @@ async def read_image(request: Request, st: State) -> ImageInput:
     raise ApiError(415, "unsupported_media_type", "send multipart/form-data with 'file', or JSON with 'path'")
 
 
-def raw_query_param(request: Request, name: str, default: str) -> str:
+def raw_query_param(request: Request, name: str, default: str | None) -> str | None:
     """A query parameter decoded as the file system decodes names (surrogate escapes for bytes that
     are not UTF-8), where Starlette would replace such bytes with U+FFFD."""
     from urllib.parse import parse_qsl
@@ -291,8 +291,9 @@ def create_app(cfg: ServiceConfig | None = None) -> FastAPI:
                 "batching": cfg.batching}
 
     @app.get("/v1/browse", tags=["service"])
-    async def browse(path: str | None = None) -> dict:
+    async def browse(request: Request, path: str | None = None) -> dict:
         """Sub-folders of a folder under a root (the roots themselves without ``path``)."""
+        path = raw_query_param(request, "path", path)
         if not path:
             return {"path": None, "folders": cfg.roots}
         real = confine(path, cfg.roots, want="dir")

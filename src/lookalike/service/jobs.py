@@ -73,7 +73,7 @@ class JobStore:
         self.metrics = metrics or Metrics()
         self._events: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
-        self.owner = {"pid": os.getpid(), "started": _process_start(os.getpid())}
+        self.owner = {"pid": os.getpid(), "started": _process_start(os.getpid()), "store": uuid.uuid4().hex}
         self.recover()
 
     # -- files -------------------------------------------------------------------------------
@@ -84,7 +84,7 @@ class JobStore:
         return self.folder / f"{job_id}.cancel"
 
     def _write(self, state: dict) -> None:
-        tmp = self.folder / f".{state['id']}.{threading.get_ident()}.tmp"
+        tmp = self.folder / f".{state['id']}.{os.getpid()}.{threading.get_ident()}.tmp"
         tmp.write_text(json.dumps(state))
         os.replace(tmp, self._file(state["id"]))
 
@@ -109,6 +109,8 @@ class JobStore:
             return True  # written before jobs named their process: its process is long gone
         pid, started = int(owner.get("pid") or 0), owner.get("started")
         if pid == self.owner["pid"] and started == self.owner["started"]:
+            if owner.get("store") != self.owner["store"]:
+                return False  # another store of this very process (tests): alive as long as we are
             with self._lock:
                 return state.get("id") not in self._events
         return not _alive(pid, started)

@@ -232,7 +232,8 @@ def _reviewed_report(mod, job: dict, groups) -> object:
     original = job["result"]["groups"]
     where: dict[str, tuple[int, dict]] = {}
     for n, g in enumerate(original):
-        where[g["keep"]] = (n, {"path": g["keep"], "tier": "exact", "score": 1.0})
+        where[g["keep"]] = (n, {"path": g["keep"], "tier": "exact", "score": 1.0, "sha256": g.get("keep_sha256"),
+                                "keeper": True})
         for m in g["members"]:
             where[m["path"]] = (n, m)
     out = []
@@ -245,11 +246,28 @@ def _reviewed_report(mod, job: dict, groups) -> object:
             raise ApiError(400, "bad_parameter", "a reviewed group may only hold files of one group of the job")
         if g["keep"] in members:
             raise ApiError(400, "bad_parameter", "the keeper cannot also be a member to act on")
-        picked = [mod.Member(p, where[p][1].get("tier", "near"), float(where[p][1].get("score", 1.0)))
-                  for p in members]
+        keep = where[g["keep"]][1]
+        picked = []
+        for p in members:
+            m = where[p][1]
+            # the search's keeper, now acted on: it is to the new keeper what the new keeper was to it
+            rel = keep if m.get("keeper") and not keep.get("keeper") else m
+            picked.append(mod.Member(p, rel.get("tier", "near"), float(rel.get("score", 1.0)),
+                                     **_hash_of(mod.Member, "sha256", m.get("sha256"))))
         if picked:
-            out.append(mod.Group(keep=g["keep"], reason="chosen in review", members=picked))
+            out.append(mod.Group(keep=g["keep"], reason="chosen in review", members=picked,
+                                 **_hash_of(mod.Group, "keep_sha256", keep.get("sha256"))))
     return mod.DupesReport(tier=str(job["params"].get("tier", "near")), groups=out)
+
+
+def _hash_of(cls, name: str, value) -> dict:
+    """``{name: value}`` when the report class has that field and the job's result gave a hash (so the
+    plan checks that nothing changed since the search), else nothing (the plan hashes afresh)."""
+    from dataclasses import fields
+
+    if isinstance(value, str) and value and any(f.name == name for f in fields(cls)):
+        return {name: value}
+    return {}
 
 
 def _plan_paths_confined(plan, roots: list[str]) -> None:

@@ -90,6 +90,9 @@ def confine_result(kind: str, result: object, inside: Callable[[str], bool]) -> 
                 continue
             g = dict(g)
             g["members"] = [m for m in g.get("members") or [] if isinstance(m, dict) and inside(str(m.get("path", "")))]
+            if isinstance(g.get("links"), list):  # other names of the group's files
+                g["links"] = [a for a in g["links"] if isinstance(a, dict) and inside(str(a.get("path", "")))
+                              and inside(str(a.get("to", "")))]
             if g["members"]:
                 groups.append(g)
         out["groups"] = groups
