@@ -24,7 +24,7 @@ from lookalike.catalog.generation import generation
 from lookalike.features import load_extractor
 from lookalike.search import Searcher, make_searcher
 from lookalike.service.metrics import Metrics
-from lookalike.service.security import inside_roots
+from lookalike.service.security import inside_roots, paths_inside
 
 FOLDER_TTL_S = 5.0
 #: Embedding matrices up to this many values are kept as float32 (no conversion per query).
@@ -80,7 +80,7 @@ class MatrixCache:
             for root in self.roots or [os.sep]:
                 rows.extend(self.catalog.files_under(root))
             paths = sorted({r.path for r in rows if r.status != "error" and r.content_hash})
-            paths = [p for p in paths if inside_roots(p, self.roots)]
+            paths = paths_inside(paths, self.roots)
             kept, matrix = self.catalog.feature_matrix(paths, ext.id, ext.version, ext.kind)
             e = _Entry(kept, _searcher(ext.kind, matrix) if kept else None, stamp, time.monotonic(),
                        tuple(self.roots))
@@ -104,7 +104,8 @@ class MatrixCache:
                 return e
             self.metrics.inc("lookalike_cache_misses_total", cache="folder_matrix")
             paths, matrix = Collection(folder, catalog=self.catalog).features(model)
-            keep = [i for i, p in enumerate(paths) if inside_roots(p, self.roots)]
+            inside = set(paths_inside(paths, self.roots))
+            keep = [i for i, p in enumerate(paths) if p in inside]
             if len(keep) != len(paths):
                 paths, matrix = [paths[i] for i in keep], matrix[keep]
             e = _Entry(paths, _searcher(ext.kind, matrix) if paths else None, None, time.monotonic(),

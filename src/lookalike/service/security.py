@@ -26,6 +26,7 @@ import io
 import ipaddress
 import json
 import os
+import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -65,6 +66,28 @@ def inside_roots(path: str, roots: list[str]) -> bool:
     except (OSError, ValueError):
         return False
     return any(_under(real, r) for r in roots)
+
+
+def paths_inside(paths: Iterable[str], roots: list[str]) -> list[str]:
+    """The paths of ``paths`` that :func:`inside_roots` keeps, for many paths at once (a catalog's
+    worth): each folder is resolved once, each file costs one lstat (a symlink is resolved in full)."""
+    if not roots:
+        return list(paths)
+    dirs: dict[str, str] = {}
+    out = []
+    for p in paths:
+        head, tail = os.path.split(p)
+        try:
+            real_dir = dirs.get(head)
+            if real_dir is None:
+                real_dir = dirs[head] = os.path.realpath(head)
+            is_link = stat.S_ISLNK(os.lstat(p).st_mode)
+        except (OSError, ValueError):
+            continue  # gone (or unreadable): nothing to name
+        real = os.path.realpath(p) if is_link else os.path.join(real_dir, tail)
+        if any(_under(real, r) for r in roots):
+            out.append(p)
+    return out
 
 
 def roots_filter(roots: list[str]) -> Callable[[str], bool]:
