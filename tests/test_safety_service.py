@@ -185,9 +185,15 @@ def test_allowed_host_and_origin_for_a_reverse_proxy(tmp_path):
             assert r.status_code == status, (origin, r.text)
     finally:
         server.stop()
-    # a malformed --allowed-host is a usage error, not a silent allow-all
-    proc = server.cli("serve", "--port", str(free_port()), "--allowed-host", "http://x/", check=False)
-    assert proc.returncode != 0 and "--allowed-host" in proc.stderr + proc.stdout
+    # a malformed --allowed-host or --allowed-origin is a usage error, not a silent allow-all
+    from lookalike.errors import UsageError
+    from lookalike.service import server as service_server
+    from lookalike.service.config import ServiceConfig
+
+    for bad in ({"allowed_hosts": ["http://x/"]}, {"allowed_origins": ["photos.example"]},
+                {"allowed_origins": ["null"]}):
+        with pytest.raises(UsageError, match="--allowed-"):
+            service_server.check(ServiceConfig(state_dir=str(tmp_path / "s"), **bad))
 
 
 # ---- jobs and searches stay inside the roots ------------------------------------------------

@@ -254,7 +254,10 @@ def create_app(cfg: ServiceConfig | None = None) -> FastAPI:
 
     app = FastAPI(title="lookalike", version=__version__, lifespan=lifespan, default_response_class=JSONResponse,
                   description="Local photo similarity service. Every route but /healthz needs the bearer token "
-                              "when the service was started with --token.")
+                              "when the service was started with --token. Requests must name this service in "
+                              "their Host header (or an --allowed-host); requests that start work or change "
+                              "anything must come from no browser or from this service's own page (Origin), "
+                              "with a body of Content-Type application/json (or a multipart upload).")
     app.state.lookalike = st
     service_errors.install(app)
 
