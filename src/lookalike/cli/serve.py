@@ -48,7 +48,8 @@ def serve_cmd(
     allowed_host: Annotated[list[str] | None, typer.Option(
         "--allowed-host", help="Also answer requests for this Host name (NAME or NAME:PORT; repeat), e.g. behind "
                                "a reverse proxy. By default only the bound address and localhost/127.0.0.1/[::1] "
-                               "are answered, so a DNS-rebinding page cannot read anything.")] = None,
+                               "are answered, so a DNS-rebinding page cannot read anything. "
+                               "'*': any (only behind a proxy that checks Host).")] = None,
     allowed_origin: Annotated[list[str] | None, typer.Option(
         "--allowed-origin", help="Also let pages from this origin (scheme://host[:port]; repeat) start work and "
                                  "make changes. By default only the service's own page may.")] = None,
