@@ -182,6 +182,19 @@ def raw_query_param(request: Request, name: str, default: str | None) -> str | N
     return default
 
 
+def check_options(name: str, **params) -> None:
+    """Run one of ``lookalike.options``' validators (the one validation the CLI uses too) while the
+    request is answered: a bad option is a 400 now, not a failed job later. Its UsageError becomes
+    the 400 through the app's LookalikeError handler."""
+    try:
+        from lookalike import options
+    except ImportError:  # the shared validators are not part of this build yet
+        return
+    check = getattr(options, name, None)
+    if check is not None:
+        check(**params)
+
+
 def int_field(fields: dict, name: str, default: int, lo: int = 1, hi: int = 10_000) -> int:
     raw = fields.get(name, default)
     try:
@@ -349,6 +362,7 @@ def create_app(cfg: ServiceConfig | None = None) -> FastAPI:
         inp = await read_image(request, st)
         model = model_field(inp.fields)
         k = int_field(inp.fields, "k", 5)
+        check_options("check_k", k=k)
         folder = inp.fields.get("folder")
         folder = confine(str(folder), cfg.roots, want="dir") if folder else None
         return JSONResponse(await in_thread(_similar, inp, model, k, folder))

@@ -7,6 +7,7 @@ from fastapi import FastAPI, Request
 
 from lookalike.service.app import (
     State,
+    check_options,
     feature_import,
     float_field,
     folders_field,
@@ -183,19 +184,6 @@ def register(app: FastAPI, st: State, start_job) -> None:
         return {"active": name}
 
     _ = cfg
-
-
-def check_options(name: str, **params) -> None:
-    """Run one of ``lookalike.options``' validators (the one validation the CLI uses too) while the
-    request is answered: a bad option is a 400 now, not a failed job later. Its UsageError becomes
-    the 400 through the app's LookalikeError handler."""
-    try:
-        from lookalike import options
-    except ImportError:  # the shared validators are not part of this build yet
-        return
-    check = getattr(options, name, None)
-    if check is not None:
-        check(**params)
 
 
 def _confine_dir(path: str, st: State) -> str:
