@@ -60,6 +60,8 @@ def world(tmp_path_factory):
     (album / "passwd.jpg").symlink_to("/etc/passwd")
     (album / "outside-folder").symlink_to(elsewhere, target_is_directory=True)
     (album / "inside-link.jpg").symlink_to(album / ukbench(1))  # a link that stays inside: still served
+    (album / "chain.jpg").symlink_to(album / "link.jpg")  # a chain of links that ends outside
+    (album / "chained-folder").symlink_to(album / "outside-folder", target_is_directory=True)
     odd = os.fsdecode(os.fsencode(str(root)) + b"/caf\xe9.jpg")
     shutil.copy(photos / ukbench(4), odd)
     os.mkdir(os.fsencode(str(root)) + b"/f\xeate")
