@@ -20,6 +20,7 @@ from lookalike.cli.common import (
 )
 from lookalike.dupes import ACTIONS, DEFAULT_POLICY, TIERS, DupesReport, find_duplicates, plan_for
 from lookalike.errors import UsageError
+from lookalike.options import check_dupes_options
 
 
 def register(app: typer.Typer) -> None:
@@ -54,8 +55,8 @@ def dupes_cmd(
 
     Mutating actions (copy, move, trash, delete, link) are journaled: `lookalike undo` restores the tree.
     """
-    if action not in ACTIONS:
-        raise UsageError(f"unknown action {action!r}; choose from {', '.join(ACTIONS)}")
+    # every option first, before the catalog is opened or anything is read (the library checks again)
+    check_dupes_options(tier, threshold, action=action, dest=dest, link_kind=link_kind, keep=keep)
     if action == "delete" and not (yes or dry_run or plan_file):
         raise UsageError("--action delete needs --yes (files go to the journal until `lookalike journal purge`)")
     if json_out and csv_out:
@@ -82,6 +83,9 @@ def _print_table(report: DupesReport) -> None:
         for m in g.members:
             lock = "  (--keep-in: untouched)" if m.path in g.protected else ""
             out.print(f"    {m.tier:7} {m.score:6.3f}  {m.path}{lock}", highlight=False)
+        for a in g.links:
+            out.print(f"    {a.kind:7} {'':6}  {a.path} -> same file as {a.to} (never acted on)", highlight=False,
+                      markup=False)
     for e in report.errors:
         console.print(f"[yellow]skipped[/yellow] {e.path}: {e.error}", highlight=False)
     out.print(f"{len(report.groups)} groups, {report.duplicate_count} duplicates, {len(report.errors)} unreadable "
