@@ -212,6 +212,17 @@ def test_keep_in_through_a_symlink_chain_and_a_relative_path(keep_set, run_cli, 
     assert sorted(left) == ["b/IMG_1.jpg", "other.jpg"]
 
 
+def test_symlinked_sub_folder_is_protected_by_its_real_path(tmp_path, run_cli):
+    root = tmp_path / "pics"
+    photo(root / "a" / "IMG_1.jpg", mtime=1_500_000_000)
+    photo(root / "real" / "IMG_1.jpg", mtime=1_600_000_000)
+    (root / "0_alias").symlink_to("real")  # walked first: its files are reached as pics/0_alias/...
+    data = dupes_json(run_cli, root, "--keep-in", root / "real", "--tier", "exact", "--action", "delete", "--yes",
+                      "--catalog", tmp_path / "c.sqlite")
+    assert "--keep-in" in data["groups"][0]["reason"]
+    assert sorted(regular_files(root)) == ["real/IMG_1.jpg"]
+
+
 def test_keep_in_without_a_symlink_is_unchanged(keep_set, run_cli, tmp_path):
     data, left = _keep_in_run(run_cli, tmp_path, keep_set, keep_set / "b")
     assert "--keep-in" in data["groups"][0]["reason"] and sorted(left) == ["b/IMG_1.jpg", "other.jpg"]

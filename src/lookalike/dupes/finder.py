@@ -14,7 +14,7 @@ from lookalike.api import open_catalog
 from lookalike.catalog import Catalog
 from lookalike.dupes.candidates import dihedral_distance, dihedral_pairs, dihedral_pairs_indexed, embedding_pairs
 from lookalike.dupes.grouping import components, split_component
-from lookalike.dupes.keeper import FileFacts, choose_keeper, parse_policy, resolve_folder, under, under_any
+from lookalike.dupes.keeper import FileFacts, choose_keeper, parse_policy, resolve_folder, under_any
 from lookalike.dupes.report import Alias, DupesError, DupesReport, Group, Member
 from lookalike.dupes.verify import Verifier
 from lookalike.errors import UsageError
@@ -112,7 +112,7 @@ def find_duplicates(
 
     # 2. groups
     t2 = time.perf_counter()
-    report.groups = _groups(nodes, edges, facts, content, policy, keep_dirs, verifier, stats)
+    report.groups = _groups(nodes, edges, facts, content, policy, verifier, stats)
     for g in report.groups:
         g.links = [a for p in g.paths for a in aliases.get(p, [])]
     stats["group_s"] = round(time.perf_counter() - t2, 2)
@@ -228,7 +228,7 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, verifier: Verifier, si
 
 
 def _groups(nodes: list[list[str]], edges: dict[tuple[int, int], tuple[str, float]], facts: dict[str, FileFacts],
-            content: dict[str, str], policy: tuple[str, ...], keep_dirs: list[str], verifier: Verifier | None,
+            content: dict[str, str], policy: tuple[str, ...], verifier: Verifier | None,
             stats: dict) -> list[Group]:
     adj: dict[int, dict[int, tuple[str, float]]] = {}
     for (i, j), e in edges.items():
@@ -256,7 +256,7 @@ def _groups(nodes: list[list[str]], edges: dict[tuple[int, int], tuple[str, floa
 
     def pick(ns: list[int]) -> int:
         owner = {p: n for n in ns for p in nodes[n]}
-        path, _ = choose_keeper([facts[p] for p in owner], policy, keep_dirs)
+        path, _ = choose_keeper([facts[p] for p in owner], policy)  # facts carry --keep-in (protected)
         return owner[path]
 
     plan: list[tuple[int, list[int]]] = []
@@ -272,7 +272,7 @@ def _groups(nodes: list[list[str]], edges: dict[tuple[int, int], tuple[str, floa
     groups = []
     for keeper_node, member_nodes in plan:
         files = [p for n in (keeper_node, *member_nodes) for p in nodes[n]]
-        keep, reason = choose_keeper([facts[p] for p in files], policy, keep_dirs)
+        keep, reason = choose_keeper([facts[p] for p in files], policy)
         g = Group(keep, reason, keep_sha256=_sha(content, keep))
         for p in nodes[keeper_node]:
             if p != keep:
@@ -286,8 +286,8 @@ def _groups(nodes: list[list[str]], edges: dict[tuple[int, int], tuple[str, floa
             for p in nodes[n]:
                 g.members.append(Member(p, link[0], link[1], keep, sha256=_sha(content, p)))
         g.members.sort(key=lambda m: (-m.score, m.path))
-        g.protected = [m.path for m in g.members if facts[m.path].protected or under(m.path, keep_dirs)]
-        g.keep_protected = facts[keep].protected or under(keep, keep_dirs)
+        g.protected = [m.path for m in g.members if facts[m.path].protected]
+        g.keep_protected = facts[keep].protected
         groups.append(g)
     groups.sort(key=lambda g: g.keep)
     return groups
