@@ -77,10 +77,26 @@ def test_symlink_is_never_kept_and_its_target_never_removed(linked_set, run_cli,
         assert not (s / "IMG_0001_copy.jpg").exists()
 
 
+def test_rerun_after_symbolic_link_action_touches_nothing(tmp_path, run_cli):
+    s = tmp_path / "S"
+    photo(s / "keep" / "photo.jpg")
+    photo(s / "c.jpg")
+    content = sha(s / "keep" / "photo.jpg")
+    cat = tmp_path / "c.sqlite"
+    first = dupes_json(run_cli, s, "--keep-in", s / "keep", "--tier", "exact", "--action", "link",
+                       "--link-kind", "symbolic", "--catalog", cat)
+    assert first["groups"][0]["keep"] == str(s / "keep" / "photo.jpg") and (s / "c.jpg").is_symlink()
+    # c.jpg is now a name of keep/photo.jpg (and the shorter one): not a duplicate, never its keeper
+    again = dupes_json(run_cli, s, "--tier", "exact", "--action", "delete", "--yes", "--catalog", cat)
+    assert again["groups"] == [] and again["apply"]["total"] == 0
+    assert not (s / "keep" / "photo.jpg").is_symlink() and sha(s / "keep" / "photo.jpg") == content
+    assert sha(s / "c.jpg") == content
+
+
 def test_symlink_chain_is_one_file_with_its_target(tmp_path, run_cli):
     s = tmp_path / "S"
     photo(s / "real.jpg", mtime=1_600_000_000)
-    photo(s / "zz_copy.jpg", mtime=1_500_000_000)  # older: "oldest" would keep the copy
+    photo(s / "zz_copy.jpg", mtime=1_500_000_000)
     (s / "b.jpg").symlink_to("real.jpg")
     (s / "a.jpg").symlink_to("b.jpg")  # a -> b -> real
     data = dupes_json(run_cli, s, "--tier", "exact", "--action", "delete", "--yes", "--catalog", tmp_path / "c.sqlite")
@@ -117,7 +133,7 @@ def test_symlink_to_a_file_outside_the_folder_is_never_a_keeper(tmp_path, run_cl
 def test_symlinked_file_inside_a_keep_in_folder_protects_its_target(tmp_path, run_cli):
     s, k = tmp_path / "S", tmp_path / "K"
     photo(s / "photo.jpg", mtime=1_600_000_000)
-    photo(s / "copy.jpg", mtime=1_500_000_000)  # older: the policy alone would keep the copy
+    photo(s / "copy.jpg", mtime=1_500_000_000)  # shorter name: the policy alone would keep the copy
     k.mkdir()
     (k / "fav.jpg").symlink_to(s / "photo.jpg")
     data = dupes_json(run_cli, s, k, "--keep-in", k, "--tier", "exact", "--action", "delete", "--yes",
@@ -172,7 +188,7 @@ def test_same_file_given_twice_through_a_symlinked_root(tmp_path, run_cli):
 
 @pytest.fixture
 def keep_set(tmp_path) -> Path:
-    """root/a/IMG_1.jpg (older: the policy keeps it) and root/b/IMG_1.jpg, byte copies."""
+    """root/a/IMG_1.jpg and root/b/IMG_1.jpg, byte copies (the policy alone keeps a/: first by name)."""
     root = tmp_path / "pics"
     photo(root / "a" / "IMG_1.jpg", mtime=1_500_000_000)
     photo(root / "b" / "IMG_1.jpg", mtime=1_600_000_000)
