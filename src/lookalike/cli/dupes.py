@@ -28,7 +28,9 @@ def register(app: typer.Typer) -> None:
 
 
 def dupes_cmd(
-    paths: Annotated[list[Path], typer.Argument(help="Folders or files to search (all against all).")],
+    paths: Annotated[list[Path] | None, typer.Argument(
+        help="Folders or files to search (all against all). None: the small bundled demo folder (report only).",
+        show_default=False)] = None,
     tier: Annotated[str, typer.Option("--tier", help=f"One of {', '.join(TIERS)}; each includes the previous ones: "
                                       "exact = same bytes, pixel = same decoded pixels, near = edited copies "
                                       "(default), similar = same scene (looser).")] = "near",
@@ -61,6 +63,15 @@ def dupes_cmd(
         raise UsageError("--action delete needs --yes (files go to the journal until `lookalike journal purge`)")
     if json_out and csv_out:
         raise UsageError("choose one of --json and --csv")
+    if not paths:
+        from lookalike.demo import demo_folder
+
+        if action != "report":
+            raise UsageError(f"--action {action} needs a folder of yours; the bundled demo folder is only reviewed")
+        paths = [demo_folder()]
+        if not (json_out or csv_out):
+            console.print(f"no folder given: reviewing the bundled demo folder {paths[0]} (give your own: "
+                          "`lookalike dupes ~/Pictures`)", highlight=False)
     cat = open_catalog(catalog)
     with progress_bar("finding duplicates", not (json_out or csv_out)) as progress:
         report = find_duplicates([str(p) for p in paths], tier=tier, threshold=threshold, keep=keep,
