@@ -445,3 +445,46 @@ def test_in_a_real_browser_another_page_cannot_apply_and_odd_names_show(world, t
                 browser.close()
     finally:
         evil.shutdown()
+
+
+def test_dupes_job_keeps_the_hashes_the_search_saw(world):
+    folder = world.root / "hashes"
+    copy_photos(shared_data("photos"), folder, [ukbench(5)])
+    shutil.copy(folder / ukbench(5), folder / "copy.jpg")
+    c = world.client()
+    job = c.wait(c.dupes(str(folder), tier="exact")["id"], timeout=120)
+    assert job["state"] == "done", job
+    import hashlib
+
+    digest = hashlib.sha256((folder / "copy.jpg").read_bytes()).hexdigest()
+    assert job["hashes"] == {str(folder / ukbench(5)): digest, str(folder / "copy.jpg"): digest}
+    assert "hashes" not in job["result"]  # the result stays what `lookalike dupes --json` prints
+
+
+@pytest.mark.skipif(not hasattr(__import__("lookalike.journal", fromlist=["Plan"]).Plan(), "skipped"),
+                    reason="the journal's plans do not list left-out files in this build")
+def test_review_plan_leaves_out_a_file_replaced_since_the_search(world):
+    """Near tier: the reviewed duplicate was replaced by another photo after the search; building the
+    plan from the review must not trash it (the plan compares it with the hash the search saw)."""
+    import io
+
+    from PIL import Image
+
+    from conftest import effnet_available
+
+    if not effnet_available():
+        pytest.skip("needs the effnet weights")
+    folder = world.root / "replaced"
+    copy_photos(shared_data("photos"), folder, [ukbench(6)])
+    buf = io.BytesIO()
+    Image.open(folder / ukbench(6)).save(buf, "JPEG", quality=60)
+    (folder / "small.jpg").write_bytes(buf.getvalue())
+    c = world.client()
+    job = c.wait(c.dupes(str(folder), tier="near")["id"], timeout=300)
+    (group,) = job["result"]["groups"]
+    member = group["members"][0]["path"]
+    shutil.copy(world.album / ukbench(1), member)  # another photo under the reviewed name
+    plan = c.request("POST", "/v1/dupes/plan", json={"job": job["id"], "action": "trash",
+                                                    "groups": [{"keep": group["keep"], "members": [member]}]})
+    assert plan["operations"] == 0, plan
+    assert [s["path"] for s in plan["skipped"]] == [member]

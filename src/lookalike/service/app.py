@@ -33,7 +33,7 @@ from lookalike.media import decode
 from lookalike.service import errors as service_errors
 from lookalike.service.config import ServiceConfig
 from lookalike.service.errors import ApiError, JSONResponse
-from lookalike.service.jobs import JobStore
+from lookalike.service.jobs import JobOutput, JobStore
 from lookalike.service.metrics import Metrics
 from lookalike.service.models import ModelHolder
 from lookalike.service.search import MatrixCache, rank
@@ -422,7 +422,13 @@ def create_app(cfg: ServiceConfig | None = None) -> FastAPI:
         inside = roots_filter(cfg.roots)
 
         def confined(progress):
-            return confine_result(kind, fn(progress), inside)
+            out = fn(progress)
+            if isinstance(out, JobOutput):
+                extra = dict(out.extra)
+                if isinstance(extra.get("hashes"), dict):
+                    extra["hashes"] = {p: h for p, h in extra["hashes"].items() if inside(p)}
+                return JobOutput(confine_result(kind, out.result, inside), extra)
+            return confine_result(kind, out, inside)
 
         state = st.jobs.submit(kind, confined, params)
         return JSONResponse(state, status_code=202, headers={"Location": f"/v1/jobs/{state['id']}"})

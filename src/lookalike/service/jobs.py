@@ -59,6 +59,14 @@ def _alive(pid: int, started: str | None) -> bool:
     return started is None or now is None or now == started
 
 
+class JobOutput:
+    """What a job function may return instead of its bare result: the result plus more keys for the
+    job's state (e.g. the content hashes a duplicates search saw, which the review's plan checks)."""
+
+    def __init__(self, result: Any, extra: dict | None = None) -> None:
+        self.result, self.extra = result, dict(extra or {})
+
+
 class JobCancelled(Exception):
     """Raised from a job's progress callback once the job was cancelled."""
 
@@ -182,6 +190,9 @@ class JobStore:
             result = fn(progress)
             if cancelled():
                 raise JobCancelled()
+            if isinstance(result, JobOutput):
+                state.update({k: v for k, v in result.extra.items() if k not in state or k == "hashes"})
+                result = result.result
             state.update(state="done", result=result)
         except JobCancelled:
             state.update(state="cancelled", error="cancelled on request")

@@ -20,6 +20,7 @@ from lookalike.service.app import (
     require_changes,
 )
 from lookalike.service.errors import ApiError
+from lookalike.service.jobs import JobOutput
 
 FOLDER_SCHEMA = {"folder": {"type": "string"}, "folders": {"type": "array", "items": {"type": "string"}}}
 
@@ -44,7 +45,12 @@ def register(app: FastAPI, st: State, start_job) -> None:
         def run(progress):
             report = mod.find_duplicates(paths, tier=tier, threshold=threshold, keep=keep, keep_in=keep_in,
                                          catalog=st.catalog, progress=progress)
-            return report.to_json()
+            # the content hashes the search saw, for the review's plan: a file changed since is left out
+            hashes = {}
+            for g in report.groups:
+                hashes[g.keep] = getattr(g, "keep_sha256", "")
+                hashes.update({m.path: getattr(m, "sha256", "") for m in g.members})
+            return JobOutput(report.to_json(), {"hashes": {p: h for p, h in hashes.items() if h}})
 
         return start_job("dupes", run, {"folders": paths, "tier": tier, "threshold": threshold})
 
@@ -72,7 +78,7 @@ def register(app: FastAPI, st: State, start_job) -> None:
             dest = confine_target(str(dest), st.cfg.roots)
         report = _reviewed_report(mod, job, body.get("groups"))
         plan = await in_thread(lambda: mod.plan_for(report, action, dest=dest))
-        return {"plan": plan.to_json(), "operations": len(plan)}
+        return {"plan": plan.to_json(), "operations": len(plan), "skipped": list(getattr(plan, "skipped", []))}
 
     @app.post("/v1/sort", tags=["jobs"], status_code=202, openapi_extra=json_body(
         {"type": "object", "properties": {**FOLDER_SCHEMA, "model": {"type": "string"}}}))
@@ -218,12 +224,13 @@ def _reviewed_report(mod, job: dict, groups) -> object:
     if not isinstance(groups, list):
         raise ApiError(400, "bad_parameter", "give 'groups': [{keep, members}] from the review")
     original = job["result"]["groups"]
+    hashes = job.get("hashes") if isinstance(job.get("hashes"), dict) else {}
     where: dict[str, tuple[int, dict]] = {}
     for n, g in enumerate(original):
-        where[g["keep"]] = (n, {"path": g["keep"], "tier": "exact", "score": 1.0, "sha256": g.get("keep_sha256"),
-                                "keeper": True})
+        where[g["keep"]] = (n, {"path": g["keep"], "tier": "exact", "score": 1.0, "keeper": True,
+                                "sha256": g.get("keep_sha256") or hashes.get(g["keep"])})
         for m in g["members"]:
-            where[m["path"]] = (n, m)
+            where[m["path"]] = (n, {**m, "sha256": m.get("sha256") or hashes.get(m["path"])})
     out = []
     for g in groups:
         if not isinstance(g, dict) or not isinstance(g.get("keep"), str):

@@ -151,13 +151,15 @@ async function runDupes() {
 async function applyTrash() {
   try {
     const groups = state.groups.map((g) => ({ keep: g.chosen, members: [...g.ticked].filter((p) => p !== g.chosen) }));
-    const { plan, operations } = await api("POST", "/v1/dupes/plan", { job: state.dupesJob, action: "trash", groups });
-    if (!operations) { say("nothing is ticked"); return; }
+    const { plan, operations, skipped } = await api("POST", "/v1/dupes/plan", { job: state.dupesJob, action: "trash", groups });
+    const left = skipped && skipped.length ? `${skipped.length} file(s) left out: ${skipped[0].path} ${skipped[0].reason}` : "";
+    if (!operations) { say(left ? "nothing to do, " + left : "nothing is ticked", !!left); return; }
     const rep = await api("POST", "/v1/plans/apply", { plan });
     state.journal = rep.id;
     $("#undo").disabled = false;
     $("#apply").disabled = true;
-    say(`moved ${rep.done} file(s) to the trash` + (rep.failed.length ? `, ${rep.failed.length} failed` : "") + ` (journal ${rep.id})`);
+    say(`moved ${rep.done} file(s) to the trash` + (rep.failed.length ? `, ${rep.failed.length} failed` : "") + ` (journal ${rep.id})`
+        + (left ? "; " + left : ""));
   } catch (e) { say("apply: " + e.message, true); }
 }
 
