@@ -23,7 +23,7 @@ import numpy as np
 
 from lookalike.catalog import Catalog, DamagedFeatureError, encode_feature, feature_nbytes
 from lookalike.config import cpu_count
-from lookalike.errors import DecodeError
+from lookalike.errors import DecodeError, ModelError
 from lookalike.features import Extractor, load_extractor
 from lookalike.media import decode, iter_images, read_bytes
 from lookalike.media.files import kind_of
@@ -209,8 +209,13 @@ def index(
             return
         ext = by_id[model_id]
         feats = ext.infer(np.stack([a for _, a in items]))
+        expected = _nbytes(ext)
         for (h, _), vec in zip(items, feats, strict=True):
-            pending_feats.append((h, ext.id, ext.version, encode_feature(vec, ext.kind)))
+            blob = encode_feature(vec, ext.kind)
+            if expected is not None and len(blob) != expected:  # else every run would compute it again
+                raise ModelError(f"model {ext.id} gives features of {len(blob)} bytes, but its spec (dim "
+                                 f"{ext.dim}) says {expected}: fix the model's spec.json")
+            pending_feats.append((h, ext.id, ext.version, blob))
         items.clear()
 
     def flush(force: bool = False) -> None:

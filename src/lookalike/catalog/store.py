@@ -164,21 +164,37 @@ def catalog_error(path: Path | str, exc: BaseException) -> CatalogError:
     return CatalogError(f"catalog {path}: {text}")
 
 
+def _bind_value(v: Any) -> Any:
+    return to_db_path(v) if isinstance(v, str) and not v.isascii() else v
+
+
+def _bind(params: Any) -> Any:
+    """Parameters made storable: a str that is not valid UTF-8 (a path with surrogate escapes) is bound
+    as :func:`to_db_path` stores it, so no statement of ``catalog/`` fails on such a name."""
+    if isinstance(params, dict):
+        return {k: _bind_value(v) for k, v in params.items()}
+    if isinstance(params, list | tuple):
+        return [_bind_value(v) for v in params]
+    return params
+
+
 class _Connection(sqlite3.Connection):
     """A connection whose statements raise CatalogError (naming the catalog) instead of sqlite3 errors,
-    so code elsewhere in ``catalog/`` that runs its own SQL gets the same clear messages."""
+    so code elsewhere in ``catalog/`` that runs its own SQL gets the same clear messages, and whose
+    parameters are bound with :func:`_bind` (paths that are not UTF-8 are stored as their bytes). Code
+    reading a path column back decodes it with :func:`from_db_path`."""
 
     catalog_path: str = "?"
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:  # type: ignore[override]
         try:
-            return super().execute(sql, parameters)
+            return super().execute(sql, _bind(parameters))
         except sqlite3.Error as exc:
             raise catalog_error(self.catalog_path, exc) from exc
 
     def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:  # type: ignore[override]
         try:
-            return super().executemany(sql, parameters)
+            return super().executemany(sql, (_bind(p) for p in parameters))
         except sqlite3.Error as exc:
             raise catalog_error(self.catalog_path, exc) from exc
 
@@ -558,7 +574,7 @@ class Catalog:
     def prune(self) -> dict[str, int]:
         """Drop entries of files that no longer exist, then features nobody refers to."""
         paths = [from_db_path(r[0]) for r in self.connection().execute("SELECT path FROM files")]
-        gone = [p for p in paths if not os.path.lexists(p)]
+        gone = [p for p in paths if not os.path.exists(p)]
         self.forget_paths(gone)
         with self.transaction() as db:
             dropped = self._drop_orphans(db)
