@@ -64,7 +64,7 @@ def main() -> None:
     try:
         app()
     except LookalikeError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         sys.exit(1)
     except KeyboardInterrupt:
         console.print("interrupted")

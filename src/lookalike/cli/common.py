@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from lookalike.catalog import Catalog
 from lookalike.errors import LookalikeError
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # one error, one line, whatever the width
 out = Console(soft_wrap=True)
 
 CatalogOption = Annotated[
@@ -153,5 +153,5 @@ def print_csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    console.print(f"[red]error:[/red] {escape(str(message))}", highlight=False)
     return typer.Exit(code)
