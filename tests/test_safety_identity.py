@@ -111,6 +111,35 @@ def test_file_swapped_for_another_with_same_size_and_mtime(tmp_path, catalog):
     assert rep.changed == 1 and rep.unchanged == 0
 
 
+def test_file_rewritten_while_it_is_read_is_read_again(tmp_path, catalog, monkeypatch):
+    """The rewrite lands right after the read, maybe in the same clock tick (so ctime may not move): the row
+    must not pass the fast path with the old hash ("racily clean", as git calls it)."""
+    import lookalike.pipeline as pipeline
+
+    folder = tmp_path / "f"
+    a = Path(put(folder, "a.jpg", photo(0)))
+    new = same_size_other_content(photo(8), a)
+    real_read = pipeline.read_bytes
+
+    def sneaky_read(path):
+        data = real_read(path)
+        if path == str(a) and a.read_bytes() != new:
+            st = a.stat()
+            with open(a, "r+b") as fh:
+                fh.write(new)
+            os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns))
+        return data
+
+    monkeypatch.setattr(pipeline, "read_bytes", sneaky_read)
+    index(catalog, [folder], ["phash"])
+    monkeypatch.setattr(pipeline, "read_bytes", real_read)
+    row = catalog.lookup_files([str(a)])[str(a)]
+    assert not row.same_file(a.stat()) or row.content_hash == file_sha256(str(a))
+    rep = index(catalog, [folder], ["phash"])
+    assert rep.changed == 1
+    assert catalog.lookup_files([str(a)])[str(a)].content_hash == file_sha256(str(a))
+
+
 def test_old_catalog_is_migrated_and_rows_without_inode_count_as_changed_once(tmp_path, run_cli):
     folder = tmp_path / "f"
     a = Path(put(folder, "a.jpg", photo(0)))

@@ -92,6 +92,7 @@ class _Done:
     truncated: bool = False
     error: str | None = None
     moved: bool = False  # the file changed while it was read: its row must not pass the fast path next time
+    read_ns: int = 0  # wall clock when the read ended
 
 
 def _hash_bytes(data: bytes) -> str:
@@ -113,6 +114,7 @@ def _work(job: _Job, catalog: Catalog, extractors: Sequence[Extractor]) -> _Done
                 job.size, job.mtime_ns, job.inode, job.ctime_ns)
         except OSError:
             done.moved = True
+        done.read_ns = time.time_ns()
         h = job.content_hash or _hash_bytes(data)
         done.content_hash = h
         need = job.need
@@ -202,6 +204,7 @@ def index(
     pending_feats: list[tuple] = []
     batches: dict[str, list[tuple[str, np.ndarray]]] = {e.id: [] for e in extractors}
     computed: set[tuple[str, str]] = set()
+    racy: list[tuple] = []  # rows of files changed within a clock tick of their read
 
     def run_batch(model_id: str) -> None:
         items = batches[model_id]
@@ -259,8 +262,11 @@ def index(
                 status = "truncated" if d.truncated else "ok"
                 if not d.image_row and job.status == "unchanged":
                     status = known[job.path].status
-                pending_files.append((job.path, job.size, job.mtime_ns, d.content_hash, status, None,
-                                      job.inode, None if d.moved else job.ctime_ns))
+                row = (job.path, job.size, job.mtime_ns, d.content_hash, status, None,
+                       job.inode, None if d.moved else job.ctime_ns)
+                pending_files.append(row)
+                if job.status != "unchanged" and not d.moved and _racy(job.ctime_ns, d.read_ns):
+                    racy.append(row)
                 for mid, arr in d.prepared.items():
                     if (d.content_hash, mid) in computed:
                         continue
@@ -273,10 +279,46 @@ def index(
             if progress and (finished % 16 == 0 or not running):
                 progress(finished, total)
     flush(force=True)
+    _settle_racy(catalog, racy)
     good = {j.path for j in jobs} - {f.path for f in report.failed}
     report.paths = [j.path for j in jobs if j.path in good]
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _racy_window(ctime_ns: int) -> int:
+    """How long after a change its ctime may stay the same: a clock tick (a few ms) on file systems with
+    nanosecond times; 2 s where times are whole seconds (FAT, some network file systems)."""
+    return 2_000_000_000 if ctime_ns % 1_000_000_000 == 0 else 20_000_000
+
+
+def _racy(ctime_ns: int | None, read_ns: int) -> bool:
+    """True when the file was changed so shortly before it was read that a further change in the same clock
+    tick would leave size, mtime (if restored) and ctime as they are (git's "racily clean" entries)."""
+    return ctime_ns is not None and ctime_ns > read_ns - _racy_window(ctime_ns)
+
+
+def _settle_racy(catalog: Catalog, rows: list[tuple]) -> None:
+    """Re-check racy rows once their clock tick has passed: a file whose bytes or stat changed since it was
+    hashed keeps no ctime, so the next run reads it again instead of trusting the fast path."""
+    if not rows:
+        return
+    deadline = max(r[7] + _racy_window(r[7]) for r in rows)
+    wait = min(deadline - time.time_ns(), 2_100_000_000)  # capped: a clock skew must not stall a run
+    if wait > 0:
+        time.sleep(wait / 1e9)
+    fixes = []
+    for row in rows:
+        path, size, mtime_ns, content_hash, _status, _error, inode, ctime_ns = row
+        try:
+            st = os.stat(path)
+            same = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns) == (size, mtime_ns, inode, ctime_ns)
+            same = same and _hash_bytes(read_bytes(path)) == content_hash and not _racy(ctime_ns, time.time_ns())
+        except (OSError, DecodeError):
+            same = False
+        if not same:
+            fixes.append((*row[:7], None))
+    catalog.write(fixes)
 
 
 def _nbytes(e: Extractor) -> int | None:
