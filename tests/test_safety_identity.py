@@ -378,6 +378,11 @@ def test_fifo_socket_and_device_get_a_per_file_error(tmp_path, run_cli):
     res = run_cli("similar", root / "good.jpg", "--in", root, "-m", "phash", "--json",
                   "--catalog", tmp_path / "c.sqlite", timeout=60)
     assert res.json()["results"] == []
+    for query in (root / "x.jpg", "/dev/zero"):  # as the query: one clear error, never read
+        res = run_cli("similar", query, "--in", root, "-m", "phash", "--catalog", tmp_path / "c.sqlite",
+                      check=False, timeout=60)
+        assert res.returncode == 1 and "not a regular file" in res.stderr, res.stderr
+        no_traceback(res)
 
 
 # -- case 12: catalog errors are one clear line ---------------------------------------------------------------------

@@ -108,8 +108,11 @@ class Collection:
         ext = load_extractor(model)
         if isinstance(image, str | Path):
             path = os.path.abspath(os.path.expanduser(str(image)))
-            if not os.path.isfile(path):
+            if not os.path.exists(path):
                 raise UsageError(f"no such image file: {path}")
+            if os.path.isdir(path):
+                raise UsageError(f"{path} is a folder, not an image file")
+            # a FIFO or device: the walk reports "not a regular file" and it is never opened
             report = index(self.catalog, [path], [model])
             if report.failed:
                 raise DecodeError(f"{path}: {report.failed[0].error}")
