@@ -153,5 +153,5 @@ def print_csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[red]error:[/red] {escape(str(message))}", highlight=False)
+    console.print(f"[red]error:[/red] {escape(shown(str(message)))}", highlight=False)
     return typer.Exit(code)
