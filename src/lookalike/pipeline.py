@@ -115,9 +115,10 @@ def _work(job: _Job, catalog: Catalog, extractors: Sequence[Extractor]) -> _Done
         except OSError:
             done.moved = True
         done.read_ns = time.time_ns()
-        h = job.content_hash or _hash_bytes(data)
+        trusted = job.content_hash and not done.moved  # the catalog's hash still names these bytes
+        h = job.content_hash if trusted else _hash_bytes(data)
         done.content_hash = h
-        need = job.need
+        need = job.need if trusted else None
         if need is None:
             need = [e for e in extractors
                     if not catalog.hashes_with_feature([h], e.id, e.version, _nbytes(e))]
