@@ -23,7 +23,7 @@ from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, Res
 from PIL import Image
 from starlette.datastructures import UploadFile
 
-from lookalike import __version__
+from lookalike import __version__, options
 from lookalike.api import Collection
 from lookalike.catalog import Catalog
 from lookalike.config import home_dir
@@ -180,19 +180,6 @@ def raw_query_param(request: Request, name: str, default: str | None) -> str | N
         if k == name:
             return v
     return default
-
-
-def check_options(name: str, **params) -> None:
-    """Run one of ``lookalike.options``' validators (the one validation the CLI uses too) while the
-    request is answered: a bad option is a 400 now, not a failed job later. Its UsageError becomes
-    the 400 through the app's LookalikeError handler."""
-    try:
-        from lookalike import options
-    except ImportError:  # the shared validators are not part of this build yet
-        return
-    check = getattr(options, name, None)
-    if check is not None:
-        check(**params)
 
 
 def int_field(fields: dict, name: str, default: int, lo: int = 1, hi: int = 10_000) -> int:
@@ -362,7 +349,7 @@ def create_app(cfg: ServiceConfig | None = None) -> FastAPI:
         inp = await read_image(request, st)
         model = model_field(inp.fields)
         k = int_field(inp.fields, "k", 5)
-        check_options("check_k", k=k)
+        options.check_k(k)
         folder = inp.fields.get("folder")
         folder = confine(str(folder), cfg.roots, want="dir") if folder else None
         return JSONResponse(await in_thread(_similar, inp, model, k, folder))

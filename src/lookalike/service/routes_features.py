@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 
+from lookalike import options
+from lookalike.organise.cluster import METHODS
 from lookalike.service.app import (
     State,
-    check_options,
     feature_import,
     float_field,
     folders_field,
@@ -40,7 +41,7 @@ def register(app: FastAPI, st: State, start_job) -> None:
         threshold = float_field(body, "threshold", None)
         keep = body.get("keep")
         keep_in = [_confine_dir(p, st) for p in (body.get("keep_in") or [])]
-        check_options("check_dupes_options", tier=tier, threshold=threshold, keep=keep)
+        options.check_dupes_options(tier, threshold, keep=keep)
 
         def run(progress):
             report = mod.find_duplicates(paths, tier=tier, threshold=threshold, keep=keep, keep_in=keep_in,
@@ -108,7 +109,7 @@ def register(app: FastAPI, st: State, start_job) -> None:
         method = str(body.get("method") or "average")
         min_size = int_field(body, "min_size", 2, 1, 1_000_000)
         time_weight = float_field(body, "time_weight", 0.0)
-        check_options("check_cluster_options", sim=sim, min_size=min_size, time_weight=time_weight)
+        options.check_cluster_options(sim, min_size, time_weight, method, METHODS)
         mod = feature_import("lookalike.organise", "clustering")
 
         def run(progress):
