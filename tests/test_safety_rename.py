@@ -1,0 +1,249 @@
+"""Issue 10, cases 11, 9 and 12 (faces): rank prefixes never eat a user's name; FIFOs and devices never hang
+video or faces; a nested person folder is never labelled as its parent.
+
+Everything runs through the CLI on real files (real SQLite catalog, real journal)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import shared_data
+
+USER_NAMES = {"2019_holiday.jpg": "ukbench00040.jpg", "20190610_143000.jpg": "ukbench00044.jpg",
+              "07_party.jpg": "ukbench00048.jpg"}
+
+
+def _folder(tmp_path: Path, name: str = "photos") -> Path:
+    """Three lookalike photos plus three with names of the user's own that look like rank prefixes."""
+    src = shared_data("photos")
+    folder = tmp_path / name
+    folder.mkdir()
+    for i in range(3):
+        shutil.copy2(src / f"ukbench{i:05d}.jpg", folder / f"ukbench{i:05d}.jpg")
+    for user, photo in USER_NAMES.items():
+        shutil.copy2(src / photo, folder / user)
+    return folder
+
+
+def _by_content(folder: Path) -> dict[bytes, str]:
+    return {p.read_bytes(): p.name for p in folder.iterdir()}
+
+
+def _check_names_kept(folder: Path, originals: dict[bytes, str], stripped: bool = False) -> None:
+    """Every photo's name still ends with the whole name it had (a prefix may only have been added);
+    after a strip, every name is exactly the original."""
+    now = _by_content(folder)
+    assert set(now) == set(originals), "a photo went missing"
+    for data, name in originals.items():
+        if stripped:
+            assert now[data] == name, f"{name} became {now[data]}"
+        else:
+            assert now[data] == name or (now[data].endswith("_" + name) and now[data].split("_")[0].isdigit()), (
+                f"{name} became {now[data]}: a prefix the user wrote was removed")
+
+
+def _sort(run_cli, folder: Path, *args: str):
+    return run_cli("sort", folder, "--model", "phash", *args)
+
+
+def _latest_undo(run_cli) -> None:
+    run_cli("undo")
+
+
+# -- case 11: rank prefixes ---------------------------------------------------------------------------------
+
+def test_rename_strip_rename_never_removes_the_users_prefix(tmp_path, run_cli):
+    folder = _folder(tmp_path)
+    originals = _by_content(folder)
+    _sort(run_cli, folder, "--rename")
+    _check_names_kept(folder, originals)
+    _sort(run_cli, folder, "--strip")
+    _check_names_kept(folder, originals, stripped=True)
+    _sort(run_cli, folder, "--rename")  # main: 2019_holiday.jpg -> NN_holiday.jpg
+    _check_names_kept(folder, originals)
+    _sort(run_cli, folder, "--strip")
+    _check_names_kept(folder, originals, stripped=True)
+    _sort(run_cli, folder, "--strip")  # main: holiday.jpg, 143000.jpg
+    _check_names_kept(folder, originals, stripped=True)
+
+
+def test_rename_undo_strip_and_rename_twice_undo_strip(tmp_path, run_cli):
+    folder = _folder(tmp_path)
+    originals = _by_content(folder)
+    _sort(run_cli, folder, "--rename")
+    _latest_undo(run_cli)
+    _check_names_kept(folder, originals, stripped=True)
+    res = _sort(run_cli, folder, "--strip")
+    assert "no lookalike rank prefixes" in res.stderr
+    _check_names_kept(folder, originals, stripped=True)
+
+    _sort(run_cli, folder, "--rename")
+    shutil.copy2(shared_data("photos") / "ukbench00003.jpg", folder / "ukbench00003.jpg")  # a new photo:
+    originals = _by_content(folder)  # (the others still carry the first rename's prefixes)
+    originals = {data: name if name == "ukbench00003.jpg" else name.split("_", 1)[1]
+                 for data, name in originals.items()}
+    _sort(run_cli, folder, "--rename")  # new ranks: prefixes replaced, never stacked
+    _check_names_kept(folder, originals)
+    assert all(len(n.split("_")[0]) == 2 for n in _by_content(folder).values())
+    assert not any(n.split("_")[1].isdigit() and n.split("_", 1)[1] not in USER_NAMES
+                   for n in _by_content(folder).values()), "a prefix was stacked"
+    _latest_undo(run_cli)  # back to the first rename's names: still lookalike's, still recognised
+    _sort(run_cli, folder, "--strip")
+    _check_names_kept(folder, originals, stripped=True)
+    _latest_undo(run_cli)  # the strip undone
+    _check_names_kept(folder, originals)
+    _sort(run_cli, folder, "--strip")
+    _check_names_kept(folder, originals, stripped=True)
+    _sort(run_cli, folder, "--rename")
+    _sort(run_cli, folder, "--strip")
+    _check_names_kept(folder, originals, stripped=True)
+
+
+def test_plan_applied_later_strip_undo_strip_rename(tmp_path, run_cli):
+    folder = _folder(tmp_path)
+    originals = _by_content(folder)
+    plan = tmp_path / "rename.json"
+    _sort(run_cli, folder, "--rename", "--plan", plan)
+    _check_names_kept(folder, originals, stripped=True)  # only written
+    run_cli("apply", plan)
+    _check_names_kept(folder, originals)
+    _sort(run_cli, folder, "--strip")
+    _check_names_kept(folder, originals, stripped=True)
+    _latest_undo(run_cli)
+    _sort(run_cli, folder, "--strip")
+    _check_names_kept(folder, originals, stripped=True)
+    _sort(run_cli, folder, "--rename")
+    _check_names_kept(folder, originals)
+    _latest_undo(run_cli)
+    _sort(run_cli, folder, "--strip")
+    _check_names_kept(folder, originals, stripped=True)
+    # the plan applied a second time (its sources are back under their names): still recognised
+    run_cli("apply", plan)
+    _check_names_kept(folder, originals)
+    _sort(run_cli, folder, "--strip")
+    _check_names_kept(folder, originals, stripped=True)
+
+
+def test_rename_killed_half_way_then_resumed_is_stripped_exactly(tmp_path, run_cli):
+    folder = _folder(tmp_path)
+    originals = _by_content(folder)
+    killed = run_cli("sort", folder, "--model", "phash", "--rename", check=False,
+                     env={"LOOKALIKE_JOURNAL_TEST_KILL": "2:acted"})
+    assert killed.returncode != 0
+    run_cli("apply", "--resume")
+    _check_names_kept(folder, originals)
+    assert all(n[:2].isdigit() and n[2] == "_" for n in _by_content(folder).values())
+    _sort(run_cli, folder, "--strip")  # main: nothing recognised, every prefix stays
+    _check_names_kept(folder, originals, stripped=True)
+
+
+def test_a_copy_put_where_a_renamed_photo_was_is_not_stripped(tmp_path, run_cli):
+    """The user moves a renamed photo away and puts a copy (same bytes, size and mtime) under that name."""
+    folder = _folder(tmp_path)
+    order = _sort(run_cli, folder, "--rename", "--json").json()["order"]
+    moved_to = tmp_path / "elsewhere"
+    moved_to.mkdir()
+    first = Path(order[0])
+    shutil.move(first, moved_to / first.name)
+    shutil.copy2(moved_to / first.name, first)  # the user's own copy, under the prefixed name
+    _sort(run_cli, folder, "--strip")
+    assert first.exists(), "the user's copy lost its name"
+    assert (moved_to / first.name).exists()  # a renamed photo moved away keeps its name (never guessed)
+
+
+def test_plan_whose_destination_the_user_took_leaves_the_users_file_alone(tmp_path, run_cli):
+    """Between `--plan` and `apply` the user creates a file under a planned name (a copy of that photo)."""
+    folder = _folder(tmp_path)
+    plan = tmp_path / "rename.json"
+    _sort(run_cli, folder, "--rename", "--plan", plan)
+    from lookalike.journal import load_plan
+
+    op = next(o for o in load_plan(plan) if Path(o.src).name == "ukbench00000.jpg")
+    users = Path(op.dst)
+    shutil.copy2(op.src, users)  # same bytes, size and mtime: the user's own file now holds the name
+    run_cli("apply", plan)
+    assert users.exists()
+    free = users.with_name(users.stem + " (1)" + users.suffix)
+    assert free.exists()  # the journal gave lookalike's rename a free name
+    _sort(run_cli, folder, "--strip")
+    assert users.exists(), "the user's file lost the prefix it was given by the user"
+
+
+def test_hard_link_named_like_the_prefix_survives_undo_then_strip(tmp_path, run_cli):
+    """The user's hard link `01_x.jpg` to `x.jpg`: after a rename and its undo, a strip must leave it."""
+    from lookalike.journal import apply_plan
+    from lookalike.organise.rename import plan_rename, record_applied
+
+    folder = tmp_path / "links"
+    folder.mkdir()
+    x = folder / "x.jpg"
+    shutil.copy2(shared_data("photos") / "ukbench00000.jpg", x)
+    users = folder / "01_x.jpg"
+    os.link(x, users)
+    plan = plan_rename([str(x), str(users)])  # x.jpg -> 01_x.jpg (held by the link: temporary names first)
+    report = apply_plan(plan)
+    assert not report.failed
+    record_applied(report)
+    assert sorted(p.name for p in folder.iterdir()) == ["01_x.jpg", "02_01_x.jpg"]
+    _latest_undo(run_cli)
+    assert sorted(p.name for p in folder.iterdir()) == ["01_x.jpg", "x.jpg"]
+    _sort(run_cli, folder, "--strip")
+    assert sorted(p.name for p in folder.iterdir()) == ["01_x.jpg", "x.jpg"]
+
+
+def test_exact_copy_named_like_the_prefix_survives_undo_then_strip(tmp_path, run_cli):
+    """Names that collide: the user's exact copy `01_x.jpg` (same size and mtime) of `x.jpg`."""
+    from lookalike.journal import apply_plan
+    from lookalike.organise.rename import plan_rename, record_applied
+
+    folder = tmp_path / "copies"
+    folder.mkdir()
+    x = folder / "x.jpg"
+    shutil.copy2(shared_data("photos") / "ukbench00000.jpg", x)
+    users = folder / "01_x.jpg"
+    shutil.copy2(x, users)
+    report = apply_plan(plan_rename([str(x), str(users)]))
+    assert not report.failed
+    record_applied(report)
+    assert sorted(p.name for p in folder.iterdir()) == ["01_x.jpg", "02_01_x.jpg"]
+    _latest_undo(run_cli)
+    _sort(run_cli, folder, "--strip")
+    assert sorted(p.name for p in folder.iterdir()) == ["01_x.jpg", "x.jpg"]
+    _sort(run_cli, folder, "--rename")
+    _sort(run_cli, folder, "--strip")
+    assert sorted(p.name for p in folder.iterdir()) == ["01_x.jpg", "x.jpg"]
+
+
+def test_prefix_records_round_trip_names_that_are_not_utf8(tmp_path):
+    """The records keep a name that is not UTF-8 (``caf\\xe9.jpg``) exactly (the rename itself is the
+    journal's: done here by hand)."""
+    from lookalike.catalog import Catalog
+    from lookalike.organise.rename import plan_rename, plan_strip, recognise, record_planned
+
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    odd = os.fsdecode(os.path.join(os.fsencode(folder), b"caf\xe9.jpg"))
+    shutil.copy2(shared_data("photos") / "ukbench00000.jpg", odd)
+    cat = Catalog(tmp_path / "c.sqlite")
+    plan = plan_rename([odd], cat)
+    assert record_planned(plan, cat) == 1
+    renamed = os.fsdecode(os.path.join(os.fsencode(folder), b"01_caf\xe9.jpg"))
+    assert [op.dst for op in plan] == [renamed]
+    os.rename(odd, renamed)
+    assert renamed in recognise([renamed], cat)
+    assert [op.dst for op in plan_strip([folder], cat)] == [odd]
+    cat.close()
+
+
+def test_sort_rename_exit_status_when_a_rename_fails(tmp_path, run_cli):
+    """A name too long to take a prefix: that rename fails, the others are done, the exit status is 1."""
+    folder = _folder(tmp_path)
+    long = folder / ("x" * 250 + ".jpg")
+    shutil.copy2(shared_data("photos") / "ukbench00052.jpg", long)
+    res = run_cli("sort", folder, "--model", "phash", "--rename", check=False)
+    assert res.returncode == 1 and "failed" in res.stderr
+    assert long.exists() and sum(p.name[:2].isdigit() for p in folder.iterdir()) >= 6
