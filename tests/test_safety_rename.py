@@ -247,3 +247,100 @@ def test_sort_rename_exit_status_when_a_rename_fails(tmp_path, run_cli):
     res = run_cli("sort", folder, "--model", "phash", "--rename", check=False)
     assert res.returncode == 1 and "failed" in res.stderr
     assert long.exists() and sum(p.name[:2].isdigit() for p in folder.iterdir()) >= 6
+
+
+# -- case 9: FIFOs and devices never hang video or faces ---------------------------------------------------
+
+def _fifo(path: Path) -> Path:
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs on this system")
+    os.mkfifo(path)
+    return path
+
+
+VTEST = "vtest.avi"
+
+
+def test_video_folder_with_a_fifo_clip_still_writes_the_good_clip(tmp_path, run_cli):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    _fifo(folder / "clip.mp4")  # main: `lookalike video FOLDER` blocks in open() forever
+    shutil.copy(shared_data("video", VTEST), folder / "good.avi")
+    out = tmp_path / "frames"
+    res = run_cli("video", folder, "--out", out, "--every", "400", timeout=60)  # a bad file inside a folder: rc 0
+    errors = [line for line in res.stderr.splitlines() if "clip.mp4" in line]
+    assert len(errors) == 1 and "FIFO" in errors[0], res.stderr
+    assert "good.avi: kept" in res.stdout
+    assert sorted(out.iterdir()) and all(p.name.startswith("good_") for p in out.iterdir())
+
+
+def test_video_named_fifo_and_dev_zero_fail_fast_with_their_names(tmp_path, run_cli):
+    fifo = _fifo(tmp_path / "clip.mp4")
+    res = run_cli("video", fifo, "/dev/zero", shared_data("video", VTEST), "--out", tmp_path / "frames",
+                  "--every", "400", "--json", check=False, timeout=60)
+    assert res.returncode == 1  # two of the videos asked for by name could not be read
+    errors = {e["path"]: e["error"] for e in res.json()["errors"]}
+    assert errors == {str(fifo): "not a regular file: it is a FIFO (named pipe)",
+                      "/dev/zero": "not a regular file: it is a character device"}
+    assert res.json()["frames_kept"] >= 1  # the good clip was still written
+
+
+def _faces(person: str, n: int) -> list[Path]:
+    return sorted(shared_data("faces", "celebrity", person).glob("*.jpg"))[:n]
+
+
+def _dataset(root: Path, people: dict[str, int]) -> Path:
+    for person, n in people.items():
+        (root / person).mkdir(parents=True)
+        for p in _faces(person, n):
+            shutil.copy2(p, root / person / p.name)
+    return root
+
+
+def test_faces_detect_fifo_and_dev_zero_one_line_naming_the_file(tmp_path, run_cli):
+    fifo = _fifo(tmp_path / "face.jpg")
+    for path, kind in ((fifo, "FIFO (named pipe)"), ("/dev/zero", "character device")):
+        res = run_cli("faces", "detect", path, check=False, timeout=60)
+        assert res.returncode == 1
+        assert " ".join(res.stderr.split()) == f"error: {path}: not a regular file: it is a {kind}", res.stderr
+
+
+def test_faces_train_who_recognize_with_fifos(tmp_path, run_cli):
+    """A FIFO in a person's folder and in a searched folder: each is one failure naming it, the rest works."""
+    data = _dataset(tmp_path / "people", {"Tom_Hanks": 3, "Will_Smith": 3})
+    _fifo(data / "Tom_Hanks" / "pipe.jpg")
+    rep = run_cli("faces", "train", data, "--model", "m", "--json", timeout=120).json()
+    assert rep["photos_added"] == 6
+    # the walk may leave a FIFO out (it is not a picture) or list it; listed, it names the file and why
+    assert all(f["path"] == str(data / "Tom_Hanks" / "pipe.jpg") and "FIFO" in f["error"] for f in rep["failed"])
+
+    search = tmp_path / "search"
+    search.mkdir()
+    shutil.copy2(_faces("Tom_Hanks", 5)[4], search / "tom.jpg")
+    fifo = _fifo(search / "pipe.jpg")
+    who = run_cli("faces", "who", search, "--model", "m", "--json", timeout=120).json()
+    assert all(f["path"] == str(fifo) and "FIFO" in f["error"] for f in who["failed"])
+    assert [f["path"] for f in who["faces"]] == [str(search / "tom.jpg")]
+
+    res = run_cli("faces", "recognize", fifo, "--model", "m", check=False, timeout=60)
+    assert res.returncode == 1 and f"{fifo}: not a regular file: it is a FIFO" in " ".join(res.stderr.split())
+    res = run_cli("faces", "recognize", "/dev/zero", "--model", "m", check=False, timeout=60)
+    assert res.returncode == 1
+    assert "/dev/zero: not a regular file: it is a character device" in " ".join(res.stderr.split())
+
+
+# -- case 12 (faces): a nested person folder is never labelled as its parent ------------------------------
+
+def test_faces_train_skips_a_folder_inside_a_person_folder_and_names_it(tmp_path, run_cli):
+    data = _dataset(tmp_path / "people", {"Tom_Hanks": 2, "Will_Smith": 2})
+    holiday = data / "Tom_Hanks" / "holiday"
+    holiday.mkdir()
+    for p in _faces("Denzel_Washington", 2):  # somebody else, in Tom's sub-folder
+        shutil.copy2(p, holiday / p.name)
+    rep = run_cli("faces", "train", data, "--model", "m", "--json", timeout=120).json()
+    assert rep["photos_added"] == 4  # main: 6, Denzel's photos labelled Tom_Hanks
+    assert rep["nested_skipped"] == [str(holiday)]
+    text = run_cli("faces", "train", data, "--model", "m2", timeout=120)
+    assert f"skipped the folder {holiday}" in text.stderr
+    info = run_cli("faces", "models", "info", "m", "--json").json()
+    assert info["per_person"] == {"Tom_Hanks": 2, "Will_Smith": 2}
