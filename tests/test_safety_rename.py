@@ -218,6 +218,19 @@ def test_exact_copy_named_like_the_prefix_survives_undo_then_strip(tmp_path, run
     assert sorted(p.name for p in folder.iterdir()) == ["01_x.jpg", "x.jpg"]
 
 
+def test_folder_renamed_through_a_symlink_is_stripped_through_its_real_path(tmp_path, run_cli):
+    folder = _folder(tmp_path)
+    originals = _by_content(folder)
+    view = tmp_path / "view"
+    view.symlink_to(folder, target_is_directory=True)
+    _sort(run_cli, view, "--rename")
+    _check_names_kept(folder, originals)
+    _sort(run_cli, folder, "--rename")  # same folder: prefixes replaced, not stacked
+    assert all(n.count("_") == 1 or n.split("_", 1)[1] in USER_NAMES for n in _by_content(folder).values())
+    _sort(run_cli, folder, "--strip")  # main: nothing recognised through the other path
+    _check_names_kept(folder, originals, stripped=True)
+
+
 def test_prefix_records_round_trip_names_that_are_not_utf8(tmp_path):
     """The records keep a name that is not UTF-8 (``caf\\xe9.jpg``) exactly (the rename itself is the
     journal's: done here by hand)."""

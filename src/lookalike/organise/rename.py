@@ -49,12 +49,34 @@ def _is_rank_prefix(prefix: str) -> bool:
     return len(prefix) >= 2 and prefix.endswith("_") and prefix[:-1].isdigit() and prefix[:-1].isascii()
 
 
+def _key(path: str, folders: dict[str, str] | None = None) -> str:
+    """The path a record is kept under: its folder resolved (a folder reached through a symlink is the same
+    folder), its own name not (a symlinked photo is itself the file renamed)."""
+    head, name = os.path.split(os.path.abspath(path))
+    if folders is None:
+        return os.path.join(os.path.realpath(head), name)
+    if head not in folders:
+        folders[head] = os.path.realpath(head)
+    return os.path.join(folders[head], name)
+
+
+def _written(rows: Sequence[Written]) -> list[Written]:
+    folders: dict[str, str] = {}
+    return [Written(_key(w.path, folders), w.prefix, w.ino, w.size, w.sha256) for w in rows]
+
+
 def recognise(paths: Sequence[str], catalog: Catalog | str | Path | None = None) -> dict[str, Written]:
     """path -> the record of the rank prefix lookalike wrote into that file's name, for the paths whose file
     is provably the one lookalike renamed there (see the module docstring). Other paths are left out."""
     cat = open_catalog(catalog)
+    folders: dict[str, str] = {}
+    keys = {os.path.abspath(p): _key(p, folders) for p in paths}
+    found = records.written_at(cat, list(keys.values()))
     out: dict[str, Written] = {}
-    for path, rows in records.written_at(cat, [os.path.abspath(p) for p in paths]).items():
+    for path, key in keys.items():
+        rows = found.get(key)
+        if not rows:
+            continue
         try:
             st = os.lstat(path)
         except OSError:
@@ -178,7 +200,7 @@ def record_planned(plan: Plan, catalog: Catalog | str | Path | None = None) -> i
         except OSError:
             continue
         rows.append(Written(op.dst, prefix, st.st_ino, st.st_size, op.sha256))
-    records.record_written(cat, rows)
+    records.record_written(cat, _written(rows))
     return len(rows)
 
 
@@ -213,7 +235,7 @@ def record_applied(report: ApplyReport, catalog: Catalog | str | Path | None = N
             continue
         if sha:
             rows.append(Written(dst, prefix, st.st_ino, st.st_size, sha))
-    records.record_written(cat, rows)
+    records.record_written(cat, _written(rows))
     return len(rows)
 
 
