@@ -12,9 +12,12 @@ undo and apply (plans applied later included). A prefix is *recognised* (:func:`
 
 Nothing is ever read from the shape of a name: a user's ``2019_holiday.jpg`` or ``20190610_143000.jpg`` has
 no row (or a row for another file), so it is never stripped, and a second ``--rename`` keeps it whole
-(``03_2019_holiday.jpg``). Rows are written only for names that a rename plan writes (never by a strip),
-and are kept after an undo: they vouch only for their own file at their own path, so an undone rename's
-prefix is recognised again when ``lookalike undo`` of the undo (a re-apply) brings the file back.
+(``03_2019_holiday.jpg``). Rows are written only for names that a rename plan writes (never by a strip or
+any other plan), and are kept after an undo: they vouch only for their own file at their own path, so when
+an undo brings a file back under a name lookalike gave it earlier (undoing a second rename, or a strip),
+that prefix is recognised again, and a copy or another file put under that name is not. Paths are keyed
+by their resolved folder (a folder reached through a symlink is the same folder). A renamed photo the
+user moved or renamed keeps its prefix (it is never guessed).
 
 :func:`rename_photos` and :func:`strip_prefixes` are the whole workflow (plan, record, apply); the CLI calls
 them. :func:`plan_rename` / :func:`plan_strip` / :func:`record_applied` / :func:`record_planned` are the
