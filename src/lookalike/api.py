@@ -20,6 +20,7 @@ from lookalike.catalog import Catalog
 from lookalike.errors import DecodeError, UsageError
 from lookalike.features import DEFAULT_MODEL, Extractor, load_extractor
 from lookalike.media import decode
+from lookalike.options import check_k
 from lookalike.pipeline import IndexReport, Progress, index
 from lookalike.search import make_searcher
 
@@ -128,8 +129,7 @@ class Collection:
 
         Scores: cosine similarity for embeddings (higher is closer), Hamming distance in bits for
         hashes (lower is closer). The query file itself is left out when it lies in the collection."""
-        if k < 1:
-            raise UsageError("k must be at least 1")
+        k = check_k(k)  # before anything is indexed
         ext = load_extractor(model)
         query_vec = self.feature_of(image, model)
         paths, matrix = self.features(model, progress=progress)

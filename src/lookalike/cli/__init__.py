@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from lookalike import __version__
 from lookalike.cli import core
@@ -62,7 +63,7 @@ def main() -> None:
     try:
         app()
     except LookalikeError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         sys.exit(1)
     except KeyboardInterrupt:
         console.print("interrupted")

@@ -12,11 +12,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from lookalike.catalog import Catalog
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # one error, one line, whatever the width
 out = Console(soft_wrap=True)
 
 CatalogOption = Annotated[
@@ -73,5 +74,5 @@ def print_csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
+    console.print(f"[red]error:[/red] {escape(str(message))}", highlight=False)
     return typer.Exit(code)

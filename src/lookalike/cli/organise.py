@@ -11,6 +11,7 @@ import typer
 from lookalike.cli.common import CatalogOption, JsonOption, console, open_catalog, out, print_json, progress_bar
 from lookalike.errors import UsageError
 from lookalike.features import DEFAULT_MODEL
+from lookalike.options import check_cluster_options
 from lookalike.organise.cluster import EXACT_LIMIT, METHODS
 
 ModelOption = Annotated[
@@ -115,7 +116,7 @@ def sort_cmd(
 
 def cluster_cmd(
     folders: Folders,
-    sim: Annotated[float, typer.Option("--sim", min=0.0, max=1.0, help="Similarity in 0..1 needed to group "
+    sim: Annotated[float, typer.Option("--sim", help="Similarity in 0..1 needed to group "
                                        "photos (cosine for embeddings, 1 - Hamming/bits for hashes): the tree is "
                                        "cut at distance 1 - sim. 0: one group; 1: identical photos only.")] = 0.5,
     method: Annotated[str, typer.Option("--method", help=f"Linkage: {', '.join(METHODS)}. average: mean "
@@ -123,9 +124,9 @@ def cluster_cmd(
                                         "single: a chain of pairs >= sim; ward: cut at sqrt(2(1-sim)) on "
                                         "Euclidean distances of unit vectors (stricter for big groups).")
                   ] = "average",
-    min_size: Annotated[int, typer.Option("--min-size", min=1, help="Smallest group reported; smaller ones are "
+    min_size: Annotated[int, typer.Option("--min-size", help="Smallest group reported; smaller ones are "
                                           "listed as unclustered.")] = 2,
-    time_weight: Annotated[float, typer.Option("--time-weight", min=0.0, max=1.0, help="Mix capture times (EXIF "
+    time_weight: Annotated[float, typer.Option("--time-weight", help="Mix capture times (EXIF "
                                                "DateTimeOriginal, else file time) into the distance: "
                                                "A*d_time + (1-A)*d_content, both in 0..1.")] = 0.0,
     relative: Annotated[bool, typer.Option("--relative", help="imagecluster's cut instead: at (1 - sim) times "
@@ -161,6 +162,7 @@ def cluster_cmd(
     """
     from lookalike.organise.cluster import cluster
 
+    check_cluster_options(sim, min_size, time_weight, method, METHODS)  # before the catalog is opened
     if links and copy:
         raise UsageError("--links and --copy cannot be combined")
     dest = links or copy or out_dir
