@@ -21,7 +21,7 @@ from lookalike.errors import DecodeError, UsageError
 from lookalike.features import DEFAULT_MODEL, Extractor, load_extractor
 from lookalike.media import decode
 from lookalike.options import check_k
-from lookalike.pipeline import IndexReport, Progress, index
+from lookalike.pipeline import IndexReport, Progress, features_of, index
 from lookalike.search import make_searcher
 
 ImageInput = str | Path | bytes | Image.Image
@@ -100,20 +100,23 @@ class Collection:
 
         Embeddings come as float16 rows (L2-normalised); hashes as uint64 words."""
         report = self.index([model], progress=progress)
-        ext = load_extractor(model)
-        return self.catalog.feature_matrix(report.paths, ext.id, ext.version, ext.kind)
+        # A damaged stored feature is removed by the catalog, then computed again by one more indexing run.
+        return features_of(self.catalog, report.paths, model, lambda: self.index([model]).paths)
 
     def feature_of(self, image: ImageInput, model: str = DEFAULT_MODEL) -> np.ndarray:
         """Feature of one picture: from the catalog when the file is known, else computed (and cached)."""
         ext = load_extractor(model)
         if isinstance(image, str | Path):
             path = os.path.abspath(os.path.expanduser(str(image)))
-            if not os.path.isfile(path):
+            if not os.path.exists(path):
                 raise UsageError(f"no such image file: {path}")
+            if os.path.isdir(path):
+                raise UsageError(f"{path} is a folder, not an image file")
+            # a FIFO or device: the walk reports "not a regular file" and it is never opened
             report = index(self.catalog, [path], [model])
             if report.failed:
                 raise DecodeError(f"{path}: {report.failed[0].error}")
-            _, mat = self.catalog.feature_matrix([path], ext.id, ext.version, ext.kind)
+            _, mat = features_of(self.catalog, [path], model, lambda: index(self.catalog, [path], [model]).paths)
             if len(mat):
                 return mat[0]
         return ext.extract([_as_rgb(image, ext)])[0]

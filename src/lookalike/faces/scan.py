@@ -132,8 +132,7 @@ def content_hashes(catalog: Catalog, paths: Sequence[str]) -> tuple[dict[str, st
             errors[p] = str(exc)
             continue
         row = known.get(p)
-        if row and row.content_hash and row.status != "error" and (row.size, row.mtime_ns) == (
-                st.st_size, st.st_mtime_ns):
+        if row and row.content_hash and row.status != "error" and row.same_file(st):  # size, mtime, inode, ctime
             hashes[p] = row.content_hash
             continue
         try:
@@ -143,7 +142,7 @@ def content_hashes(catalog: Catalog, paths: Sequence[str]) -> tuple[dict[str, st
             continue
         hashes[p] = h
         if not row:  # let later runs skip reading this file (the indexer fills in the rest)
-            new_rows.append((p, st.st_size, st.st_mtime_ns, h, "ok", None))
+            new_rows.append((p, st.st_size, st.st_mtime_ns, h, "ok", None, st.st_ino, st.st_ctime_ns))
     catalog.write(files=new_rows)
     return hashes, errors
 
