@@ -19,7 +19,7 @@ from lookalike.faces.embed import load_face_embedder
 from lookalike.faces.recognize import calibrate
 from lookalike.faces.scan import FoundFace, as_catalog, content_hashes, scan_paths
 from lookalike.faces.store import FaceModel, Prototype, check_name, faces_root, list_face_models
-from lookalike.media import iter_images
+from lookalike.media import WalkError, iter_images
 from lookalike.media.walk import SKIPPED_DIRS
 
 Box = tuple[int, int, int, int]
@@ -186,10 +186,13 @@ def train(
         raise UsageError("cannot train from the face models folder itself")
     examples: list[tuple[str, str, Box | None]] = []
     nested: list[str] = []
+    walk_errors: list[WalkError] = []  # a FIFO or device named like a picture: one error each
     for person in people:
-        examples.extend((person.name, path, None) for path in iter_images([person], recursive=False))
+        examples.extend((person.name, path, None)
+                        for path in iter_images([person], recursive=False, errors=walk_errors))
         nested.extend(_nested_photo_folders(person))
     report = add_examples(model, examples, embedder, detector, catalog, workers, progress)
+    report.failed.extend((e.path, e.error) for e in walk_errors if not e.skipped)
     report.nested_skipped = nested
     return report
 
