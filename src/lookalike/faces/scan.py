@@ -26,6 +26,7 @@ from lookalike.errors import DecodeError
 from lookalike.faces.detect import DetectedFace, get_detector, whole_image
 from lookalike.faces.embed import FaceEmbedder, load_face_embedder
 from lookalike.media import decode, read_bytes
+from lookalike.media.files import require_regular
 
 Progress = Callable[[int, int], None]
 DIRECT = "direct"
@@ -122,10 +123,13 @@ def content_hashes(catalog: Catalog, paths: Sequence[str]) -> tuple[dict[str, st
     errors: dict[str, str] = {}
     new_rows = []
     for p in paths:
+        if not os.path.exists(p):
+            errors[p] = "no such file"
+            continue
         try:
-            st = os.stat(p)
-        except OSError as exc:
-            errors[p] = f"cannot stat: {exc.strerror or exc}"
+            st = require_regular(p)  # a FIFO or device is refused here, before any read (and never cached)
+        except DecodeError as exc:
+            errors[p] = str(exc)
             continue
         row = known.get(p)
         if row and row.content_hash and row.status != "error" and row.same_file(st):  # size, mtime, inode, ctime

@@ -103,7 +103,7 @@ def confine_result(kind: str, result: object, inside: Callable[[str], bool]) -> 
     if not isinstance(result, dict):
         return result
     out = dict(result)
-    for key in ("failed", "errors"):
+    for key in ("failed", "errors", "skipped"):
         if isinstance(out.get(key), list):
             out[key] = [e for e in out[key] if not isinstance(e, dict) or inside(str(e.get("path", "")))]
     if kind == "dupes" and isinstance(out.get("groups"), list):
