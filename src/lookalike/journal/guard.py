@@ -21,10 +21,6 @@ def real_name(path: str) -> str:
     return os.path.join(os.path.realpath(head), name) if name else os.path.realpath(head)
 
 
-def _inside(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
 def _resolved(folders: list[str | os.PathLike | None]) -> tuple[str, ...]:
     out: list[str] = []
     for f in folders:
@@ -59,23 +55,24 @@ class Guard:
     @classmethod
     def current(cls, journal_root: str | os.PathLike | None = None) -> Guard:
         home = config.home_dir()
-        data = _resolved([home, os.environ.get("LOOKALIKE_MODEL_DIR"), os.environ.get("LOOKALIKE_FACES_DIR")])
+        data = tuple(os.fspath(d) for d in config.data_dirs())  # the one list of lookalike's own folders
         journals = _resolved([Path(home) / "journals", journal_root])
-        return cls(data + tuple(j for j in journals if j not in data and not any(_inside(j, d) for d in data)),
+        return cls(data + tuple(j for j in journals if j not in data and not any(config.is_inside(j, d) for d in data)),
                    journals)
 
     def data_folder_of(self, path: str, follow: bool = False) -> str | None:
         """The data folder ``path`` lies in (``follow``: also resolve its last component), or None."""
         p = self._real(path, follow)
-        return next((d for d in self.data if _inside(p, d)), None)
+        return next((d for d in self.data if config.is_inside(p, d)), None)
 
     def journal_folder_of(self, path: str, follow: bool = False) -> str | None:
         """The journals' folder ``path`` lies in, or None."""
         p = self._real(path, follow)
-        return next((j for j in self.journals if _inside(p, j)), None)
+        return next((j for j in self.journals if config.is_inside(p, j)), None)
 
 
 def inside_data_folder(path: str | os.PathLike) -> str | None:
     """The lookalike data folder (resolved) that ``path`` lies in, resolving every component, or None.
     Files there are lookalike's own: never a keeper, never a duplicate to clean up."""
-    return Guard.current().data_folder_of(os.fspath(path), follow=True)
+    folder = config.in_data_dir(path)
+    return os.fspath(folder) if folder is not None else None
