@@ -61,3 +61,39 @@ def test_retakes_of_one_object_never_share_a_near_group(retakes, tmp_path_factor
     for shot, edits in EDITS.items():
         family = {p for p, s in shot_of.items() if s == shot}
         assert family in groups, f"{shot} and its {len(edits)} edited copies are not one group: {groups}"
+
+
+def _grey(path: Path, side: int = 480):
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    g = np.asarray(Image.open(path).convert("L"))
+    s = side / max(g.shape)
+    return cv2.resize(g, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+
+
+def test_geometry_tells_a_perspective_retake_from_an_edit():
+    """The geometric test alone, on a synthetic pair: the same photo seen with a slight perspective
+    (top corners 2 px closer together, bottom ones 2 px further apart) is a retake; a rotated, rescaled,
+    recompressed and brightened copy is not."""
+    import cv2
+    import numpy as np
+
+    from lookalike.dupes.verify import warp_residual
+
+    a = _grey(shared_data("photos", "ukbench00004.jpg"))
+    h, w = a.shape
+    ident = np.float32([[1, 0, 0], [0, 1, 0]])
+    corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    moved = corners + np.float32([[2, 0], [-2, 0], [2, 0], [-2, 0]])  # keystone: top narrower
+    persp = cv2.warpPerspective(a, cv2.getPerspectiveTransform(corners, moved), (w, h), flags=cv2.INTER_CUBIC)
+    r = warp_residual(a, persp, ident)
+    assert r.retake, r
+
+    rot = cv2.getRotationMatrix2D((w / 2, h / 2), 4.0, 0.8)
+    edit = cv2.warpAffine(a, rot, (w, h), flags=cv2.INTER_CUBIC)
+    edit = cv2.imdecode(cv2.imencode(".jpg", np.clip(edit * 1.2, 0, 255).astype(np.uint8),
+                                     [cv2.IMWRITE_JPEG_QUALITY, 30])[1], cv2.IMREAD_GRAYSCALE)
+    r = warp_residual(a, edit, cv2.invertAffineTransform(rot))  # edit -> a
+    assert r.tracks >= 20 and not r.retake, r
