@@ -28,14 +28,15 @@ def free_port() -> int:
 class Server:
     """A `python -m lookalike serve ...` subprocess with its own home, HOME and XDG_DATA_HOME."""
 
-    def __init__(self, base: Path, *args: str, token: str | None = "test-token-123", env: dict | None = None) -> None:
+    def __init__(self, base: Path, *args: str, token: str | None = "test-token-123", env: dict | None = None,
+                 port: int | None = None) -> None:
         self.base = base
         self.home = base / "lookalike-home"
         self.user_home = base / "user-home"
         self.xdg = base / "xdg-data"
         for p in (self.home, self.user_home, self.xdg):
             p.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = port or free_port()
         self.token = token
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {

@@ -167,7 +167,7 @@ def test_two_processes_indexing_at_once_do_not_corrupt(photos, tmp_path):
 def test_cli_index_json_shape(edge_copy, run_cli, tmp_path):
     res = run_cli("index", edge_copy, "--model", "phash", "--json", "--catalog", tmp_path / "c.sqlite")
     out = res.json()
-    assert set(out) == {"new", "changed", "unchanged", "failed", "seconds"}
+    assert set(out) == {"new", "changed", "unchanged", "failed", "skipped", "seconds"}
     assert out["new"] == 15 and out["changed"] == 0 and out["unchanged"] == 0
     assert isinstance(out["seconds"], float)
     bad = [str(edge_copy / "empty.jpg"), str(edge_copy / "not_an_image.jpg")]
@@ -183,8 +183,8 @@ def test_cli_no_recursive_and_missing_folder(photos, run_cli, tmp_path):
     cat = tmp_path / "c.sqlite"
     assert run_cli("index", photos, "-m", "phash", "--no-recursive", "--json", "--catalog", cat).json()["new"] == 12
     assert run_cli("index", photos, "-m", "phash", "--json", "--catalog", cat).json()["new"] == 1
-    res = run_cli("index", tmp_path / "missing", "-m", "phash", "--json", "--catalog", cat)
-    assert res.json()["failed"] == [{"path": str(tmp_path / "missing"), "error": "no such file or folder"}]
+    res = run_cli("index", tmp_path / "missing", "-m", "phash", "--json", "--catalog", cat, check=False)
+    assert res.returncode == 1 and f"no such file or folder: {tmp_path / 'missing'}" in res.stderr  # issue 10
 
 
 def test_cache_stats_prune_clear(photos, run_cli, tmp_path):

@@ -101,10 +101,10 @@ def make_plan(root: Path, kind: str) -> Plan:
         plan.rename(a, "0001_img_001.jpg")
     elif kind == "copy":
         plan.copy(a, root / "copies" / "img_001.jpg")
-    elif kind == "trash":
-        plan.trash(a)
+    elif kind == "trash":  # every removal names its keeper (here another photo, as for an edited copy)
+        plan.trash(a, keep=b)
     elif kind == "delete":
-        plan.delete(a)
+        plan.delete(a, keep=b)
     elif kind == "hardlink_replace":
         plan.link(a, b, kind="hard", replace=True)
     elif kind == "symlink_replace":
@@ -214,7 +214,7 @@ def test_operations_that_depend_on_earlier_ones(tmp_path):
     plan.add(Op("rename", src=str(root / "step1.jpg"), dst=str(root / "step2.jpg")))  # made by the op before
     plan.copy(root / "img_001.jpg", root / "new" / "a.jpg")
     plan.add(Op("move", src=str(root / "new" / "a.jpg"), dst=str(root / "new" / "deeper" / "b.jpg")))
-    plan.add(Op("delete", path=str(root / "new" / "deeper" / "b.jpg")))
+    plan.add(Op("delete", path=str(root / "new" / "deeper" / "b.jpg"), keep=str(root / "img_001.jpg")))
     for i in range(300):  # more than one fsync group
         plan.mkdir(root / "many" / f"d{i:03d}")
     report = apply_plan(plan)
@@ -249,8 +249,8 @@ def test_changed_and_missing_sources_are_refused_and_the_run_goes_on(tmp_path):
     root = build_tree(tmp_path / "p")
     plan = Plan()
     plan.move(root / "img_000.jpg", root / "o" / "img_000.jpg")
-    plan.delete(root / "img_001.jpg")
-    plan.trash(root / "img_003.jpg")
+    plan.delete(root / "img_001.jpg", keep=root / "sub" / "dup_of_003.jpg")
+    plan.trash(root / "img_003.jpg", keep=root / "sub" / "dup_of_003.jpg")
     plan.move(root / "img_004.jpg", root / "o" / "img_004.jpg")
     plan_file = write_plan(plan, tmp_path / "plan.json")
     (root / "img_001.jpg").write_bytes(b"edited after the plan was made")
@@ -300,7 +300,7 @@ def test_undo_never_removes_what_it_did_not_make(tmp_path):
     plan = Plan()
     plan.copy(root / "img_000.jpg", root / "c" / "copy.jpg")
     plan.move(root / "img_001.jpg", root / "m" / "moved.jpg")
-    plan.delete(root / "img_003.jpg")
+    plan.delete(root / "img_003.jpg", keep=root / "sub" / "dup_of_003.jpg")
     report = apply_plan(plan)
     assert report.done == 3
     (root / "c" / "copy.jpg").write_bytes(b"user edited the copy")  # now the user's
@@ -330,7 +330,7 @@ def test_cross_device_moves_and_deletes(tmp_path):
         before = tree_state(root)
         plan = Plan()
         plan.move(root / "img_000.jpg", other / "x" / "img_000.jpg")
-        plan.delete(root / "img_001.jpg")
+        plan.delete(root / "img_001.jpg", keep=root / "img_004.jpg")
         plan.link(other / "x" / "hard.jpg", root / "img_003.jpg", kind="hard", fallback="copy")  # copied instead
         report = apply_plan(plan, journal_dir=other / "journals")  # kept copies on another file system
         assert report.done == 3
@@ -408,11 +408,11 @@ def test_kill9_during_a_long_cli_apply_then_undo_and_resume(tmp_path, run_cli):
             elif kind == 1:
                 plan.copy(p, root / "copies" / name)
             elif kind == 2:
-                plan.delete(p)
+                plan.delete(p, keep=root / "img_001.jpg")  # img_001 is only copied
             elif kind == 3:
                 plan.rename(p, f"{i:04d}_{name}")
             elif kind == 4:
-                plan.trash(p)
+                plan.trash(p, keep=root / "img_001.jpg")
             else:
                 plan.link(p, root / "img_001.jpg", kind="symbolic", replace=True)  # img_001 is only copied
         return plan
@@ -459,8 +459,8 @@ def test_kill9_during_a_long_cli_apply_then_undo_and_resume(tmp_path, run_cli):
 def test_purge_and_list(tmp_path, run_cli):
     root = build_tree(tmp_path / "p")
     plan = Plan(description="delete two")
-    plan.delete(root / "img_000.jpg")
-    plan.trash(root / "img_001.jpg")
+    plan.delete(root / "img_000.jpg", keep=root / "img_003.jpg")
+    plan.trash(root / "img_001.jpg", keep=root / "img_003.jpg")
     first = apply_plan(plan)
     second = apply_plan(Plan([], description="empty"))
     kept = list((first.journal / "kept").iterdir())

@@ -32,7 +32,9 @@ def test_apply_trash_then_undo(csvc):
     c = csvc.client()
     victim = csvc.root / ukbench(1)
     digest = sha(victim)
-    plan = {"description": "service test", "operations": [{"op": "trash", "path": str(victim)}]}
+    keeper = csvc.root / ukbench(0)  # a removal names its keeper (the journal checks it before acting)
+    plan = {"description": "service test", "operations": [{"op": "trash", "path": str(victim), "keep": str(keeper),
+                                                             "keep_sha256": sha(keeper)}]}
     dry = c.apply(plan, dry_run=True)
     assert dry["dry_run"] is True and victim.exists()
     rep = c.apply(plan)

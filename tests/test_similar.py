@@ -136,5 +136,5 @@ def test_collection_api_with_bytes_query(tmp_path):
     res = Collection(folder, catalog=tmp_path / "c.sqlite").similar(data, k=1, model="phash")
     assert res.query == "<upload>" and res.results[0].path.endswith("ukbench00004.jpg")
     assert res.results[0].score == 0.0
-    with pytest.raises(Exception, match="k must be"):
+    with pytest.raises(Exception, match="-k 0 is out of range"):
         Collection(folder, catalog=tmp_path / "c.sqlite").similar(data, k=0, model="phash")

@@ -271,7 +271,9 @@ def test_cli_video(run_cli, tmp_path):
     bad = tmp_path / "bad.mov"
     bad.write_text("nope")
     out = tmp_path / "frames"
-    res = run_cli("video", str(bad), str(clip(VTEST)), "--out", str(out), "--fps", "0.2", "--crop", "0.85", "--json")
+    res = run_cli("video", str(bad), str(clip(VTEST)), "--out", str(out), "--fps", "0.2", "--crop", "0.85", "--json",
+                  check=False)
+    assert res.returncode == 1  # bad.mov was named and could not be read
     j = res.json()
     assert [e["path"] for e in j["errors"]] == [str(bad)]
     (good,) = [v for v in j["videos"] if v["error"] is None]
@@ -279,8 +281,10 @@ def test_cli_video(run_cli, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == sorted(Path(k["path"]).name for k in good["kept"])
     assert all(Image.open(k["path"]).size == (443, 332) for k in good["kept"])
 
-    # Human output; errors on stderr, exit 0 because one video was read.
-    res = run_cli("video", str(bad), str(clip(VTEST)), "--out", str(tmp_path / "f2"), "--every", "400")
+    # Human output; errors on stderr; the good video is still written, but the exit status is 1 because a
+    # video named on the command line could not be read (issue 10: a requested output was not made).
+    res = run_cli("video", str(bad), str(clip(VTEST)), "--out", str(tmp_path / "f2"), "--every", "400", check=False)
+    assert res.returncode == 1
     assert "kept 2 of 2 sampled frames" in res.stdout or "kept 1 of 2 sampled frames" in res.stdout
     assert "bad.mov" in res.stderr and "not a readable video" in res.stderr
 

@@ -20,7 +20,8 @@ from lookalike.catalog import Catalog
 from lookalike.errors import DecodeError, UsageError
 from lookalike.features import DEFAULT_MODEL, Extractor, load_extractor
 from lookalike.media import decode
-from lookalike.pipeline import IndexReport, Progress, index
+from lookalike.options import check_k
+from lookalike.pipeline import IndexReport, Progress, features_of, index
 from lookalike.search import make_searcher
 
 ImageInput = str | Path | bytes | Image.Image
@@ -99,20 +100,23 @@ class Collection:
 
         Embeddings come as float16 rows (L2-normalised); hashes as uint64 words."""
         report = self.index([model], progress=progress)
-        ext = load_extractor(model)
-        return self.catalog.feature_matrix(report.paths, ext.id, ext.version, ext.kind)
+        # A damaged stored feature is removed by the catalog, then computed again by one more indexing run.
+        return features_of(self.catalog, report.paths, model, lambda: self.index([model]).paths)
 
     def feature_of(self, image: ImageInput, model: str = DEFAULT_MODEL) -> np.ndarray:
         """Feature of one picture: from the catalog when the file is known, else computed (and cached)."""
         ext = load_extractor(model)
         if isinstance(image, str | Path):
             path = os.path.abspath(os.path.expanduser(str(image)))
-            if not os.path.isfile(path):
+            if not os.path.exists(path):
                 raise UsageError(f"no such image file: {path}")
+            if os.path.isdir(path):
+                raise UsageError(f"{path} is a folder, not an image file")
+            # a FIFO or device: the walk reports "not a regular file" and it is never opened
             report = index(self.catalog, [path], [model])
             if report.failed:
                 raise DecodeError(f"{path}: {report.failed[0].error}")
-            _, mat = self.catalog.feature_matrix([path], ext.id, ext.version, ext.kind)
+            _, mat = features_of(self.catalog, [path], model, lambda: index(self.catalog, [path], [model]).paths)
             if len(mat):
                 return mat[0]
         return ext.extract([_as_rgb(image, ext)])[0]
@@ -128,8 +132,7 @@ class Collection:
 
         Scores: cosine similarity for embeddings (higher is closer), Hamming distance in bits for
         hashes (lower is closer). The query file itself is left out when it lies in the collection."""
-        if k < 1:
-            raise UsageError("k must be at least 1")
+        k = check_k(k)  # before anything is indexed
         ext = load_extractor(model)
         query_vec = self.feature_of(image, model)
         paths, matrix = self.features(model, progress=progress)

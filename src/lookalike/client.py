@@ -12,9 +12,12 @@ service's status, code and message."""
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -52,6 +55,9 @@ class Client:
     # -- plumbing ----------------------------------------------------------------------------
     def request(self, method: str, path: str, *, idempotent: bool = True, raw: bool = False, **kw: Any) -> Any:
         """Send a request with retries; returns the decoded JSON (or the response when ``raw``)."""
+        if "json" in kw:  # paths that are not UTF-8 travel as "\udcXX" escapes, which the service reads back
+            kw["content"] = json.dumps(kw.pop("json")).encode("ascii")
+            kw["headers"] = {**(kw.get("headers") or {}), "Content-Type": "application/json"}
         attempt = 0
         while True:
             try:
@@ -112,7 +118,8 @@ class Client:
         return self._image_call("/v1/similar", path, upload, {"k": k, "folder": folder, "model": model})
 
     def thumbnail(self, path: str, size: int = 256) -> bytes:
-        return self.request("GET", "/v1/thumb", params={"path": path, "size": size}, raw=True).content
+        query = f"path={quote(os.fsencode(path), safe='/')}&size={int(size)}"  # the name's bytes, as on disk
+        return self.request("GET", f"/v1/thumb?{query}", raw=True).content
 
     def index(self, folder: str | list[str], model: str | None = None) -> dict:
         """Start indexing folders into the service's catalog; returns the job."""

@@ -41,6 +41,42 @@ def journal_dir() -> Path:
     return path
 
 
+def data_dirs() -> list[Path]:
+    """lookalike's own folders, resolved (symlinks followed): the home folder (catalog, journals and their
+    kept copies, thumbnails, face models), the model folder and ``$LOOKALIKE_FACES_DIR`` when set.
+
+    They are never walked for pictures, even when they lie inside a searched folder, so lookalike never
+    takes its own files (a journal's kept copies...) for a user's photos."""
+    dirs = [home_dir(), model_dir()]
+    faces = os.environ.get("LOOKALIKE_FACES_DIR")
+    if faces:
+        dirs.append(Path(faces).expanduser())
+    out: list[Path] = []
+    for d in dirs:
+        real = Path(os.path.realpath(os.path.abspath(d)))
+        if real not in out:
+            out.append(real)
+    return out
+
+
+def is_inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """True when ``path`` is ``folder`` or lies below it (plain string test: resolve both first)."""
+    p, f = os.fsdecode(path), os.fsdecode(folder)
+    if p == f:
+        return True
+    f = f if f.endswith(os.sep) else f + os.sep
+    return p.startswith(f)
+
+
+def in_data_dir(path: str | os.PathLike) -> Path | None:
+    """The data folder (of :func:`data_dirs`) that ``path`` lies in once resolved, or None."""
+    real = os.path.realpath(os.path.abspath(os.fsdecode(path)))
+    for d in data_dirs():
+        if is_inside(real, d):
+            return d
+    return None
+
+
 def cpu_count() -> int:
     """Usable CPU cores (respects affinity)."""
     try:

@@ -67,6 +67,8 @@ class VideoResult:
     kept: list[KeptFrame] = field(default_factory=list)
     error: str | None = None
     warning: str | None = None
+    #: True when this path was given by name (not found by walking a folder).
+    named: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -96,6 +98,11 @@ class VideoReport:
     @property
     def errors(self) -> list[VideoResult]:
         return [v for v in self.videos if v.error]
+
+    @property
+    def failed_inputs(self) -> list[VideoResult]:
+        """Videos named explicitly (not found in a folder) that could not be read: the run failed for them."""
+        return [v for v in self.errors if v.named]
 
     @property
     def frames_kept(self) -> int:
@@ -193,7 +200,8 @@ def unique_frames(
     ``every``: sample every Nth frame; ``fps``: sample that many frames per second (default 2; not both).
     ``crop``: keep that fraction of the area, centred (hashing and output). ``threshold``: Hamming distance
     in bits (0-64) under which frames may be duplicates (default 10; 0 keeps only exact-hash repeats out).
-    A video that cannot be read gets an ``error`` in the report and the run goes on. ``progress(done,
+    A video that cannot be read (a FIFO, a device, a damaged clip...) gets an ``error`` in the report and the
+    run goes on; only regular files are ever opened (:class:`~lookalike.media.video.VideoReader`). ``progress(done,
     total)`` counts frames read; an exception it raises stops the run.
     """
     t0 = time.perf_counter()
@@ -225,8 +233,9 @@ def unique_frames(
     )
     # Probe every source first: errors come early and the progress total is known.
     plan: list[tuple[VideoResult, int]] = []
+    named = {os.path.abspath(os.fspath(s)) for s in sources if not os.path.isdir(s)}
     for path, error in iter_videos(list(sources), recursive=recursive):
-        res = VideoResult(path, error=error)
+        res = VideoResult(path, error=error, named=path in named)
         estimate = 0
         if error is None:
             try:

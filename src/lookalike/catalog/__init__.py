@@ -2,10 +2,26 @@
 
 from lookalike.catalog.store import (
     Catalog,
+    DamagedFeatureError,
     FileRow,
     ImageRow,
+    catalog_error,
     decode_features,
     encode_feature,
+    feature_nbytes,
+    from_db_path,
+    to_db_path,
 )
 
-__all__ = ["Catalog", "FileRow", "ImageRow", "decode_features", "encode_feature"]
+__all__ = [
+    "Catalog",
+    "DamagedFeatureError",
+    "FileRow",
+    "ImageRow",
+    "catalog_error",
+    "decode_features",
+    "encode_feature",
+    "feature_nbytes",
+    "from_db_path",
+    "to_db_path",
+]

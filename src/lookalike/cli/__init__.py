@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from lookalike import __version__
 from lookalike.cli import core
@@ -17,7 +18,7 @@ from lookalike.cli import journal as journal_cli
 from lookalike.cli import organise as organise_cli
 from lookalike.cli import serve as serve_cli
 from lookalike.cli import video as video_cli
-from lookalike.cli.common import console, global_options
+from lookalike.cli.common import console, global_options, safe_stdio, shown
 from lookalike.errors import LookalikeError
 
 app = typer.Typer(
@@ -59,10 +60,11 @@ organise_cli.register(app)
 
 def main() -> None:
     """Entry point: run the app, turning lookalike's own errors into one clear line and exit code 1."""
+    safe_stdio()
     try:
         app()
     except LookalikeError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        console.print(f"[red]error:[/red] {escape(shown(str(exc)))}", highlight=False)
         sys.exit(1)
     except KeyboardInterrupt:
         console.print("interrupted")

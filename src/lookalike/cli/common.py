@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
+import os
+import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from lookalike.catalog import Catalog
+from lookalike.errors import LookalikeError
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # one error, one line, whatever the width
 out = Console(soft_wrap=True)
 
 CatalogOption = Annotated[
@@ -61,17 +67,91 @@ def progress_bar(label: str, enabled: bool = True) -> Iterator[Any]:
         yield update
 
 
+# -- names that are not UTF-8 --------------------------------------------------------------------------------
+# Python gives a file name's undecodable bytes as lone surrogates ('caf\udce9.jpg' for b'caf\xe9.jpg').
+# They cannot be encoded as UTF-8, so every output path below says what becomes of them.
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _raw_bytes_errors(exc: UnicodeError) -> tuple[bytes | str, int]:
+    """Encoding error handler "lookalike.raw": a file name's escaped bytes are written back as those bytes
+    (like ``surrogateescape``); any other unencodable character as a backslash escape. Never fails."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    out = bytearray()
+    for ch in exc.object[exc.start : exc.end]:
+        code = ord(ch)
+        out += bytes([code - 0xDC00]) if 0xDC80 <= code <= 0xDCFF else ascii(ch)[1:-1].encode()
+    return bytes(out), exc.end
+
+
+codecs.register_error("lookalike.raw", _raw_bytes_errors)
+
+
+def safe_stdio() -> None:
+    """Make stdout write any path without failing: a name's bytes are written back as they are (machine
+    output: ``sort --keys``, CSV, tables piped to other tools). stderr keeps Python's backslash escapes."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        try:
+            reconfigure(errors="lookalike.raw")
+        except (ValueError, OSError, LookupError):  # pragma: no cover - exotic streams
+            pass
+
+
+def shown(path: Any) -> str:
+    """A path for a message a person reads: a name that is not UTF-8 shows its bytes as ``\\xe9`` escapes."""
+    text = os.fsdecode(path) if isinstance(path, bytes | os.PathLike) else str(path)
+    if text.isascii() or not _SURROGATE.search(text):
+        return text
+    try:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def to_json(data: Any) -> str:
+    """JSON text, valid UTF-8 whatever the paths: a name's undecodable bytes stay ``\\udcXX`` escapes, which
+    ``json.loads`` in Python reads back to the same path. NaN and infinity are refused (not JSON)."""
+    try:
+        text = json.dumps(data, ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:
+        raise LookalikeError(f"cannot write JSON: {exc}") from exc
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+    sys.stdout.write(to_json(data) + "\n")
     sys.stdout.flush()
 
 
-def print_csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    w = csv.writer(sys.stdout, lineterminator="\n")
-    w.writerow(header)
+def csv_text(header: Sequence[str] | None, rows: Iterable[Sequence[Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if header is not None:
+        w.writerow(header)
     w.writerows(rows)
+    return buf.getvalue()
+
+
+def write_raw(text: str) -> None:
+    """Write to stdout with file names' own bytes (see :func:`safe_stdio`), whatever stdout's settings."""
+    binary = getattr(sys.stdout, "buffer", None)
+    if binary is None:  # a test's captured stream: text is fine
+        sys.stdout.write(text)
+        return
+    sys.stdout.flush()
+    binary.write(text.encode(sys.stdout.encoding or "utf-8", "lookalike.raw"))
+    binary.flush()
+
+
+def print_csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """CSV on stdout; a path that is not UTF-8 is written as its own bytes (read it back with
+    ``errors="surrogateescape"`` to get the same path)."""
+    write_raw(csv_text(header, rows))
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
+    console.print(f"[red]error:[/red] {escape(shown(str(message)))}", highlight=False)
     return typer.Exit(code)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
+from rich.text import Text
 
 from lookalike.api import Collection
 from lookalike.cli.common import (
@@ -21,9 +23,9 @@ from lookalike.cli.common import (
     print_csv,
     print_json,
     progress_bar,
+    shown,
 )
 from lookalike.features import DEFAULT_MODEL, registry
-from lookalike.pipeline import index as run_index
 
 ModelOption = Annotated[
     str,
@@ -63,23 +65,28 @@ def index_cmd(
     """Index folders: find images (by extension and by content), compute features, store them.
 
     Incremental: unchanged files are not read again; moved or renamed files reuse their features.
-    Bad files are reported with a reason and never stop the run.
+    Bad files are reported with a reason and never stop the run; so are paths left out on purpose
+    (symlinks out of the given folders, lookalike's own data folder). An input that does not exist is
+    an error (exit status 1) and nothing is indexed.
     """
     models = model or [DEFAULT_MODEL]
-    cat = open_catalog(catalog)
+    col = Collection(*paths, catalog=open_catalog(catalog), recursive=recursive)
     with progress_bar("indexing", not json_out) as progress:
-        report = run_index(cat, [str(p) for p in paths], models, recursive=recursive, progress=progress)
+        report = col.index(models, progress=progress)
     if json_out:
         print_json(report.to_json())
         return
     out.print(
         f"new {report.new}, changed {report.changed}, unchanged {report.unchanged}, "
-        f"failed {len(report.failed)} in {report.seconds:.1f}s"
+        f"failed {len(report.failed)}" + (f", skipped {len(report.skipped)}" if report.skipped else "")
+        + f" in {report.seconds:.1f}s"
         + (f" ({len(report.truncated)} truncated, decoded in part)" if report.truncated else ""),
         highlight=False,
     )
     for f in report.failed:
-        out.print(f"  failed: {f.path}: {f.error}", highlight=False, markup=False)
+        out.print(f"  failed: {shown(f.path)}: {f.error}", highlight=False, markup=False)
+    for f in report.skipped:
+        out.print(f"  skipped: {shown(f.path)}: {f.error}", highlight=False, markup=False)
 
 
 def similar_cmd(
@@ -106,9 +113,10 @@ def similar_cmd(
         print_csv(["path", "score"], [(h.path, h.score) for h in result.results])
     else:
         score = "hamming bits" if registry.get_spec(model).kind == "hash" else "cosine"
-        table = Table("rank", score, "path", title=f"most like {result.query} ({model})")
+        table = Table("rank", score, Column("path", overflow="fold"),
+                      title=Text(f"most like {shown(result.query)} ({model})"))
         for i, h in enumerate(result.results, 1):
-            table.add_row(str(i), f"{h.score:.4f}" if score == "cosine" else f"{h.score:.0f}", h.path)
+            table.add_row(str(i), f"{h.score:.4f}" if score == "cosine" else f"{h.score:.0f}", Text(shown(h.path)))
         out.print(table)
 
 
@@ -118,17 +126,25 @@ def export_features_cmd(
     model: ModelOption = DEFAULT_MODEL,
     catalog: CatalogOption = None,
 ) -> None:
-    """Write one CSV row per image: its path, then the feature's values (hashes: their 64 bits)."""
+    """Write one CSV row per image: its path, then the feature's values (hashes: their 64 bits).
+
+    The file is UTF-8; a file name that is not UTF-8 is written as its own bytes (read the CSV with
+    ``errors="surrogateescape"`` in Python to get the same path back)."""
     col = Collection(folder, catalog=open_catalog(catalog))
     n = 0
     with progress_bar("indexing") as progress:
         col.index([model], progress=progress)
-    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
+    target = os.path.abspath(csv_path)
+    try:
+        fh = open(target, "w", newline="", encoding="utf-8", errors="lookalike.raw")
+    except OSError as exc:
+        raise fail(f"cannot write {shown(target)}: {exc.strerror or exc}") from exc
+    with fh:
         w = csv.writer(fh)
         for path, values in col.iter_feature_rows(model):
             w.writerow([path, *values])
             n += 1
-    console.print(f"wrote {n} rows to {csv_path}")
+    console.print(f"wrote {n} rows to {shown(target)}", highlight=False, markup=False)
 
 
 def models_list(json_out: JsonOption = False) -> None:

@@ -20,6 +20,7 @@ from lookalike.cli.common import (
 )
 from lookalike.dupes import ACTIONS, DEFAULT_POLICY, TIERS, DupesReport, find_duplicates, plan_for
 from lookalike.errors import UsageError
+from lookalike.options import check_dupes_options
 
 
 def register(app: typer.Typer) -> None:
@@ -27,7 +28,9 @@ def register(app: typer.Typer) -> None:
 
 
 def dupes_cmd(
-    paths: Annotated[list[Path], typer.Argument(help="Folders or files to search (all against all).")],
+    paths: Annotated[list[Path] | None, typer.Argument(
+        help="Folders or files to search (all against all). None: the small bundled demo folder (report only).",
+        show_default=False)] = None,
     tier: Annotated[str, typer.Option("--tier", help=f"One of {', '.join(TIERS)}; each includes the previous ones: "
                                       "exact = same bytes, pixel = same decoded pixels, near = edited copies "
                                       "(default), similar = same scene (looser).")] = "near",
@@ -54,12 +57,21 @@ def dupes_cmd(
 
     Mutating actions (copy, move, trash, delete, link) are journaled: `lookalike undo` restores the tree.
     """
-    if action not in ACTIONS:
-        raise UsageError(f"unknown action {action!r}; choose from {', '.join(ACTIONS)}")
+    # every option first, before the catalog is opened or anything is read (the library checks again)
+    check_dupes_options(tier, threshold, action=action, dest=dest, link_kind=link_kind, keep=keep)
     if action == "delete" and not (yes or dry_run or plan_file):
         raise UsageError("--action delete needs --yes (files go to the journal until `lookalike journal purge`)")
     if json_out and csv_out:
         raise UsageError("choose one of --json and --csv")
+    if not paths:
+        from lookalike.demo import demo_folder
+
+        if action != "report":
+            raise UsageError(f"--action {action} needs a folder of yours; the bundled demo folder is only reviewed")
+        paths = [demo_folder()]
+        if not (json_out or csv_out):
+            console.print(f"no folder given: reviewing the bundled demo folder {paths[0]} (give your own: "
+                          "`lookalike dupes ~/Pictures`)", highlight=False)
     cat = open_catalog(catalog)
     with progress_bar("finding duplicates", not (json_out or csv_out)) as progress:
         report = find_duplicates([str(p) for p in paths], tier=tier, threshold=threshold, keep=keep,
@@ -82,6 +94,9 @@ def _print_table(report: DupesReport) -> None:
         for m in g.members:
             lock = "  (--keep-in: untouched)" if m.path in g.protected else ""
             out.print(f"    {m.tier:7} {m.score:6.3f}  {m.path}{lock}", highlight=False)
+        for a in g.links:
+            out.print(f"    {a.kind:7} {'':6}  {a.path} -> same file as {a.to} (never acted on)", highlight=False,
+                      markup=False)
     for e in report.errors:
         console.print(f"[yellow]skipped[/yellow] {e.path}: {e.error}", highlight=False)
     out.print(f"{len(report.groups)} groups, {report.duplicate_count} duplicates, {len(report.errors)} unreadable "
@@ -93,25 +108,35 @@ def _act(report: DupesReport, action: str, dest: Path | None, link_kind: str, dr
     from lookalike import journal
 
     plan = plan_for(report, action, dest, link_kind=link_kind)
+    for s in plan.skipped:
+        console.print(f"[yellow]left out[/yellow] {s['path']}: {s['reason']}", highlight=False)
     if plan_file is not None:
         journal.write_plan(plan, plan_file)
         console.print(f"plan with {len(plan)} operations written to {plan_file}; run `lookalike apply {plan_file}`",
                       highlight=False)
         if json_out:
-            print_json({**report.to_json(), "plan": str(plan_file)})
+            print_json({**report.to_json(), "plan": str(plan_file), "skipped": plan.skipped})
+        if plan.skipped:
+            raise typer.Exit(1)
         return
     with progress_bar(action, not json_out) as progress:
         applied = journal.apply_plan(plan, progress=progress, dry_run=dry_run)
+    _report_apply(report, applied, plan.skipped, dry_run, json_out)
+    if applied.failed or plan.skipped:  # a requested change was not (or would not be) made
+        raise typer.Exit(1)
+
+
+def _report_apply(report: DupesReport, applied, skipped: list, dry_run: bool, json_out: bool) -> None:
     if json_out:
-        print_json({**report.to_json(), "apply": applied.to_json()})
+        print_json({**report.to_json(), "apply": applied.to_json(), "skipped": skipped})
         return
+    for f in applied.failed:
+        console.print(f"[red]refused[/red] {f.get('op')} {f.get('path')}: {f.get('error')}", highlight=False)
     if dry_run:
         for op in applied.operations:
             out.print(f"{op.get('op'):7} {op.get('src') or op.get('path')} -> "
                       f"{op.get('dst') or op.get('target') or ''}", highlight=False)
         out.print(f"dry run: {len(applied.operations)} operations would run; nothing changed", highlight=False)
     else:
-        for f in applied.failed:
-            console.print(f"[red]refused[/red] {f.get('op')} {f.get('path')}: {f.get('error')}", highlight=False)
         out.print(f"{applied.done} of {applied.total} operations done; undo with `lookalike undo {applied.id}`",
                   highlight=False)

@@ -97,6 +97,9 @@ def train_cmd(
         _say(f"duplicate of another photo of the same person, skipped: {p}")
     for p, e in rep.failed:
         _say(f"failed: {p}: {e}")
+    for d in rep.nested_skipped:
+        _say(f"warning: skipped the folder {d}: a folder inside a person's folder is not used (its photos are "
+             "not labelled with the person's name); move them up, or give them a person folder of their own")
 
 
 def recognize_cmd(

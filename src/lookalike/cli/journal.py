@@ -31,6 +31,8 @@ def _op_line(op: dict) -> str:
     if kind == "link":
         how = f"{op.get('kind')}{', replace' if op.get('replace') else ''}"
         return f"{kind:7} {op.get('path')} -> {op.get('target')} ({how})"
+    if op.get("keep"):
+        return f"{kind:7} {op.get('path')} (keeper {op.get('keep')})"
     return f"{kind:7} {op.get('path')}"
 
 
@@ -51,7 +53,10 @@ def apply_cmd(
 
     If a run is killed, `lookalike apply FILE --resume` completes it and `lookalike undo` rolls it back.
 
-    Exit status 1 when some operation failed.
+    Each operation that removes or replaces a file is checked against its keeper (named in the plan): it must
+    still be there, a regular file with the sha256 the plan gives; otherwise the operation is refused.
+
+    Exit status 1 when some operation failed or was refused.
     """
     if resume and dry_run:
         raise UsageError("--resume and --dry-run cannot be combined")
@@ -98,10 +103,12 @@ def undo_cmd(
     Files are checked by sha256: nothing the run did not create is deleted or replaced. What cannot be restored
     is listed with the reason (exit status 1).
 
-    Safe to run again. It also rolls back a run that was killed mid-way.
+    Safe to run again. It also rolls back a run that was killed mid-way. Exit status 1 when there was nothing
+    left to undo.
     """
     with progress_bar("undoing", not json_out) as progress:
         report = journal.undo(journal_ref, progress=progress)
+    nothing = not report.undone and not report.problems
     if json_out:
         print_json(report.to_json())
     else:
@@ -113,7 +120,10 @@ def undo_cmd(
         out.print(f"journal {report.journal.name}: {report.undone} operations undone"
                   + (f", {report.already} already undone" if report.already else "")
                   + (f", {len(report.problems)} could not be undone" if report.problems else ""), highlight=False)
-    if report.problems:
+        if nothing:
+            console.print(f"nothing to undo: journal {report.journal.name} "
+                          + ("was already undone" if report.already else "changed no files"), highlight=False)
+    if report.problems or nothing:
         raise typer.Exit(1)
 
 

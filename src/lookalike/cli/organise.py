@@ -11,6 +11,7 @@ import typer
 from lookalike.cli.common import CatalogOption, JsonOption, console, open_catalog, out, print_json, progress_bar
 from lookalike.errors import UsageError
 from lookalike.features import DEFAULT_MODEL
+from lookalike.options import check_cluster_options
 from lookalike.organise.cluster import EXACT_LIMIT, METHODS
 
 ModelOption = Annotated[
@@ -69,51 +70,37 @@ def sort_cmd(
         raise UsageError("--rename and --strip cannot be combined")
     cat = open_catalog(catalog)
     if strip:
-        from lookalike.journal import apply_plan, write_plan
-        from lookalike.organise.rename import plan_strip, record_applied
+        from lookalike.organise.rename import strip_prefixes
 
-        plan = plan_strip(folders, cat, recursive=recursive)
-        if plan_file:
-            write_plan(plan, plan_file)
-            console.print(f"plan of {len(plan)} rename(s) written to {plan_file}", highlight=False)
-            return
-        if not plan.operations:
+        run = strip_prefixes(folders, cat, recursive=recursive, dry_run=dry_run, plan_file=plan_file)
+        if run.plan_file:
+            console.print(f"plan of {len(run.plan)} rename(s) written to {run.plan_file}", highlight=False)
+        elif run.report is None:
             console.print("no lookalike rank prefixes to strip", highlight=False)
-            return
-        report = apply_plan(plan, dry_run=dry_run)
-        if not dry_run:
-            record_applied(report, cat)
-        _print_apply(report, json_out, "stripped")
-        if json_out:
-            print_json(report.to_json())
+        else:
+            _print_apply(run.report, json_out, "stripped")
+            if json_out:
+                print_json(run.report.to_json())
+        if run.failed:
+            raise typer.Exit(1)
         return
 
     with progress_bar("indexing", not (json_out or keys)) as progress:
         result = sort_order([str(f) for f in folders], model=model, catalog=cat, progress=progress,
                             recursive=recursive)
     order = result.order
+    failed = False
     if rename:
-        from lookalike.journal import apply_plan, write_plan
-        from lookalike.organise.rename import plan_rename, record_applied, record_planned
+        from lookalike.organise.rename import rename_photos
 
-        plan = plan_rename(order, cat)
-        if plan_file:
-            write_plan(plan, plan_file)
-            record_planned(plan, cat)
-            console.print(f"plan of {len(plan)} rename(s) written to {plan_file}", highlight=False)
-        elif not plan.operations:
+        run = rename_photos(order, cat, dry_run=dry_run, plan_file=plan_file)
+        order, failed = run.order, bool(run.failed)
+        if run.plan_file:
+            console.print(f"plan of {len(run.plan)} rename(s) written to {run.plan_file}", highlight=False)
+        elif run.report is None:
             console.print("every name already carries its rank: nothing to rename", highlight=False)
         else:
-            report = apply_plan(plan, dry_run=dry_run)
-            if not dry_run:
-                record_applied(report, cat)
-                final: dict[str, str] = {}
-                for op in report.operations:
-                    if op.get("op") == "rename":
-                        src = next((k for k, v in final.items() if v == op["src"]), op["src"])
-                        final[src] = op["dst"]
-                order = [final.get(p, p) for p in order]
-            _print_apply(report, json_out, "renamed")
+            _print_apply(run.report, json_out, "renamed")
     if json_out:
         print_json({"order": order})
     elif keys or not rename:
@@ -123,11 +110,13 @@ def sort_cmd(
     if not (json_out or keys or rename):
         console.print(f"{len(order)} photos; mean distance between neighbours {result.mean_distance:.4f}",
                       highlight=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 def cluster_cmd(
     folders: Folders,
-    sim: Annotated[float, typer.Option("--sim", min=0.0, max=1.0, help="Similarity in 0..1 needed to group "
+    sim: Annotated[float, typer.Option("--sim", help="Similarity in 0..1 needed to group "
                                        "photos (cosine for embeddings, 1 - Hamming/bits for hashes): the tree is "
                                        "cut at distance 1 - sim. 0: one group; 1: identical photos only.")] = 0.5,
     method: Annotated[str, typer.Option("--method", help=f"Linkage: {', '.join(METHODS)}. average: mean "
@@ -135,9 +124,9 @@ def cluster_cmd(
                                         "single: a chain of pairs >= sim; ward: cut at sqrt(2(1-sim)) on "
                                         "Euclidean distances of unit vectors (stricter for big groups).")
                   ] = "average",
-    min_size: Annotated[int, typer.Option("--min-size", min=1, help="Smallest group reported; smaller ones are "
+    min_size: Annotated[int, typer.Option("--min-size", help="Smallest group reported; smaller ones are "
                                           "listed as unclustered.")] = 2,
-    time_weight: Annotated[float, typer.Option("--time-weight", min=0.0, max=1.0, help="Mix capture times (EXIF "
+    time_weight: Annotated[float, typer.Option("--time-weight", help="Mix capture times (EXIF "
                                                "DateTimeOriginal, else file time) into the distance: "
                                                "A*d_time + (1-A)*d_content, both in 0..1.")] = 0.0,
     relative: Annotated[bool, typer.Option("--relative", help="imagecluster's cut instead: at (1 - sim) times "
@@ -173,6 +162,7 @@ def cluster_cmd(
     """
     from lookalike.organise.cluster import cluster
 
+    check_cluster_options(sim, min_size, time_weight, method, METHODS)  # before the catalog is opened
     if links and copy:
         raise UsageError("--links and --copy cannot be combined")
     dest = links or copy or out_dir

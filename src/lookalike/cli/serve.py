@@ -33,7 +33,8 @@ def serve_cmd(
     token: Annotated[str | None, typer.Option(
         envvar="LOOKALIKE_TOKEN", help="Bearer token every route but /healthz requires (env LOOKALIKE_TOKEN).")] = None,
     allow_changes: Annotated[bool, typer.Option(
-        "--allow-changes", help="Enable routes that change files or models (apply, undo, face training).")] = False,
+        "--allow-changes", help="Enable routes that change files or models (apply, undo, face training, "
+                            "switching the active face model).")] = False,
     daemon_: Annotated[bool, typer.Option("--daemon", help="Run in the background (pid file + log).")] = False,
     klik: Annotated[bool, typer.Option("--klik", help="Also answer the klikr desktop app's protocol.")] = False,
     klik_type: Annotated[list[str] | None, typer.Option(
@@ -44,6 +45,14 @@ def serve_cmd(
     no_batching: Annotated[bool, typer.Option("--no-batching", help="Run the model once per request.")] = False,
     max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted, in MB.")] = 40.0,
     max_megapixels: Annotated[float, typer.Option(help="Largest uploaded picture, in megapixels.")] = 60.0,
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        "--allowed-host", help="Also answer requests for this Host name (NAME or NAME:PORT; repeat), e.g. behind "
+                               "a reverse proxy. By default only the bound address and localhost/127.0.0.1/[::1] "
+                               "are answered, so a DNS-rebinding page cannot read anything. "
+                               "'*': any (only behind a proxy that checks Host).")] = None,
+    allowed_origin: Annotated[list[str] | None, typer.Option(
+        "--allowed-origin", help="Also let pages from this origin (scheme://host[:port]; repeat) start work and "
+                                 "make changes. By default only the service's own page may.")] = None,
 ) -> None:
     """Run the local HTTP service (OpenAPI docs at /docs, review page at /)."""
     from lookalike.service import daemon, server
@@ -56,7 +65,8 @@ def serve_cmd(
         allow_changes=allow_changes, catalog=str(Path(catalog).resolve()) if catalog else None,
         max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_pixels=int(max_megapixels * 1_000_000),
         idle_unload_s=idle_unload, batch_window_ms=batch_window_ms, batch_max=batch_max,
-        batching=not no_batching, klik=klik,
+        batching=not no_batching, klik=klik, allowed_hosts=list(allowed_host or []),
+        allowed_origins=list(allowed_origin or []),
     )
     for t in klik_type or []:
         if t not in klik_mod.ALL_TYPES:

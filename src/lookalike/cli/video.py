@@ -23,7 +23,9 @@ HELP = (
     "confirmed on a 32x32 thumbnail), so repeats are dropped whether they are consecutive or not, while scene "
     "changes, fades and new content are kept.\n\n"
     "Existing files in --out are never overwritten: a free name is picked (..._1.jpg). A video that cannot be "
-    "read is reported and the others are still processed; the exit code is 1 only when no video could be read.\n\n"
+    "read (a damaged clip, or not a regular file: a FIFO, a device) is reported and the others are still processed; "
+    "the exit code is 1 when a video named on the command line could not be read, or when no video could be read "
+    "(a bad file found inside a folder is reported only).\n\n"
     "Examples: lookalike video clip.mp4 --out frames/ ; lookalike video ~/Videos --out frames/ --fps 1 --crop 0.85"
 )
 
@@ -92,5 +94,5 @@ def video_cmd(
         if not json_out:
             console.print("[red]error:[/red] no video found in the given paths", highlight=False)
         raise typer.Exit(1)
-    if len(report.errors) == len(report.videos):
+    if len(report.errors) == len(report.videos) or report.failed_inputs:
         raise typer.Exit(1)

@@ -12,13 +12,14 @@ verify each candidate; groups around a keeper without chaining; keeper chosen by
 from lookalike.dupes.actions import ACTIONS, plan_for
 from lookalike.dupes.finder import find_duplicates
 from lookalike.dupes.keeper import CRITERIA, DEFAULT_POLICY, choose_keeper, parse_policy
-from lookalike.dupes.report import TIERS, DupesError, DupesReport, Group, Member
+from lookalike.dupes.report import TIERS, Alias, DupesError, DupesReport, Group, Member
 
 __all__ = [
     "ACTIONS",
     "CRITERIA",
     "DEFAULT_POLICY",
     "TIERS",
+    "Alias",
     "DupesError",
     "DupesReport",
     "Group",

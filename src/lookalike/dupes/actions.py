@@ -1,15 +1,24 @@
 """Turn a DupesReport into a journal Plan: copy/move groups into DEST/group_0001/..., trash, delete, or
 replace duplicates by links to their keeper. Files under --keep-in folders are never changed: a move
-copies them instead, and trash/delete/link leave them alone."""
+copies them instead, and trash/delete/link leave them alone.
+
+Every operation that removes or replaces a duplicate names its keeper (path and sha256) for the journal's
+pre-action check. Keeper and duplicates are hashed again here: a file whose content is not what the search saw
+(``Member.sha256`` / ``Group.keep_sha256``), an "exact" duplicate that is no longer byte-identical to its
+keeper, or a group whose keeper is not a regular file is left out, listed in ``plan.skipped`` with the reason.
+"""
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
-from lookalike.dupes.report import DupesReport
+from lookalike.dupes.report import DupesReport, Group
 from lookalike.errors import UsageError
 from lookalike.journal import Plan
+from lookalike.journal.fsops import fingerprint, kind_of, sha256_file
+from lookalike.journal.guard import Guard
 
 ACTIONS = ("report", "copy", "move", "trash", "delete", "link")
 
@@ -35,6 +44,7 @@ def plan_for(report: DupesReport, action: str, dest: str | Path | None = None, l
         raise UsageError(f"--action {action} needs --dest DIR")
     plan = Plan(description=f"dupes --tier {report.tier} --action {action}" + (f" --dest {dest}" if dest else ""))
     dest_dir = Path(dest).expanduser().absolute() if dest is not None else None
+    guard = Guard.current()
     for n, g in enumerate(report.groups, 1):
         protected = set(g.protected) | ({g.keep} if g.keep_protected else set())
         if action in ("copy", "move"):
@@ -47,13 +57,84 @@ def plan_for(report: DupesReport, action: str, dest: str | Path | None = None, l
                 else:
                     plan.copy(path, target)
             continue
-        for m in g.members:
-            if m.path in protected:
+        members = [m for m in g.members if m.path not in protected]
+        if not members:
+            continue
+        keep_sha, why = _keeper_hash(g, guard)
+        if why:
+            plan.skipped.extend({"path": m.path, "reason": why} for m in members)
+            continue
+        for m in members:
+            sha, why = _member_hash(m.path, g.keep, keep_sha, m.sha256, m.tier == "exact", guard)
+            if why:
+                plan.skipped.append({"path": m.path, "reason": why})
+                continue
+            if sha is None:  # one file with its keeper already (a hard link, or a symlink to it): nothing to do
                 continue
             if action == "trash":
-                plan.trash(m.path)
+                plan.trash(m.path, sha256=sha, keep=g.keep, keep_sha256=keep_sha)
             elif action == "delete":
-                plan.delete(m.path)
+                plan.delete(m.path, sha256=sha, keep=g.keep, keep_sha256=keep_sha)
             else:
-                plan.link(m.path, g.keep, kind=link_kind, replace=True)
+                plan.link(m.path, g.keep, kind=link_kind, replace=True, sha256=sha, keep_sha256=keep_sha)
     return plan
+
+
+def _regular_hash(path: str) -> tuple[str | None, str]:
+    """(sha256 of the regular file at ``path``, "") or (None, why not); a symlink is not followed."""
+    try:
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            return None, "is a symbolic link"
+        if not stat.S_ISREG(st.st_mode):
+            return None, f"is a {kind_of(st.st_mode)}"
+        return sha256_file(path), ""
+    except FileNotFoundError:
+        return None, "no longer exists"
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror or exc})"
+
+
+def _keeper_hash(g: Group, guard: Guard) -> tuple[str, str]:
+    """The keeper's sha256 now, or why its group cannot be cleaned up."""
+    where = guard.data_folder_of(g.keep, follow=True)
+    if where:
+        return "", f"its keeper {g.keep} lies inside lookalike's own data folder ({where})"
+    sha, why = _regular_hash(g.keep)
+    if sha is None:
+        return "", f"its keeper {g.keep} {why}"
+    if g.keep_sha256 and sha != g.keep_sha256:
+        return "", f"its keeper {g.keep} changed since the duplicates were found"
+    return sha, ""
+
+
+def _member_hash(path: str, keep: str, keep_sha: str, seen: str, exact: bool, guard: Guard
+                 ) -> tuple[str | None, str]:
+    """(the member's fingerprint for the plan, "") if it may be removed; (None, "") if it is one file with its
+    keeper already; (None, why) if it is left out."""
+    where = guard.data_folder_of(path)
+    if where:
+        return None, f"lies inside lookalike's own data folder ({where}): never acted on"
+    try:
+        same = os.path.samefile(path, keep) or os.path.realpath(path) == os.path.realpath(keep)
+    except OSError:
+        same = False
+    if same:
+        return None, ""
+    if os.path.islink(path):  # a symlink to another copy: its content is its target's, the plan names the link
+        content, why = _regular_hash(os.path.realpath(path))
+        why = f"is a symbolic link whose target {why}" if content is None else ""
+        try:
+            fp = fingerprint(path)
+        except OSError as exc:
+            content, why = None, f"cannot be read ({exc.strerror or exc})"
+    else:
+        content, why = _regular_hash(path)
+        fp = content
+    if content is None:
+        return None, why or "cannot be read"
+    if seen and content != seen:
+        return None, "changed since the duplicates were found"
+    if exact and content != keep_sha:
+        return None, f"is no longer byte-identical to its keeper {keep}"
+    return fp, ""

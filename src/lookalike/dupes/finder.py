@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat as stat_mod
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,12 +14,13 @@ from lookalike.api import open_catalog
 from lookalike.catalog import Catalog
 from lookalike.dupes.candidates import dihedral_distance, dihedral_pairs, dihedral_pairs_indexed, embedding_pairs
 from lookalike.dupes.grouping import components, split_component
-from lookalike.dupes.keeper import FileFacts, choose_keeper, parse_policy, under
-from lookalike.dupes.report import TIERS, DupesError, DupesReport, Group, Member
+from lookalike.dupes.keeper import FileFacts, choose_keeper, parse_policy, resolve_folder, under_any
+from lookalike.dupes.report import Alias, DupesError, DupesReport, Group, Member
 from lookalike.dupes.verify import Verifier
 from lookalike.errors import UsageError
 from lookalike.features import load_extractor
 from lookalike.features.hashes import hash_to_hex
+from lookalike.options import check_dupes_options
 from lookalike.pipeline import Progress, index
 
 #: Defaults, measured on bench/dupes_quality.py (see docs/BENCHMARKS.md).
@@ -55,28 +57,36 @@ def find_duplicates(
     similar (same scene, looser); each includes the previous ones. ``threshold``: minimum aligned
     correlation (near, default 0.87) or CNN cosine (similar, default 0.80); unused by exact/pixel.
     ``keep``: keeper criteria in order (see keeper.CRITERIA). ``keep_in``: folders whose files are
-    never acted on and win the keeper choice; they are scanned too."""
-    if tier not in TIERS:
-        raise UsageError(f"unknown tier {tier!r}; choose from {', '.join(TIERS)}")
+    never acted on and win the keeper choice; they are scanned too.
+
+    File identity: a file is its (st_dev, st_ino). Its names found by the scan are one file: a symbolic
+    link (or chain of links) and its target, or two hard links, are never a keeper and duplicate of each
+    other. The group holds the file once, under a regular (non-symlink) name; its other names are listed
+    in ``Group.links``, never acted on. A symlink whose target was not scanned is left out. Options are
+    validated (options.check_dupes_options) before anything is read."""
+    check_dupes_options(tier, threshold, keep=keep)
     policy = parse_policy(keep)
-    keep_dirs = [os.path.abspath(os.path.expanduser(str(d))) for d in keep_in]
+    keep_args = [os.path.abspath(os.path.expanduser(str(d))) for d in keep_in]
     roots = [os.path.abspath(os.path.expanduser(str(p))) for p in paths]
-    for p in roots + keep_dirs:
+    for p in roots + keep_args:
         if not os.path.exists(p):
             raise UsageError(f"no such file or folder: {p}")
+    keep_dirs = [resolve_folder(d) for d in keep_args]  # compared resolved: see keeper.under
     cat = open_catalog(catalog)
     report = DupesReport(tier)
     stats = report.stats
     t0 = time.perf_counter()
 
-    idx = index(cat, list(dict.fromkeys(roots + keep_dirs)), MODELS_FOR_TIER[tier], recursive=recursive,
+    idx = index(cat, list(dict.fromkeys(roots + keep_args)), MODELS_FOR_TIER[tier], recursive=recursive,
                 progress=progress)
     report.errors = [DupesError(f.path, f.error) for f in idx.failed]
-    files = idx.paths
-    stats.update(files=len(files), errors=len(idx.failed), index_s=round(time.perf_counter() - t0, 2))
+    stats.update(files=len(idx.paths), errors=len(idx.failed), index_s=round(time.perf_counter() - t0, 2))
+    files, aliases, protected, links = _identities(idx.paths, keep_dirs, report, stats)
     if not files:
         return report
     facts, content = _facts(cat, files)
+    for p in files:
+        facts[p].protected, facts[p].links = protected[p], links[p]
 
     # 1. exact / pixel classes: the nodes of the near-duplicate graph
     node_key = dict(content)
@@ -102,10 +112,57 @@ def find_duplicates(
 
     # 2. groups
     t2 = time.perf_counter()
-    report.groups = _groups(nodes, edges, facts, content, policy, keep_dirs, verifier, stats)
+    report.groups = _groups(nodes, edges, facts, content, policy, verifier, stats)
+    for g in report.groups:
+        g.links = [a for p in g.paths for a in aliases.get(p, [])]
     stats["group_s"] = round(time.perf_counter() - t2, 2)
     stats["seconds"] = round(time.perf_counter() - t0, 2)
     return report
+
+
+def _identities(paths: list[str], keep_dirs: list[str], report: DupesReport, stats: dict
+                ) -> tuple[list[str], dict[str, list[Alias]], dict[str, bool], dict[str, int]]:
+    """One name per file (st_dev, st_ino) among the indexed ``paths``, in walk order.
+
+    Returns (names to group, other names per kept name, protected per kept name, symlinks per kept
+    name). The name kept for a file is a regular one (never a symlink): one under --keep-in first, then
+    the shortest. A file is protected when any of its names (symlinks included) lies under --keep-in:
+    removing it would break that name. Files reached only through symlinks (their target was not
+    scanned) are left out: their real name is not among the files searched."""
+    names: dict[tuple[int, int], list[tuple[str, bool]]] = {}
+    for p in paths:
+        try:
+            is_link = stat_mod.S_ISLNK(os.lstat(p).st_mode)
+            st = os.stat(p)
+        except OSError as exc:
+            report.errors.append(DupesError(p, f"vanished during the search: {exc.strerror or exc}"))
+            continue
+        if not stat_mod.S_ISREG(st.st_mode):
+            report.errors.append(DupesError(p, "not a regular file"))
+            continue
+        names.setdefault((st.st_dev, st.st_ino), []).append((p, is_link))
+    inside = under_any(keep_dirs)
+    keep_name: dict[tuple[int, int], str] = {}
+    aliases: dict[str, list[Alias]] = {}
+    protected: dict[str, bool] = {}
+    links: dict[str, int] = {}
+    outside = 0
+    for key, found in names.items():
+        real = [p for p, is_link in found if not is_link]
+        if not real:
+            outside += len(found)
+            continue
+        name = min(real, key=lambda p: (not inside(p), len(p), p))
+        keep_name[key] = name
+        aliases[name] = ([Alias(p, name, "symlink") for p, is_link in found if is_link]
+                         + [Alias(p, name, "hardlink") for p in real if p != name])
+        protected[name] = any(inside(p) for p, _ in found)
+        links[name] = sum(1 for _, is_link in found if is_link)
+    kept = set(keep_name.values())
+    files = [p for p in dict.fromkeys(paths) if p in kept]
+    stats.update(distinct_files=len(files), other_names=sum(len(a) for a in aliases.values()),
+                 symlinks_to_unscanned=outside)
+    return files, aliases, protected, links
 
 
 def _facts(cat: Catalog, files: list[str]) -> tuple[dict[str, FileFacts], dict[str, str]]:
@@ -171,7 +228,7 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, verifier: Verifier, si
 
 
 def _groups(nodes: list[list[str]], edges: dict[tuple[int, int], tuple[str, float]], facts: dict[str, FileFacts],
-            content: dict[str, str], policy: tuple[str, ...], keep_dirs: list[str], verifier: Verifier | None,
+            content: dict[str, str], policy: tuple[str, ...], verifier: Verifier | None,
             stats: dict) -> list[Group]:
     adj: dict[int, dict[int, tuple[str, float]]] = {}
     for (i, j), e in edges.items():
@@ -199,7 +256,7 @@ def _groups(nodes: list[list[str]], edges: dict[tuple[int, int], tuple[str, floa
 
     def pick(ns: list[int]) -> int:
         owner = {p: n for n in ns for p in nodes[n]}
-        path, _ = choose_keeper([facts[p] for p in owner], policy, keep_dirs)
+        path, _ = choose_keeper([facts[p] for p in owner], policy)  # facts carry --keep-in (protected)
         return owner[path]
 
     plan: list[tuple[int, list[int]]] = []
@@ -215,24 +272,31 @@ def _groups(nodes: list[list[str]], edges: dict[tuple[int, int], tuple[str, floa
     groups = []
     for keeper_node, member_nodes in plan:
         files = [p for n in (keeper_node, *member_nodes) for p in nodes[n]]
-        keep, reason = choose_keeper([facts[p] for p in files], policy, keep_dirs)
-        g = Group(keep, reason)
+        keep, reason = choose_keeper([facts[p] for p in files], policy)
+        g = Group(keep, reason, keep_sha256=_sha(content, keep))
         for p in nodes[keeper_node]:
             if p != keep:
-                g.members.append(Member(p, "exact" if content[p] == content[keep] else "pixel", 1.0, keep))
+                g.members.append(Member(p, "exact" if content[p] == content[keep] else "pixel", 1.0, keep,
+                                        sha256=_sha(content, p)))
         for n in member_nodes:
             link = adj[keeper_node].get(n)
             if link is None:  # joined by majority: report its strongest link into the group
                 mates = [(adj[n][m], m) for m in (keeper_node, *member_nodes) if m in adj[n]]
                 link = max(mates, key=lambda t: t[0][1])[0]
             for p in nodes[n]:
-                g.members.append(Member(p, link[0], link[1], keep))
+                g.members.append(Member(p, link[0], link[1], keep, sha256=_sha(content, p)))
         g.members.sort(key=lambda m: (-m.score, m.path))
-        g.protected = [m.path for m in g.members if under(m.path, keep_dirs)]
-        g.keep_protected = under(keep, keep_dirs)
+        g.protected = [m.path for m in g.members if facts[m.path].protected]
+        g.keep_protected = facts[keep].protected
         groups.append(g)
     groups.sort(key=lambda g: g.keep)
     return groups
+
+
+def _sha(content: dict[str, str], path: str) -> str:
+    """The catalog's sha256 of a file ("" when the catalog has none: ``content`` then holds the path)."""
+    h = content.get(path, "")
+    return "" if h == path else h
 
 
 class _UnionFind:

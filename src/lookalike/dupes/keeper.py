@@ -1,5 +1,10 @@
 """Which file of a group to keep: an ordered, configurable list of criteria applied one after the other
-(each keeps only the files best on it, until one is left), after the ``--keep-in`` folders."""
+(each keeps only the files best on it, until one is left), after the ``--keep-in`` folders.
+
+A symbolic link is never a keeper (it holds no picture of its own: keeping it and removing its target
+would leave a dangling name), whatever the caller passes: :func:`choose_keeper` checks with ``lstat``.
+Folders are compared after resolving symlinks on both sides (:func:`under`), so a ``--keep-in`` folder
+named through a symlink protects the same files as its real path."""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import numpy as np
 
 from lookalike.errors import DecodeError, UsageError
 
-DEFAULT_POLICY = ("resolution", "size", "format", "exif", "sharpness", "oldest", "shortest")
+DEFAULT_POLICY = ("resolution", "size", "format", "exif", "sharpness", "linked", "oldest", "shortest")
 LOSSLESS = {"PNG", "TIFF", "BMP", "PPM", "PGM", "PBM", "TGA", "QOI"}
 
 
@@ -27,6 +32,8 @@ class FileFacts:
     exif_datetime: str | None = None
     mtime_ns: int = 0
     truncated: bool = False  # decoded only in part: never preferred over a complete copy
+    protected: bool = False  # one of its names (a symlink or hard link too) lies under --keep-in
+    links: int = 0  # symbolic links in the searched folders that point to this file
 
 
 def parse_policy(policy: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -76,20 +83,68 @@ CRITERIA: dict[str, tuple[Callable[[FileFacts], float], Callable[[FileFacts], st
     "format": (lambda f: 1.0 if f.format.upper() in LOSSLESS else 0.0, lambda f: f"better format ({_kind(f)})"),
     "exif": (lambda f: f.exif_tags, lambda f: f"richest EXIF ({f.exif_tags} tags)"),
     "sharpness": (lambda f: sharpness(f.path), lambda f: "sharpest"),
+    "linked": (lambda f: f.links, lambda f: f"other names link to it ({f.links} symbolic link"
+               f"{'s' if f.links != 1 else ''}: kept so they keep working)"),
     "oldest": (_oldest_key, lambda f: f"oldest ({f.exif_datetime or 'by modification time'})"),
     "shortest": (lambda f: -len(f.path), lambda f: "shortest path"),
 }
 
 
+def resolve_folder(folder: str | os.PathLike) -> str:
+    """A folder (or file) given by the user, absolute with every symlink resolved."""
+    return os.path.realpath(os.path.abspath(os.path.expanduser(os.fspath(folder))))
+
+
+def location(path: str | os.PathLike) -> str:
+    """Where a file's name lives: its folder with every symlink resolved, its own name kept as it is (a
+    symlinked file stays itself, it is not replaced by its target)."""
+    head, tail = os.path.split(os.path.abspath(os.fspath(path)))
+    return os.path.join(os.path.realpath(head), tail)
+
+
 def under(path: str, folders: Sequence[str]) -> bool:
-    return any(path == d or path.startswith(os.path.join(d, "")) for d in folders)
+    """True when ``path`` lies in (or is) one of ``folders``; both sides are compared resolved, so a
+    folder given through a symlink and its real path mean the same files."""
+    if not folders:
+        return False
+    loc = location(path)
+    for d in folders:
+        real = resolve_folder(d)
+        if loc == real or loc.startswith(os.path.join(real, "")):
+            return True
+    return False
+
+
+def under_any(folders: Sequence[str]) -> Callable[[str], bool]:
+    """``under(path, folders)`` for many paths: the folders are resolved once and each parent folder's
+    resolution is remembered for the life of the returned function (one search), never longer."""
+    real = [resolve_folder(d) for d in folders]
+    prefixes = [os.path.join(d, "") for d in real]
+    heads: dict[str, str] = {}
+
+    def test(path: str) -> bool:
+        if not real:
+            return False
+        head, tail = os.path.split(os.path.abspath(path))
+        rh = heads.get(head)
+        if rh is None:
+            rh = heads[head] = os.path.realpath(head)
+        loc = os.path.join(rh, tail)
+        return any(loc == d or loc.startswith(pre) for d, pre in zip(real, prefixes, strict=True))
+
+    return test
 
 
 def choose_keeper(files: Sequence[FileFacts], policy: Sequence[str], keep_in: Sequence[str] = ()) -> tuple[str, str]:
-    """(path to keep, human-readable reason)."""
-    cands = list(files)
+    """(path to keep, human-readable reason).
+
+    Symbolic links are never chosen; a file whose ``protected`` flag is set, or which lies under a
+    ``keep_in`` folder, wins first. Raises UsageError when every candidate is a symbolic link."""
+    cands = [f for f in files if not os.path.islink(f.path)]
+    if not cands:
+        raise UsageError("no keeper: every file of the group is a symbolic link")
     reasons: list[str] = []
-    protected = [f for f in cands if under(f.path, keep_in)]
+    protected = [f for f in cands if f.protected or under(f.path, keep_in)]
     if protected:
         reasons.append("in a --keep-in folder")
         cands = protected

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-TIERS = ("exact", "pixel", "near", "similar")
+from lookalike.options import DUPES_TIERS
+
+TIERS = DUPES_TIERS  # exact < pixel < near < similar
 
 
 @dataclass
@@ -13,9 +15,23 @@ class Member:
     tier: str  # "exact" | "pixel" | "near" | "similar"
     score: float  # 1.0 for exact/pixel; aligned correlation for near; cosine for similar
     linked_to: str = ""  # the file it was matched against (the keeper, or a group mate)
+    sha256: str = ""  # the catalog's content hash when the search ran ("" when unknown)
 
     def to_json(self) -> dict:
         return {"path": self.path, "tier": self.tier, "score": round(float(self.score), 4)}
+
+
+@dataclass
+class Alias:
+    """Another name of one file of a group: a symbolic link to it, or a second hard link. It is the same
+    file (it costs no space), so it is reported but is never a keeper nor acted on as a duplicate."""
+
+    path: str
+    to: str  # the group's file it names (the keeper or a member)
+    kind: str  # "symlink" | "hardlink"
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "to": self.to, "kind": self.kind}
 
 
 @dataclass
@@ -25,9 +41,14 @@ class Group:
     members: list[Member] = field(default_factory=list)
     protected: list[str] = field(default_factory=list)  # members under --keep-in: never acted on
     keep_protected: bool = False  # the keeper itself lies under --keep-in
+    keep_sha256: str = ""  # the keeper's content hash when the search ran ("" when unknown)
+    links: list[Alias] = field(default_factory=list)  # other names of the group's files: never acted on
 
     def to_json(self) -> dict:
-        return {"keep": self.keep, "reason": self.reason, "members": [m.to_json() for m in self.members]}
+        data = {"keep": self.keep, "reason": self.reason, "members": [m.to_json() for m in self.members]}
+        if self.links:
+            data["links"] = [a.to_json() for a in self.links]
+        return data
 
     @property
     def paths(self) -> list[str]:
@@ -61,6 +82,7 @@ class DupesReport:
         for n, g in enumerate(self.groups, 1):
             rows.append([n, "keep", g.keep, "", "", g.reason])
             rows.extend([n, "duplicate", m.path, m.tier, round(m.score, 4), ""] for m in g.members)
+            rows.extend([n, a.kind, a.path, "", "", f"same file as {a.to}"] for a in g.links)
         return rows
 
     CSV_HEADER = ("group", "role", "path", "tier", "score", "reason")

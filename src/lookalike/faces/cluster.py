@@ -23,7 +23,7 @@ from lookalike.faces.embed import FaceEmbedder, load_face_embedder
 from lookalike.faces.scan import scan_paths
 from lookalike.faces.store import FaceModel, active_face_model
 from lookalike.faces.train import TrainReport, add_examples
-from lookalike.media import iter_images
+from lookalike.media import WalkError, iter_images
 
 MANIFEST = ".faces.json"
 
@@ -127,9 +127,11 @@ def cluster_faces(
     emb = load_face_embedder(embedder or (fm.embedder if fm else None))
     if threshold is None:
         threshold = fm.threshold if fm and fm.threshold and fm.embedder == emb.id else emb.default_tolerance
-    paths = list(dict.fromkeys(iter_images(roots, recursive=recursive)))
+    walk_errors: list[WalkError] = []  # a FIFO or device named like a picture: one error each
+    paths = list(dict.fromkeys(iter_images(roots, recursive=recursive, errors=walk_errors)))
     photos = scan_paths(paths, catalog, emb.id, detector, workers=workers, progress=progress)
     rep = FaceClusterReport(threshold=float(threshold), embedder=emb.id)
+    rep.failed.extend((e.path, e.error) for e in walk_errors if not e.skipped)
     items: list[tuple[str, tuple[int, int, int, int]]] = []
     vecs, groups = [], []
     for g, ph in enumerate(photos):

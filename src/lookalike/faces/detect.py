@@ -7,6 +7,7 @@ applied by :func:`lookalike.media.decode`), clipped to the picture.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from lookalike.errors import ModelError, UsageError
+from lookalike.errors import DecodeError, ModelError, UsageError
 from lookalike.media import decode
 
 #: HOG runs on a copy whose long side is at most this (big photos cost time, not faces).
@@ -189,6 +190,13 @@ def whole_image(image: Image.Image | np.ndarray) -> DetectedFace:
 
 def detect(image: str | Path | bytes | Image.Image | np.ndarray, detector: str | None = None) -> list[DetectedFace]:
     """Every face found in a picture (a path, its bytes, a PIL picture or an RGB array), left to right."""
-    if isinstance(image, str | Path | bytes | bytearray):
-        image = decode(bytes(image) if isinstance(image, bytearray) else image).image
+    if isinstance(image, str | Path):
+        if not os.path.exists(image):
+            raise DecodeError(f"{image}: no such file")
+        try:  # only a regular file is read (media.files.read_regular): a FIFO or /dev/zero is refused at once
+            image = decode(image).image
+        except DecodeError as exc:
+            raise DecodeError(f"{image}: {exc}") from exc
+    elif isinstance(image, bytes | bytearray):
+        image = decode(bytes(image)).image
     return get_detector(detector)(image)

@@ -24,7 +24,7 @@ from lookalike.errors import DecodeError, UsageError
 from lookalike.faces.embed import FaceEmbedder, load_face_embedder
 from lookalike.faces.scan import PhotoFaces, scan_image, scan_paths
 from lookalike.faces.store import FaceModel, resolve_model
-from lookalike.media import iter_images
+from lookalike.media import WalkError, iter_images
 
 UNKNOWN = "unknown"
 #: Calibration needs at least this many same-person and different-person samples; else the default is used.
@@ -220,10 +220,12 @@ def who(
     for r in roots:
         if not os.path.exists(r):
             raise UsageError(f"no such file or folder: {r}")
-    paths = list(dict.fromkeys(iter_images(roots, recursive=recursive)))
+    walk_errors: list[WalkError] = []  # a FIFO or device named like a picture: one error each
+    paths = list(dict.fromkeys(iter_images(roots, recursive=recursive, errors=walk_errors)))
     photos = scan_paths(paths, catalog, matcher.model.embedder, detector or matcher.model.detector, direct,
                         workers=workers, progress=progress)
     rep = WhoReport(photos=len(photos), model=matcher.model.name, threshold=matcher.threshold)
+    rep.failed.extend((e.path, e.error) for e in walk_errors if not e.skipped)
     for ph in photos:
         if ph.error:
             rep.failed.append((ph.path or "", ph.error))

@@ -26,6 +26,7 @@ from lookalike.errors import DecodeError
 from lookalike.faces.detect import DetectedFace, get_detector, whole_image
 from lookalike.faces.embed import FaceEmbedder, load_face_embedder
 from lookalike.media import decode, read_bytes
+from lookalike.media.files import require_regular
 
 Progress = Callable[[int, int], None]
 DIRECT = "direct"
@@ -122,14 +123,16 @@ def content_hashes(catalog: Catalog, paths: Sequence[str]) -> tuple[dict[str, st
     errors: dict[str, str] = {}
     new_rows = []
     for p in paths:
+        if not os.path.exists(p):
+            errors[p] = "no such file"
+            continue
         try:
-            st = os.stat(p)
-        except OSError as exc:
-            errors[p] = f"cannot stat: {exc.strerror or exc}"
+            st = require_regular(p)  # a FIFO or device is refused here, before any read (and never cached)
+        except DecodeError as exc:
+            errors[p] = str(exc)
             continue
         row = known.get(p)
-        if row and row.content_hash and row.status != "error" and (row.size, row.mtime_ns) == (
-                st.st_size, st.st_mtime_ns):
+        if row and row.content_hash and row.status != "error" and row.same_file(st):  # size, mtime, inode, ctime
             hashes[p] = row.content_hash
             continue
         try:
@@ -139,7 +142,7 @@ def content_hashes(catalog: Catalog, paths: Sequence[str]) -> tuple[dict[str, st
             continue
         hashes[p] = h
         if not row:  # let later runs skip reading this file (the indexer fills in the rest)
-            new_rows.append((p, st.st_size, st.st_mtime_ns, h, "ok", None))
+            new_rows.append((p, st.st_size, st.st_mtime_ns, h, "ok", None, st.st_ino, st.st_ctime_ns))
     catalog.write(files=new_rows)
     return hashes, errors
 

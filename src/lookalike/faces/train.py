@@ -19,7 +19,8 @@ from lookalike.faces.embed import load_face_embedder
 from lookalike.faces.recognize import calibrate
 from lookalike.faces.scan import FoundFace, as_catalog, content_hashes, scan_paths
 from lookalike.faces.store import FaceModel, Prototype, check_name, faces_root, list_face_models
-from lookalike.media import iter_images
+from lookalike.media import WalkError, iter_images
+from lookalike.media.walk import SKIPPED_DIRS
 
 Box = tuple[int, int, int, int]
 
@@ -34,6 +35,8 @@ class TrainReport:
     several_faces: list[tuple[str, int]] = field(default_factory=list)  # (photo, faces found): largest used
     failed: list[tuple[str, str]] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)  # same bytes as another photo of the same person
+    #: Folders inside a person's folder: not used (their photos are not labelled with the parent's name).
+    nested_skipped: list[str] = field(default_factory=list)
     prototypes: int = 0
     people: int = 0
     threshold: float | None = None
@@ -46,6 +49,7 @@ class TrainReport:
             "unchanged": self.unchanged, "no_face": self.no_face,
             "several_faces": [{"path": p, "faces": n} for p, n in self.several_faces],
             "failed": [{"path": p, "error": e} for p, e in self.failed], "duplicates": self.duplicates,
+            "nested_skipped": self.nested_skipped,
             "prototypes": self.prototypes, "people": self.people, "threshold": self.threshold,
             "calibration": self.calibration, "seconds": round(self.seconds, 3),
         }
@@ -167,7 +171,10 @@ def train(
     """Train (or extend) a face model from DATASET: one sub-folder per person, the folder name is the label.
 
     Incremental: photos already seen by the model are skipped. Photos without a face are reported; photos
-    with several faces contribute their largest face and are reported.
+    with several faces contribute their largest face and are reported. Only the photos directly inside a
+    person's folder are used: a folder inside it (``alice/holiday/``) is left out and listed in
+    ``nested_skipped`` (give it its own person folder to use it). A file that is not a regular picture (a
+    FIFO, a device) is listed in ``failed`` and the run goes on.
     """
     root = Path(dataset).expanduser()
     if not root.is_dir():
@@ -175,7 +182,28 @@ def train(
     people = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not people:
         raise UsageError(f"{root} has no sub-folders: put each person's photos in a folder named after them")
-    examples = [(person.name, path, None) for person in people for path in iter_images([person], recursive=True)]
     if root.resolve() == faces_root().resolve():
         raise UsageError("cannot train from the face models folder itself")
-    return add_examples(model, examples, embedder, detector, catalog, workers, progress)
+    examples: list[tuple[str, str, Box | None]] = []
+    nested: list[str] = []
+    walk_errors: list[WalkError] = []  # a FIFO or device named like a picture: one error each
+    for person in people:
+        examples.extend((person.name, path, None)
+                        for path in iter_images([person], recursive=False, errors=walk_errors))
+        nested.extend(_nested_photo_folders(person))
+    report = add_examples(model, examples, embedder, detector, catalog, workers, progress)
+    report.failed.extend((e.path, e.error) for e in walk_errors if not e.skipped)
+    report.nested_skipped = nested
+    return report
+
+
+def _nested_photo_folders(person: Path) -> list[str]:
+    """Folders inside a person's folder that hold photos (at any depth). Their photos are not that person's
+    for sure (``alice/holiday/`` may show anyone), so training leaves them out and names them instead of
+    labelling them with the parent's name."""
+    try:
+        subs = sorted(e for e in person.iterdir() if e.is_dir() and not e.name.startswith(".")
+                      and e.name not in SKIPPED_DIRS)
+    except OSError:
+        return []
+    return [str(sub) for sub in subs if next(iter(iter_images([sub], recursive=True)), None) is not None]

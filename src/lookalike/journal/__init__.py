@@ -10,9 +10,9 @@ Build a plan (each builder records the source's sha256 now, or takes ``sha256=``
     plan.move("/photos/a (copy).jpg", "/dupes/group_0001/a (copy).jpg")   # missing folders are created
     plan.copy(src, dst)
     plan.rename("/photos/IMG_1.jpg", "0001_IMG_1.jpg")                      # a new name in the same folder
-    plan.trash(path)            # OS trash via send2trash; a copy is also kept in the journal (undo uses it)
-    plan.delete(path)           # the file is moved into the journal folder until `lookalike journal purge`
-    plan.link(dup, keeper, kind="hard", replace=True)      # replace a file by a hard/symbolic link
+    plan.trash(dup, keep=keeper)    # OS trash via send2trash; a copy is also kept in the journal (undo uses it)
+    plan.delete(dup, keep=keeper)   # the file is moved into the journal folder until `lookalike journal purge`
+    plan.link(dup, keeper, kind="hard", replace=True)      # replace a file by a hard/symbolic link (keeper: target)
     plan.link(out / "x.jpg", photo, kind="symbolic", fallback="copy")   # a new link (a copy if links fail)
     plan.mkdir(folder)
 
@@ -28,6 +28,12 @@ Guarantees:
   BEFORE the operation starts, and a ``done`` line after; a run killed at any point can be undone or resumed.
 - Sources are checked against the plan's sha256; a changed or missing file is refused (listed in
   ``report.failed``) and the run goes on.
+- Every operation that removes or replaces a file names its keeper (``keep`` + ``keep_sha256``; builders hash
+  it unless given). Right before acting, at apply and at resume, the keeper must exist as a regular file (not a
+  symlink), outside lookalike's data folder, with that sha256, and be another file (inode) than the one
+  removed; else the operation is refused. Only lookalike's own files (inside its data folder) need no keeper,
+  and nothing inside the journals' folder is ever acted on.
+- Names that are not UTF-8 (surrogate-escaped str) round-trip through plan files and journals.
 - A name that is taken is never overwritten: ``name (1).jpg`` is used instead and journaled.
 - Undo only deletes or replaces files whose sha256 shows the run made them; what it cannot restore is reported.
 

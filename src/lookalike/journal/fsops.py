@@ -4,23 +4,67 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import shutil
 import stat
 from collections.abc import Callable
+from typing import Any
 
 #: Fingerprint of a folder (folders are only created and removed, never hashed).
 DIR = "dir"
+#: Fingerprint prefix of a FIFO, device or socket (never opened: a FIFO would block, a device never ends).
+SPECIAL = "special:"
+
+
+def kind_of(mode: int) -> str:
+    """A plain-words name for a file type (as ``lookalike.media.files.kind_of``, without importing the decoders)."""
+    for test, name in ((stat.S_ISREG, "regular file"), (stat.S_ISDIR, "folder"), (stat.S_ISLNK, "symbolic link"),
+                       (stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def _open_regular_fd(path: str) -> int:
+    """A descriptor on the regular file at ``path``, opened without blocking and without following a final
+    symlink, checked with fstat (a FIFO or link swapped in after a check raises OSError, it never hangs)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, f"not a regular file: it is a {kind_of(st.st_mode)}", path)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def sha256_file(path: str) -> str:
-    with open(path, "rb") as f:
+    """sha256 of the regular file at ``path`` (OSError for anything else: never blocks on a FIFO)."""
+    with os.fdopen(_open_regular_fd(path), "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def hash_with_stat(path: str) -> tuple[str, os.stat_result]:
+    """sha256 and fstat of the regular file at ``path``, from one open descriptor (so both describe one file)."""
+    with os.fdopen(_open_regular_fd(path), "rb") as f:
+        st = os.fstat(f.fileno())
+        return hashlib.file_digest(f, "sha256").hexdigest(), st
+
+
+def stat_signature(st: os.stat_result) -> list[int]:
+    """What identifies one unchanged file: device, inode, size, mtime and ctime (ctime no user tool can set)."""
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def fingerprint(path: str) -> str | None:
     """What is at ``path``: the sha256 hex digest of a file, ``symlink:<target>`` for a symbolic link, ``dir`` for
-    a folder, None when nothing is there."""
+    a folder, ``special:<kind>`` for a FIFO, device or socket (never opened), None when nothing is there."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -29,7 +73,21 @@ def fingerprint(path: str) -> str | None:
         return "symlink:" + os.readlink(path)
     if stat.S_ISDIR(st.st_mode):
         return DIR
+    if not stat.S_ISREG(st.st_mode):
+        return SPECIAL + kind_of(st.st_mode)
     return sha256_file(path)
+
+
+def json_text(obj: Any) -> str:
+    """``obj`` as one line of JSON, readable UTF-8 where possible; a name that is not UTF-8 (a surrogate-escaped
+    str, as ``os.fsdecode`` gives) is written with ``\\udcXX`` escapes, which ``json.loads`` reads back to the
+    same path."""
+    text = json.dumps(obj, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(obj, ensure_ascii=True)
+    return text
 
 
 def free_name(path: str, taken: set[str] | frozenset[str] = frozenset()) -> str:
@@ -149,6 +207,7 @@ def is_link_to(path: str, target: str, kind: str) -> bool:
     try:
         if kind == "symbolic":
             return os.path.islink(path) and os.readlink(path) == target
-        return not os.path.islink(path) and os.path.isfile(path) and os.path.samefile(path, target)
+        p, t = os.lstat(path), os.lstat(target)  # neither name may be a symlink: a link to it is not a hard link
+        return stat.S_ISREG(p.st_mode) and stat.S_ISREG(t.st_mode) and (p.st_dev, p.st_ino) == (t.st_dev, t.st_ino)
     except OSError:
         return False

@@ -2,7 +2,7 @@
 
 - ``LOOKALIKE_JOURNAL_TEST_DELAY=SECONDS``: sleep at every step point (so a test can kill the process mid-run).
 - ``LOOKALIKE_JOURNAL_TEST_KILL=SEQ:POINT``: send SIGKILL to this process when operation SEQ reaches POINT
-  (``intended``, ``kept``, ``staged``, ``acted``; see ``ops.py``), or ``SEQ:*`` at its first point.
+  (``intended``, ``checked``, ``kept``, ``staged``, ``acted``; see ``ops.py``), or ``SEQ:*`` at its first point.
 
 Both are read from the environment at each call; they cost nothing when unset.
 """

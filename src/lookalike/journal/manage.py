@@ -28,8 +28,17 @@ class JournalInfo:
                 "status": self.status, **self.counts, "kept_bytes": self.kept_bytes}
 
 
-def journal_info(journal: Journal) -> JournalInfo:
-    st = fold(journal.records())
+def journal_info(journal: Journal, tolerate: bool = False) -> JournalInfo:
+    """A journal at a glance; with ``tolerate`` a damaged one is described as such (status "damaged", the
+    reason as its description) instead of raising UsageError."""
+    try:
+        st = fold(journal.records())
+    except UsageError as exc:
+        if not tolerate:
+            raise
+        counts = {"total": 0, "done": 0, "failed": 0, "unfinished": 0, "undone": 0}
+        return JournalInfo(journal.id, journal.folder, "", str(exc), "damaged", counts,
+                           folder_size(journal.folder / "kept"))
     status = st.status()
     if status == "interrupted" and journal.is_locked_elsewhere():
         status = "running"
@@ -39,7 +48,7 @@ def journal_info(journal: Journal) -> JournalInfo:
 
 def list_journals(journal_dir: str | os.PathLike | None = None) -> list[JournalInfo]:
     """Every journal, oldest first."""
-    return [journal_info(Journal(f)) for f in journal_folders(journal_dir)]
+    return [journal_info(Journal(f), tolerate=True) for f in journal_folders(journal_dir)]
 
 
 def show_journal(ref: str | os.PathLike | None = None, journal_dir: str | os.PathLike | None = None
@@ -51,7 +60,7 @@ def show_journal(ref: str | os.PathLike | None = None, journal_dir: str | os.Pat
     for seq in sorted(set(st.state)):
         rec = st.intended.get(seq, {})
         entry: dict[str, Any] = {"seq": seq, "op": rec.get("op"), "state": st.state[seq]}
-        for key in ("src", "dst", "path", "target", "kind", "kept", "before", "after"):
+        for key in ("src", "dst", "path", "target", "kind", "keep", "kept", "before", "after"):
             if rec.get(key) is not None:
                 entry[key] = rec[key]
         if seq in st.errors:
@@ -75,8 +84,8 @@ def purge(ref: str | os.PathLike | None = None, all: bool = False, force: bool =
     targets = [Journal(f) for f in journal_folders(journal_dir)] if all else [open_journal(ref, journal_dir)]
     removed, refused = [], []
     for j in targets:
-        info = journal_info(j)
-        if info.status in ("interrupted", "running", "undo incomplete") and not force:
+        info = journal_info(j, tolerate=True)
+        if info.status in ("interrupted", "running", "undo incomplete", "damaged") and not force:
             refused.append(f"{j.id} ({info.status})")
             continue
         remove_journal(j)

@@ -6,30 +6,42 @@ and ``undo`` then look at the files themselves, so both work from ANY state a cr
 half done (e.g. a file with both its old and new name, a kept copy made but the original not yet removed),
 or done. They never replace or delete a file unless its fingerprint shows it is the one the journal made.
 
-Step points (for ``hooks.checkpoint``): ``intended`` (journaled, nothing changed yet), ``kept`` (a copy of the
-original is in the journal folder), ``staged`` (the new file exists under a temporary name), ``acted``.
+Step points (for ``hooks.checkpoint``): ``intended`` (journaled, nothing changed yet), ``checked`` (a removal's
+keeper was checked a last time, nothing changed yet), ``kept`` (a copy of the original is in the journal folder),
+``staged`` (the new file exists under a temporary name), ``acted``.
+
+The keeper check (``check_keeper`` at prepare, ``recheck_keeper`` right before the file is removed or replaced,
+also when a resumed run finishes an operation journaled by an earlier process) is the one place that makes sure
+a clean-up never removes the last copy: the operation's keeper must still be a regular file (not a symlink),
+outside lookalike's data folder, with the sha256 the plan names, and another file than the one removed.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
 from lookalike.journal import hooks
 from lookalike.journal.fsops import (
     DIR,
+    SPECIAL,
     copy_durable,
     fingerprint,
     free_name,
     fsync_dir,
+    hash_with_stat,
     is_link_to,
+    kind_of,
     missing_dirs,
     move_noclobber,
     publish,
     remove_quietly,
+    stat_signature,
 )
+from lookalike.journal.guard import Guard
 from lookalike.journal.plan import Op
 
 
@@ -54,6 +66,15 @@ class Ctx:
     seq: int
     taken: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
+    guard: Guard | None = None  # lookalike's own folders (found when first needed)
+    gone: set[str] = field(default_factory=set)  # dry run: paths earlier operations of the plan remove
+    hashes: dict[tuple[int, ...], str] = field(default_factory=dict)  # keeper sha256 by stat signature, per run
+
+    def folders(self) -> Guard:
+        if self.guard is None:
+            root = os.path.dirname(self.journal_folder) if self.journal_folder else None
+            self.guard = Guard.current(root)
+        return self.guard
 
     def tmp_beside(self, path: str) -> str:
         return os.path.join(os.path.dirname(path), f".lookalike-{self.journal_id}-{self.seq}.tmp")
@@ -78,9 +99,96 @@ def _source(path: str, expected: str | None) -> str:
         raise Refused(f"{path} does not exist")
     if fp == DIR:
         raise Refused(f"{path} is a folder; only files are handled")
+    if fp.startswith(SPECIAL):
+        raise Refused(f"{path} is a {fp[len(SPECIAL):]}; only regular files and links are handled")
     if expected and fp != expected:
         raise Refused(f"{path} changed since the plan was made (sha256 {fp[:12]}..., plan says {expected[:12]}...)")
     return fp
+
+
+def _no_keeper(path: str, ctx: Ctx) -> bool:
+    """Whether ``path`` may be removed without naming a keeper: only lookalike's own files (a face model...)."""
+    return ctx.folders().data_folder_of(path) is not None
+
+
+def check_keeper(op: Op, path: str, ctx: Ctx) -> dict[str, Any]:
+    """The pre-action check of an operation that removes or replaces ``path``; the journal record's keeper
+    fields (none for lookalike's own files). Raises Refused with the reason."""
+    keep, want = op.keep, op.keep_sha256
+    if op.op == "link":
+        if keep and os.path.normpath(keep) != os.path.normpath(op.target or ""):
+            raise Refused(f"{path}: the keeper of a replacing link is its target {op.target}, not {keep}")
+        keep = op.target if want else None
+    if not keep or not want:
+        if not keep and not want and _no_keeper(path, ctx):
+            return {}
+        if keep:
+            raise Refused(f"{path}: the plan gives no keep_sha256 for its keeper {keep} (did the keeper exist when "
+                          "the plan was made?)")
+        raise Refused(f"{path}: the plan does not name its keeper (keep and keep_sha256: the file that still holds "
+                      "this photo afterwards); an operation that removes or replaces a file must name one")
+    where = ctx.folders().data_folder_of(keep, follow=True) or ctx.folders().journal_folder_of(keep, follow=True)
+    if where:
+        raise Refused(f"{path}: its keeper {keep} lies inside lookalike's own data folder ({where}), which is "
+                      "never a keeper of your photos")
+    if keep in ctx.gone:
+        raise Refused(f"{path}: its keeper {keep} is removed or replaced earlier in this plan")
+    return _verify_keeper(path, keep, want, None, ctx, Refused)
+
+
+def _verify_keeper(path: str, keep: str, want: str, known: list[int] | None, ctx: Ctx,
+                   error: type[Exception]) -> dict[str, Any]:
+    """Check the keeper on disk; ``known``: its stat signature when last hashed (unchanged = same content)."""
+    try:
+        st = os.lstat(keep)
+    except FileNotFoundError:
+        raise error(f"{path}: its keeper {keep} no longer exists") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read its keeper {keep}: {exc.strerror or exc}") from exc
+    if stat.S_ISLNK(st.st_mode):
+        raise error(f"{path}: its keeper {keep} is a symbolic link, not a file holding the photo")
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"{path}: its keeper {keep} is a {kind_of(st.st_mode)}, not a regular file")
+    try:
+        pst = os.lstat(path)
+    except OSError:
+        pst = None
+    if pst is not None and (pst.st_dev, pst.st_ino) == (st.st_dev, st.st_ino):
+        raise error(f"{path} and its keeper {keep} are one file (hard links to the same data): removing one name "
+                    "frees nothing and is not a duplicate clean-up")
+    if pst is not None and stat.S_ISLNK(pst.st_mode) and os.path.realpath(path) == os.path.realpath(keep):
+        raise error(f"{path} is a symbolic link to its keeper {keep}, not a duplicate of it")
+    sig = stat_signature(st)
+    if known is not None and sig == known:
+        return {"keep": keep, "keep_sha256": want, "keep_stat": sig}
+    h = ctx.hashes.get(tuple(sig))
+    if h is None:
+        try:
+            h, fst = hash_with_stat(keep)
+        except OSError as exc:
+            raise error(f"{path}: cannot read its keeper {keep}: {exc.strerror or exc}") from exc
+        if stat_signature(fst) != sig:
+            raise error(f"{path}: its keeper {keep} changed while it was being checked")
+        ctx.hashes[tuple(sig)] = h
+    if h != want:
+        raise error(f"{path}: its keeper {keep} changed since the plan was made (sha256 {h[:12]}..., plan says "
+                    f"{want[:12]}...); not removed")
+    return {"keep": keep, "keep_sha256": want, "keep_stat": sig}
+
+
+def recheck_keeper(rec: dict[str, Any], ctx: Ctx) -> None:
+    """The keeper check again, right before the file at ``rec["path"]`` is removed or replaced (OpError): also
+    covers a resumed run finishing an operation an earlier process journaled."""
+    path, keep = rec["path"], rec.get("keep")
+    if not keep:
+        if _no_keeper(path, ctx):
+            return
+        raise OpError(f"{path}: the journal names no keeper for it (journaled by an older lookalike?); not removed")
+    where = ctx.folders().data_folder_of(keep, follow=True) or ctx.folders().journal_folder_of(keep, follow=True)
+    if where:
+        raise OpError(f"{path}: its keeper {keep} lies inside lookalike's own data folder ({where})")
+    _verify_keeper(path, keep, rec.get("keep_sha256") or "", rec.get("keep_stat"), ctx, OpError)
+    ctx.checkpoint("checked")
 
 
 def _new_name(path: str, ctx: Ctx) -> tuple[str, list[str]]:
@@ -235,7 +343,8 @@ class Delete:
     def prepare(self, op: Op, ctx: Ctx) -> dict[str, Any]:
         path = op.path or ""
         h = _source(path, op.sha256)
-        return {"path": path, "sha256": h, "kept": ctx.kept_rel(path), "tmp": ctx.tmp_beside(path),
+        keeper = check_keeper(op, path, ctx)
+        return {"path": path, "sha256": h, **keeper, "kept": ctx.kept_rel(path), "tmp": ctx.tmp_beside(path),
                 "before": {path: h}, "after": {path: None}}
 
     def act(self, rec: dict[str, Any], ctx: Ctx) -> None:
@@ -246,6 +355,7 @@ class Delete:
             return
         if p != h:
             raise OpError(f"cannot complete: {_describe(path, p, h)}")
+        recheck_keeper(rec, ctx)
         if k is None:  # one atomic rename into the journal folder; a durable copy across file systems
             try:
                 os.rename(path, kept)
@@ -284,6 +394,16 @@ def _keep_link(path: str, kept: str) -> None:
         os.replace(kept + ".tmp", kept)
 
 
+def _drop_staged_copy(path: str, kept: str) -> None:
+    """Remove the hard link ``stage`` made in the journal folder for an operation refused after all (the file
+    itself is still in place, so that link is not the only copy)."""
+    try:
+        if os.path.samefile(path, kept) and not os.path.islink(path):
+            os.unlink(kept)
+    except OSError:
+        pass
+
+
 class Trash(Delete):
     """trash: the file is kept in the journal folder (a hard link, else a copy), then sent to the OS trash
     through send2trash. Undo restores from the journal's copy (restoring from the OS trash is not portable);
@@ -303,6 +423,11 @@ class Trash(Delete):
             return
         if p != h:
             raise OpError(f"cannot complete: {_describe(path, p, h)}")
+        try:
+            recheck_keeper(rec, ctx)
+        except OpError:
+            _drop_staged_copy(path, kept)
+            raise
         if k != h:
             _keep_link(path, kept)
             fsync_dir(os.path.dirname(kept))
@@ -316,12 +441,20 @@ class Link:
 
     def prepare(self, op: Op, ctx: Ctx) -> dict[str, Any]:
         target, kind = op.target or "", op.kind or "symbolic"
+        if op.replace:  # the file to replace and its keeper (the target) are checked first
+            path = op.path or ""
+            h = _source(path, op.sha256)
+            if is_link_to(path, target, kind):
+                raise Refused(f"{path} already is a {kind} link to {target}")
+            keeper = check_keeper(op, path, ctx)
         try:
             tfp = fingerprint(target)
         except OSError as exc:
             raise Refused(f"cannot read {target}: {exc.strerror or exc}") from exc
         if tfp is None:
             raise Refused(f"link target {target} does not exist")
+        if tfp.startswith(SPECIAL):
+            raise Refused(f"link target {target} is a {tfp[len(SPECIAL):]}; only regular files and links are handled")
         if kind == "hard" and tfp == DIR:
             raise Refused(f"cannot hard-link the folder {target}")
         if kind == "hard" and op.fallback != "copy" and not _same_device(op.path or "", target):
@@ -330,10 +463,9 @@ class Link:
         rec: dict[str, Any] = {"target": target, "kind": kind, "replace": op.replace, "fallback": op.fallback,
                                "target_sha256": tfp}
         if op.replace:
-            path = op.path or ""
-            h = _source(path, op.sha256)
-            if is_link_to(path, target, kind):
-                raise Refused(f"{path} already is a {kind} link to {target}")
+            rec.update(keeper)
+            if rec.get("keep") and rec["keep_sha256"] != tfp:  # the target changed between the two reads
+                raise Refused(f"{path}: its keeper {target} changed while it was being checked")
             rec.update(path=path, sha256=h, kept=ctx.kept_rel(path), mkdirs=[], before={path: h, target: tfp})
         else:
             path, dirs = _new_name(op.path or "", ctx)
@@ -383,6 +515,11 @@ class Link:
         if p != h:
             raise OpError(f"cannot complete: {_describe(path, p, h)}")
         kept = ctx.kept_abs(rec)
+        try:
+            recheck_keeper(rec, ctx)
+        except OpError:
+            _drop_staged_copy(path, kept)
+            raise
         if fingerprint(kept) != h:
             _keep_link(path, kept)
             fsync_dir(os.path.dirname(kept))

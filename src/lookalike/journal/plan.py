@@ -11,6 +11,14 @@ A plan file looks like this (one operation per line, so a user can delete lines 
 source has changed since. It may be left out (then nothing is compared). Relative paths are taken
 relative to the plan file's folder (to the current folder for a plan given as JSON data). A trailing
 comma left behind after deleting the last line is accepted.
+
+Every operation that removes or replaces a file (``delete``, ``trash``, ``link`` with ``replace``) names its
+keeper: ``keep`` (the file that holds the content from now on; for a link, its ``target``) and
+``keep_sha256`` (the keeper's content when the plan was made). ``apply`` (and ``--resume``) refuses such an
+operation unless the keeper is still there, a regular file (not a symlink), outside lookalike's own data
+folder, with that sha256, and not the same file (inode) as the one removed. Only lookalike's own files (inside
+its data folder, e.g. a face model being removed) need no keeper. Names that are not UTF-8 are written with
+``\\udcXX`` escapes and read back unchanged.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from lookalike.errors import UsageError
-from lookalike.journal.fsops import fingerprint
+from lookalike.journal.fsops import fingerprint, json_text
 
 PLAN_VERSION = 1
 
@@ -50,6 +58,9 @@ class Op:
       existing file at ``path`` is replaced (and kept in the journal); without, a new link is made (a free
       name is used if ``path`` is taken). ``fallback="copy"`` copies ``target`` where links are impossible.
     - ``mkdir``: create the folder ``path`` (and missing parents).
+
+    ``keep``/``keep_sha256``: the keeper of a trash, delete or replacing link (for a link, ``keep`` is its
+    ``target``), checked before the operation runs (see the module's docstring).
     """
 
     op: str
@@ -62,6 +73,8 @@ class Op:
     fallback: str | None = None
     sha256: str | None = None
     note: str | None = None  # free text for the person reviewing the plan (e.g. why); ignored by apply
+    keep: str | None = None  # the keeper of a trash/delete/replacing link (absolute path)
+    keep_sha256: str | None = None  # the keeper's content when the plan was made
 
     def validate(self) -> None:
         """Raise UsageError when the operation is malformed."""
@@ -70,11 +83,20 @@ class Op:
         for name in OP_FIELDS[self.op]:
             if not getattr(self, name):
                 raise UsageError(f"operation {self.op!r} needs a {name!r} field")
+        for name in ("src", "dst", "path", "target", "kind", "fallback", "sha256", "note", "keep", "keep_sha256"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise UsageError(f"the {name!r} field of operation {self.op!r} must be a string, not {value!r}")
         if self.op == "link":
             if self.kind not in LINK_KINDS:
                 raise UsageError(f"link kind must be one of {LINK_KINDS}, not {self.kind!r}")
             if self.fallback not in (None, "copy"):
                 raise UsageError(f"link fallback must be 'copy' or absent, not {self.fallback!r}")
+
+    @property
+    def removes(self) -> bool:
+        """Whether this operation removes or replaces a file (and so must name its keeper)."""
+        return self.op in ("trash", "delete") or (self.op == "link" and self.replace)
 
     @property
     def source(self) -> str | None:
@@ -97,6 +119,10 @@ class Op:
             d["fallback"] = self.fallback
         if self.sha256:
             d["sha256"] = self.sha256
+        if self.keep:
+            d["keep"] = self.keep
+        if self.keep_sha256:
+            d["keep_sha256"] = self.keep_sha256
         if self.note:
             d["note"] = self.note
         return d
@@ -105,15 +131,23 @@ class Op:
     def from_json(cls, d: dict[str, Any], base: Path | None = None) -> Op:
         if not isinstance(d, dict) or "op" not in d:
             raise UsageError(f"not an operation: {d!r}")
-        unknown = set(d) - {"op", "src", "dst", "path", "target", "kind", "replace", "fallback", "sha256", "note"}
+        unknown = set(d) - {"op", "src", "dst", "path", "target", "kind", "replace", "fallback", "sha256", "note",
+                            "keep", "keep_sha256"}
         if unknown:
             raise UsageError(f"unknown field(s) {sorted(unknown)} in operation {d!r}")
+        if not isinstance(d.get("replace", False), bool):
+            raise UsageError(f"the 'replace' field must be true or false in operation {d!r}")
         op = cls(
             op=d["op"], src=d.get("src"), dst=d.get("dst"), path=d.get("path"), target=d.get("target"),
             kind=d.get("kind"), replace=bool(d.get("replace", False)), fallback=d.get("fallback"),
-            sha256=d.get("sha256"), note=d.get("note"),
+            sha256=d.get("sha256"), note=d.get("note"), keep=d.get("keep"), keep_sha256=d.get("keep_sha256"),
         )
-        for name in ("src", "dst", "path", "target"):  # journals hold absolute paths (undo may run elsewhere)
+        if not isinstance(op.op, str):
+            raise UsageError(f"not an operation: {d!r}")
+        for name in ("src", "dst", "path", "target", "keep"):
+            if getattr(op, name) is not None and not isinstance(getattr(op, name), str):
+                raise UsageError(f"the {name!r} field must be a string in operation {d!r}")
+        for name in ("src", "dst", "path", "target", "keep"):  # journals hold absolute paths (undo may run elsewhere)
             value = getattr(op, name)
             if value is not None:
                 setattr(op, name, _absolute(value, base))
@@ -132,10 +166,17 @@ def _absolute(p: str, base: Path | None = None) -> str:
 @dataclass
 class Plan:
     """An ordered list of operations. Builder methods record each source's sha256 now (pass ``sha256=`` when
-    it is already known, e.g. from the catalog), so that ``apply_plan`` can refuse files changed since."""
+    it is already known, e.g. from the catalog), so that ``apply_plan`` can refuse files changed since; the
+    keeper's sha256 likewise (``keep_sha256=``).
+
+    ``skipped``: files the plan's builder left out on purpose, each ``{"path", "reason"}`` (shown to the user,
+    written to the plan file; apply ignores them)."""
 
     operations: list[Op] = field(default_factory=list)
     description: str = ""
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    _keeper_hashes: dict[str, tuple[tuple[int, ...], str | None]] = field(default_factory=dict, repr=False,
+                                                                            compare=False)
 
     def __len__(self) -> int:
         return len(self.operations)
@@ -149,8 +190,22 @@ class Plan:
         src = op.source
         if hash_source and op.sha256 is None and src is not None and os.path.lexists(src):
             op.sha256 = fingerprint(src)
+        if op.op == "link" and op.replace and op.keep is None:
+            op.keep = op.target
+        if hash_source and op.keep and op.keep_sha256 is None and os.path.lexists(op.keep):
+            op.keep_sha256 = self._keeper_hash(op.keep)
         self.operations.append(op)
         return op
+
+    def _keeper_hash(self, keep: str) -> str | None:
+        """The keeper's fingerprint, hashed once per plan while its stat (inode, size, times) is unchanged."""
+        st = os.lstat(keep)
+        sig = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        cached = self._keeper_hashes.get(keep)
+        if cached is None or cached[0] != sig:
+            cached = (sig, fingerprint(keep))
+            self._keeper_hashes[keep] = cached
+        return cached[1]
 
     def move(self, src: str | os.PathLike, dst: str | os.PathLike, sha256: str | None = None) -> Op:
         return self.add(Op("move", src=_absolute(src), dst=_absolute(dst), sha256=sha256))
@@ -165,29 +220,45 @@ class Plan:
         src = _absolute(src)
         return self.add(Op("rename", src=src, dst=os.path.join(os.path.dirname(src), new_name), sha256=sha256))
 
-    def trash(self, path: str | os.PathLike, sha256: str | None = None) -> Op:
-        return self.add(Op("trash", path=_absolute(path), sha256=sha256))
+    def trash(self, path: str | os.PathLike, sha256: str | None = None, keep: str | os.PathLike | None = None,
+              keep_sha256: str | None = None) -> Op:
+        """Send ``path`` to the OS trash; ``keep`` is the file that keeps its content (hashed now unless
+        ``keep_sha256`` is given). Only lookalike's own files may go without a keeper."""
+        return self.add(Op("trash", path=_absolute(path), sha256=sha256, keep=_absolute(keep) if keep else None,
+                           keep_sha256=keep_sha256))
 
-    def delete(self, path: str | os.PathLike, sha256: str | None = None) -> Op:
-        return self.add(Op("delete", path=_absolute(path), sha256=sha256))
+    def delete(self, path: str | os.PathLike, sha256: str | None = None, keep: str | os.PathLike | None = None,
+               keep_sha256: str | None = None) -> Op:
+        """Delete ``path`` (kept in the journal until purged); ``keep`` as for :meth:`trash`."""
+        return self.add(Op("delete", path=_absolute(path), sha256=sha256, keep=_absolute(keep) if keep else None,
+                           keep_sha256=keep_sha256))
 
     def link(self, path: str | os.PathLike, target: str | os.PathLike, kind: str = "symbolic", replace: bool = False,
-             fallback: str | None = None, sha256: str | None = None) -> Op:
-        """Make ``path`` a link to ``target`` (replacing the file at ``path`` when ``replace``)."""
-        return self.add(Op("link", path=_absolute(path), target=_absolute(target), kind=kind, replace=replace,
-                           fallback=fallback, sha256=sha256))
+             fallback: str | None = None, sha256: str | None = None, keep_sha256: str | None = None) -> Op:
+        """Make ``path`` a link to ``target`` (replacing the file at ``path`` when ``replace``: then ``target``
+        is its keeper, hashed now unless ``keep_sha256`` is given)."""
+        target = _absolute(target)
+        return self.add(Op("link", path=_absolute(path), target=target, kind=kind, replace=replace,
+                           fallback=fallback, sha256=sha256, keep=target if replace else None,
+                           keep_sha256=keep_sha256 if replace else None))
 
     def mkdir(self, path: str | os.PathLike) -> Op:
         return self.add(Op("mkdir", path=_absolute(path)))
 
     def to_json(self) -> dict[str, Any]:
-        return {"lookalike_plan": PLAN_VERSION, "description": self.description,
-                "operations": [op.to_json() for op in self.operations]}
+        d: dict[str, Any] = {"lookalike_plan": PLAN_VERSION, "description": self.description}
+        if self.skipped:
+            d["skipped"] = self.skipped
+        d["operations"] = [op.to_json() for op in self.operations]
+        return d
 
     def dumps(self) -> str:
-        """The plan as JSON text with one operation per line."""
-        head = json.dumps({"lookalike_plan": PLAN_VERSION, "description": self.description}, ensure_ascii=False)
-        lines = [json.dumps(op.to_json(), ensure_ascii=False) for op in self.operations]
+        """The plan as JSON text with one operation per line (names that are not UTF-8 as ``\\udcXX`` escapes)."""
+        head_d: dict[str, Any] = {"lookalike_plan": PLAN_VERSION, "description": self.description}
+        if self.skipped:
+            head_d["skipped"] = self.skipped
+        head = json_text(head_d)
+        lines = [json_text(op.to_json()) for op in self.operations]
         body = ",\n".join(lines)
         return head[:-1] + ', "operations": [\n' + body + ("\n" if lines else "") + "]}\n"
 
@@ -201,7 +272,10 @@ class Plan:
         if version != PLAN_VERSION:
             raise UsageError(f"plan version {version} is not supported (expected {PLAN_VERSION})")
         ops = [Op.from_json(d, base) for d in data["operations"]]
-        return cls(operations=ops, description=str(data.get("description", "")))
+        skipped = data.get("skipped") or []
+        if not isinstance(skipped, list) or not all(isinstance(s, dict) for s in skipped):
+            raise UsageError("a plan's 'skipped' field is a list of {\"path\", \"reason\"} objects")
+        return cls(operations=ops, description=str(data.get("description", "")), skipped=skipped)
 
 
 def write_plan(plan: Plan, file: str | os.PathLike) -> Path:
@@ -221,6 +295,8 @@ def load_plan(file: str | os.PathLike) -> Plan:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read plan {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not a plan: it is not UTF-8 text (damaged?)") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError:

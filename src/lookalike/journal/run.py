@@ -11,7 +11,8 @@ from typing import Any
 
 from lookalike.errors import UsageError
 from lookalike.journal.fsops import fsync_dir
-from lookalike.journal.ops import KINDS, Ctx, Refused, UndoProblem
+from lookalike.journal.guard import Guard
+from lookalike.journal.ops import KINDS, Ctx, Refused
 from lookalike.journal.plan import Op, Plan, load_plan
 from lookalike.journal.store import Journal, fold, journal_folders, open_journal, root_dir
 
@@ -61,7 +62,7 @@ class UndoReport:
 
 def _public(seq: int, rec: dict[str, Any]) -> dict[str, Any]:
     """The user-facing view of an intended record."""
-    keep = ("op", "src", "dst", "path", "target", "kind", "replace", "kept", "before", "after")
+    keep = ("op", "src", "dst", "path", "target", "kind", "replace", "keep", "kept", "before", "after")
     return {"seq": seq, **{k: rec[k] for k in keep if rec.get(k) not in (None, False)}}
 
 
@@ -70,7 +71,19 @@ def _public(seq: int, rec: dict[str, Any]) -> dict[str, Any]:
 GROUP = 128
 
 
+def _outside_journals(op: Op, ctx: Ctx) -> None:
+    """No operation reads or changes anything inside the journals' folder: the copies they keep are what makes
+    earlier runs undoable (with LOOKALIKE_HOME inside a searched folder, they look like duplicates)."""
+    for name in ("src", "dst", "path", "target", "keep"):
+        value = getattr(op, name)
+        where = ctx.folders().journal_folder_of(value) if value else None
+        if where:
+            raise Refused(f"{value} lies inside lookalike's journal folder ({where}): the copies the journal keeps "
+                          "are never acted on")
+
+
 def _intend(seq: int, op: Op, ctx: Ctx) -> dict[str, Any]:
+    _outside_journals(op, ctx)
     rec = {"type": "op", "seq": seq, "state": "intended", "op": op.op, **KINDS[op.op].prepare(op, ctx)}
     if op.op in ("move", "copy", "rename") and rec["dst"] != op.dst:
         rec["planned_dst"] = op.dst
@@ -116,7 +129,7 @@ def _ancestors(path: str) -> set[str]:
 
 def _op_paths(op: Op) -> tuple[set[str], set[str]]:
     """(paths an operation only reads, paths it may change: its own and the folders above its destination)."""
-    reads = {p for p in (op.target, op.src if op.op == "copy" else None) if p}
+    reads = {p for p in (op.target, op.keep, op.src if op.op == "copy" else None) if p}
     writes = {p for p in (op.src if op.op != "copy" else None, op.dst, op.path) if p}
     for p in (op.dst, op.path):
         if p:
@@ -126,9 +139,45 @@ def _op_paths(op: Op) -> tuple[set[str], set[str]]:
 
 def _rec_paths(rec: dict[str, Any]) -> tuple[set[str], set[str]]:
     """(paths a prepared operation reads, paths it changes)."""
-    reads = {p for p in (rec.get("target"), rec.get("src") if rec["op"] == "copy" else None) if p}
+    reads = {p for p in (rec.get("target"), rec.get("keep"), rec.get("src") if rec["op"] == "copy" else None) if p}
     writes = {p for p in (rec.get("src") if rec["op"] != "copy" else None, rec.get("dst"), rec.get("path")) if p}
     return reads, writes | set(rec.get("mkdirs", []))
+
+
+class RemovalLock:
+    """An exclusive flock on ``<journals>/remove.lock``, taken around each removal (re-entrant per instance).
+    Without fcntl (Windows) it does nothing."""
+
+    def __init__(self, folder: str) -> None:
+        self.path = os.path.join(folder, "remove.lock")
+        self.fd: int | None = None
+        self.depth = 0
+
+    def __enter__(self) -> RemovalLock:
+        if self.depth == 0:
+            try:
+                import fcntl
+            except ImportError:  # pragma: no cover - Windows
+                self.depth += 1
+                return self
+            if self.fd is None:
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        self.depth += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.depth -= 1
+        if self.depth == 0 and self.fd is not None:
+            import fcntl
+
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 class _Runner:
@@ -142,9 +191,12 @@ class _Runner:
         self.reads: set[str] = set()  # what the pending group reads and changes
         self.writes: set[str] = set()
         self.staged = False
+        self.guard = Guard.current(journal.folder.parent)
+        self.hashes: dict[tuple[int, ...], str] = {}
+        self.removal_lock = RemovalLock(self.guard.journals[0])
 
     def ctx(self, seq: int) -> Ctx:
-        return Ctx(self.journal.id, str(self.journal.folder), seq, self.taken)
+        return Ctx(self.journal.id, str(self.journal.folder), seq, self.taken, guard=self.guard, hashes=self.hashes)
 
     def tick(self) -> None:
         self.count += 1
@@ -178,8 +230,18 @@ class _Runner:
     def finish_intended(self, seq: int, rec: dict[str, Any]) -> None:
         """Complete an operation an earlier run journaled (it may be done, half done or not started)."""
         self.flush()
-        _act(self.journal, seq, rec, self.ctx(seq), self.report)
+        self.act(seq, rec, self.ctx(seq))
         self.tick()
+
+    def act(self, seq: int, rec: dict[str, Any], ctx: Ctx) -> None:
+        """Carry out one journaled operation. One that removes or replaces a file does its last keeper check and
+        its action under a lock shared by every lookalike process (and thread), so that two runs removing each
+        other's keepers at the same moment cannot both succeed."""
+        if rec["op"] in ("delete", "trash") or (rec["op"] == "link" and rec.get("replace")):
+            with self.removal_lock:
+                _act(self.journal, seq, rec, ctx, self.report)
+        else:
+            _act(self.journal, seq, rec, ctx, self.report)
 
     def flush(self) -> None:
         if not self.pending:
@@ -190,7 +252,7 @@ class _Runner:
             self.staged = False
         for seq, rec, ctx in self.pending:
             ctx.checkpoint("intended")
-            _act(self.journal, seq, rec, ctx, self.report)
+            self.act(seq, rec, ctx)
             self.tick()
         self.pending.clear()
         self.reads.clear()
@@ -214,11 +276,18 @@ def apply_plan(plan: Plan | str | os.PathLike, journal_dir: str | os.PathLike | 
     report = ApplyReport(journal=None, total=len(plan), dry_run=dry_run)
     if dry_run:
         taken: set[str] = set()
+        gone: set[str] = set()  # removed by earlier operations: no keeper any more
+        guard = Guard.current(root_dir(journal_dir))
         for seq, op in enumerate(plan.operations):
             try:
-                report.operations.append(_public(seq, _intend(seq, op, Ctx("dry-run", None, seq, taken))))
+                rec = _intend(seq, op, Ctx("dry-run", None, seq, taken, guard=guard, gone=gone))
             except Refused as exc:
                 _refused(None, seq, op, exc, report)
+            else:
+                report.operations.append(_public(seq, rec))
+                if op.op in ("move", "rename", "delete", "trash") or (op.op == "link" and op.replace
+                                                                      and op.kind == "symbolic"):
+                    gone.add(op.source or "")
             if progress:
                 progress(seq + 1, len(plan))
         return report
@@ -228,9 +297,12 @@ def apply_plan(plan: Plan | str | os.PathLike, journal_dir: str | os.PathLike | 
     with Journal.create(root_dir(journal_dir), header, text) as journal:
         report.journal = journal.folder
         runner = _Runner(journal, report, progress)
-        for seq, op in enumerate(plan.operations):
-            runner.add(seq, op)
-        runner.flush()
+        try:
+            for seq, op in enumerate(plan.operations):
+                runner.add(seq, op)
+            runner.flush()
+        finally:
+            runner.removal_lock.close()
         journal.append({"type": "end", "done": report.done, "failed": len(report.failed)})
     return report
 
@@ -241,7 +313,10 @@ def find_interrupted(plan_file: str | os.PathLike | None = None,
     want = str(Path(plan_file).resolve()) if plan_file else None
     for folder in reversed(journal_folders(journal_dir)):
         j = Journal(folder)
-        st = fold(j.records())
+        try:
+            st = fold(j.records())
+        except UsageError:  # a damaged journal is not resumed (`lookalike journal list` shows it)
+            continue
         if st.status() != "interrupted" or (want and st.header.get("plan_file") != want):
             continue
         if j.is_locked_elsewhere():
@@ -272,21 +347,24 @@ def resume(journal: str | os.PathLike | Journal | None = None, journal_dir: str 
         plan = load_plan(j.plan_file)
         report = ApplyReport(journal=j.folder, total=len(plan), resumed=True)
         runner = _Runner(j, report, progress)
-        for seq, op in enumerate(plan.operations):
-            state = st.state.get(seq)
-            if state == "done":
-                report.done += 1
-                report.operations.append(_public(seq, st.intended[seq]))
-                runner.tick()
-            elif state == "failed":
-                report.failed.append({"seq": seq, "op": op.op, "path": op.source or op.path or op.dst,
-                                      "error": st.errors.get(seq, "")})
-                runner.tick()
-            elif state == "intended":
-                runner.finish_intended(seq, st.intended[seq])
-            else:
-                runner.add(seq, op)
-        runner.flush()
+        try:
+            for seq, op in enumerate(plan.operations):
+                state = st.state.get(seq)
+                if state == "done":
+                    report.done += 1
+                    report.operations.append(_public(seq, st.intended.get(seq, {"op": op.op})))
+                    runner.tick()
+                elif state == "failed":
+                    report.failed.append({"seq": seq, "op": op.op, "path": op.source or op.path or op.dst,
+                                          "error": st.errors.get(seq, "")})
+                    runner.tick()
+                elif state == "intended":
+                    runner.finish_intended(seq, st.intended[seq])
+                else:
+                    runner.add(seq, op)
+            runner.flush()
+        finally:
+            runner.removal_lock.close()
         j.append({"type": "end", "done": report.done, "failed": len(report.failed), "resumed": True})
         return report
     finally:
@@ -316,7 +394,7 @@ def undo(journal: str | os.PathLike | Journal | None = None, journal_dir: str | 
                 ctx = Ctx(j.id, str(j.folder), seq)
                 try:
                     KINDS[rec["op"]].undo(rec, ctx)
-                except (UndoProblem, OSError) as exc:
+                except Exception as exc:  # one operation that cannot be reversed must not stop the others
                     reason = _message(exc)
                     j.append({"type": "undo", "seq": seq, "state": "undo_failed", "reason": reason}, sync=False)
                     report.problems.append({"seq": seq, "op": rec["op"], "path": rec.get("src") or rec.get("path"),

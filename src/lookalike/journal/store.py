@@ -25,7 +25,7 @@ from typing import Any
 
 from lookalike import config
 from lookalike.errors import UsageError
-from lookalike.journal.fsops import fsync_dir
+from lookalike.journal.fsops import fsync_dir, json_text
 
 JOURNAL_FILE = "journal.jsonl"
 PLAN_FILE = "plan.json"
@@ -87,7 +87,7 @@ class Journal:
         also fsync it (so it survives a power cut) before returning."""
         if self._fh is None:
             self._fh = open(self.file, "a", encoding="utf-8")
-        self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._fh.write(json_text(record) + "\n")
         self._fh.flush()
         if sync:
             os.fsync(self._fh.fileno())
@@ -99,21 +99,33 @@ class Journal:
             os.fsync(self._fh.fileno())
 
     def records(self) -> list[dict[str, Any]]:
-        """All records; a torn last line (the process was killed while writing it) is ignored."""
+        """All records; a torn last line (the process was killed while writing it) is ignored. A journal
+        damaged anywhere else (junk, a record of the wrong shape) raises UsageError naming the file and line."""
         try:
-            lines = self.file.read_text(encoding="utf-8").splitlines()
+            data = self.file.read_bytes()
         except FileNotFoundError as exc:
             raise UsageError(f"{self.folder} holds no journal") from exc
+        except OSError as exc:
+            raise UsageError(f"cannot read journal {self.file}: {exc.strerror or exc}") from exc
+        lines = data.split(b"\n")
+        while lines and not lines[-1].strip():
+            lines.pop()
         out = []
-        for i, line in enumerate(lines):
-            if not line.strip():
+        for i, raw in enumerate(lines):
+            if not raw.strip():
                 continue
             try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
+                record = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
                 if i == len(lines) - 1:
-                    continue
-                raise UsageError(f"journal {self.file} is damaged at line {i + 1}") from None
+                    continue  # torn by a crash while it was being written
+                raise UsageError(f"journal {self.file} is damaged at line {i + 1} (not a JSON record)") from None
+            problem = check_record(record, i == 0)
+            if problem:
+                raise UsageError(f"journal {self.file} is damaged at line {i + 1}: {problem}")
+            out.append(record)
+        if not out:
+            raise UsageError(f"journal {self.file} is empty or damaged: it has no header")
         return out
 
     def header(self, records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -160,6 +172,63 @@ class Journal:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: What an intended record of each kind holds (strings unless said otherwise), so that a damaged journal is
+#: reported as such before anything acts on it.
+_INTENDED_FIELDS = {
+    "move": ("src", "dst", "sha256", "tmp"), "rename": ("src", "dst", "sha256", "tmp"),
+    "copy": ("src", "dst", "sha256", "tmp"), "delete": ("path", "sha256", "kept", "tmp"),
+    "trash": ("path", "sha256", "kept", "tmp"), "link": ("path", "target", "kind", "tmp"), "mkdir": ("path",),
+}
+_STATES = {"op": ("intended", "done", "failed"), "undo": ("undone", "undo_failed")}
+
+
+def _is_kept_name(value: Any) -> bool:
+    """A kept copy's name: ``kept/<one name>``, never a path that leaves the journal's folder."""
+    if not isinstance(value, str) or not value.startswith(KEPT_DIR + "/"):
+        return False
+    name = value[len(KEPT_DIR) + 1:]
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
+
+
+def check_record(r: Any, first: bool) -> str | None:
+    """Why a parsed journal line is not a valid record (None when it is)."""
+    if not isinstance(r, dict) or not isinstance(r.get("type"), str):
+        return "not a journal record"
+    kind = r["type"]
+    if first != (kind == "header"):
+        return "the first record must be the header" if first else "a second header"
+    if kind == "header" and (not isinstance(r.get("total", 0), int) or isinstance(r.get("total"), bool)):
+        return "the header's operation count is not a number"
+    if kind in _STATES:
+        seq = r.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            return "an operation number that is not a number"
+        if r.get("state") not in _STATES[kind]:
+            return f"unknown state {r.get('state')!r}"
+        if kind == "op" and r["state"] == "intended":
+            op = r.get("op")
+            if op not in _INTENDED_FIELDS:
+                return f"unknown operation {op!r}"
+            need = list(_INTENDED_FIELDS[op])
+            if op == "link" and r.get("replace"):
+                need += ["sha256", "kept"]
+            for name in need:
+                if not isinstance(r.get(name), str) or not r[name]:
+                    return f"operation {seq} ({op}) has no valid {name!r}"
+            for name in ("keep", "keep_sha256"):
+                if r.get(name) is not None and not isinstance(r[name], str):
+                    return f"operation {seq} ({op}) has an invalid {name!r}"
+            if "kept" in r and not _is_kept_name(r["kept"]):
+                return f"operation {seq} ({op}) keeps its copy outside the journal folder"
+            tmp = r.get("tmp")
+            if tmp is not None and not (os.path.basename(tmp).startswith(".lookalike-") and tmp.endswith(".tmp")):
+                return f"operation {seq} ({op}) has an invalid temporary name"
+            mk = r.get("mkdirs", [])
+            if not isinstance(mk, list) or not all(isinstance(d, str) for d in mk):
+                return f"operation {seq} ({op}) has an invalid folder list"
+    return None
 
 
 @dataclass

@@ -68,6 +68,12 @@ def open_regular(path: str | os.PathLike) -> BinaryIO:
     try:
         fd = os.open(path, flags)
     except OSError as exc:
+        try:  # e.g. a socket (ENXIO): name what it is rather than the errno
+            mode = os.stat(path).st_mode
+        except OSError:
+            mode = stat.S_IFREG
+        if not stat.S_ISREG(mode):
+            raise DecodeError(f"not a regular file: it is a {kind_of(mode)}") from exc
         raise _os_error(exc) from exc
     try:
         st = os.fstat(fd)

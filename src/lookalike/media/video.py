@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np  # noqa: E402
 
 from lookalike.errors import DecodeError, UsageError  # noqa: E402
 from lookalike.media.decode import sniff  # noqa: E402
+from lookalike.media.files import open_regular  # noqa: E402
 
 #: Extensions (lower case, with the dot) of files taken as videos when a folder is walked.
 VIDEO_EXTENSIONS = frozenset(
@@ -92,29 +94,45 @@ def _open_quietly(path: str) -> cv2.VideoCapture:
             log.setLogLevel(old)
 
 
+def _fd_path(fd: int) -> str | None:
+    """A path naming the open descriptor ``fd`` itself (Linux: ``/proc/self/fd/N``), or None."""
+    path = f"/proc/self/fd/{fd}"
+    return path if os.path.exists(path) else None
+
+
 class VideoReader:
-    """An open video clip. Use as a context manager, or call :meth:`close`."""
+    """An open video clip. Use as a context manager, or call :meth:`close`.
+
+    Only a regular file is ever handed to OpenCV: the path is opened first with
+    :func:`~lookalike.media.files.open_regular` (a FIFO, a device such as ``/dev/zero`` or a socket is
+    refused with a :class:`~lookalike.errors.DecodeError` instead of blocking FFmpeg forever), and OpenCV
+    then reads that very open file (through ``/proc/self/fd`` where it exists), so the name cannot be
+    swapped for a FIFO in between."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
+        self._cap = None
+        self._fh = None
         if not os.path.exists(self.path):
             raise DecodeError("no such file")
         if os.path.isdir(self.path):
             raise DecodeError("is a folder, not a video")
+        fh = open_regular(self.path)
         try:
-            with open(self.path, "rb") as fh:
+            try:
                 head = fh.read(32)
-        except OSError as exc:
-            raise DecodeError(f"cannot read: {exc.strerror or exc}") from exc
-        if not head:
-            raise DecodeError("empty file (0 bytes)")
-        kind = sniff(head)
-        if kind is not None:
-            raise DecodeError(f"is a still image ({kind}), not a video")
-        cap = _open_quietly(self.path)
-        if not cap.isOpened():
-            cap.release()
-            raise DecodeError("not a readable video (FFmpeg could not open it)")
+            except OSError as exc:
+                raise DecodeError(f"cannot read: {exc.strerror or exc}") from exc
+            if not head:
+                raise DecodeError("empty file (0 bytes)")
+            kind = sniff(head)
+            if kind is not None:
+                raise DecodeError(f"is a still image ({kind}), not a video")
+            cap = self._open_capture(fh)
+        except BaseException:
+            fh.close()
+            raise
+        self._fh = fh
         self._cap = cap
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         if not math.isfinite(fps) or fps <= 0 or fps > 1000:
@@ -137,10 +155,34 @@ class VideoReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _open_capture(self, fh) -> cv2.VideoCapture:
+        by_fd = _fd_path(fh.fileno())
+        if by_fd is not None:
+            cap = _open_quietly(by_fd)
+            if cap.isOpened():
+                return cap
+            cap.release()
+        # No /proc (or FFmpeg wants the name, e.g. to guess a format from its extension): the path itself,
+        # once it is checked to still be the regular file opened above.
+        try:
+            now, held = os.stat(self.path), os.fstat(fh.fileno())
+        except OSError as exc:
+            raise DecodeError("file vanished before it could be read") from exc
+        if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino) or not stat.S_ISREG(now.st_mode):
+            raise DecodeError("the file was replaced while it was being opened")
+        cap = _open_quietly(self.path)
+        if not cap.isOpened():
+            cap.release()
+            raise DecodeError("not a readable video (FFmpeg could not open it)")
+        return cap
+
     def close(self) -> None:
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
 
     def frames(
         self, every: int | None = None, fps: float | None = None, crop: float | None = None

@@ -1,17 +1,38 @@
 """Find image files under folders: by extension, and by sniffing files whose extension says nothing.
 
-The walk never follows a symlinked folder twice (no loops), skips hidden and cache folders, and
-reports folders it cannot enter instead of stopping.
+What the walk yields and what it leaves out (each left-out path that could be a picture is reported in
+``errors``, as a :class:`WalkError` with ``skipped=True`` when it is left out on purpose):
+
+* Only regular files (and symlinks to regular files) are yielded. A FIFO, socket or device named like a
+  picture (``x.jpg``), or given as an input, is an error "not a regular file: it is a FIFO (named pipe)";
+  one without a picture's extension is passed over (it is never opened, so it cannot hang the walk).
+* A symlink (to a file or a folder) is followed only when its resolved target lies inside one of the
+  resolved inputs: links out of the searched folders are skipped with a reason, never read. Symlinks
+  inside them are yielded under their own name (they are pictures to index and search); a folder
+  reached twice (a symlink loop, or a folder given twice) is walked once.
+* lookalike's own data folders (:func:`lookalike.config.data_dirs`: the home with its journals and kept
+  copies, the models) are never walked, even when they lie inside a searched folder or an input is in
+  one. All comparisons are made on resolved paths, so inputs given through symlinks count as their targets.
+* Hidden files and folders (a leading ".") and cache/OS folders (:data:`SKIPPED_DIRS`) are passed over;
+  folders that cannot be listed are errors, and the walk goes on.
+
+Paths are yielded under the inputs as given (made absolute, not resolved), sorted by name within each
+folder, so output order is deterministic. Names that are not UTF-8 come as ``str`` with surrogate
+escapes (``os.fsdecode``), like every path in lookalike.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from lookalike.config import data_dirs, is_inside
+from lookalike.errors import DecodeError
 from lookalike.media.decode import sniff
+from lookalike.media.files import kind_of, open_regular
 
 #: Extensions (lower case, with the dot) taken as images without sniffing.
 IMAGE_EXTENSIONS = frozenset(
@@ -32,82 +53,164 @@ SKIPPED_DIRS = frozenset(
      "Thumbs", "lost+found"}
 )
 
+#: Reasons given for paths left out on purpose (``WalkError.skipped``).
+LINK_OUTSIDE = "symbolic link to outside the searched folders: not followed"
+LINK_INTO_DATA = "symbolic link into lookalike's own data folder: not followed"
+DATA_FOLDER = "lookalike's own data folder: not searched"
+BROKEN_LINK = "broken symbolic link"
+
 
 @dataclass(frozen=True)
 class WalkError:
+    """A path the walk could not read (``skipped=False``) or left out on purpose, with the reason."""
+
     path: str
     error: str
+    skipped: bool = False
+
+
+def _ext(name: str) -> str:
+    return os.path.splitext(name)[1].lower()
 
 
 def looks_like_image(path: str) -> bool:
-    """True if the path's extension is an image's, or (no/unknown extension) its first bytes are."""
-    ext = os.path.splitext(path)[1].lower()
+    """True if the path's extension is an image's, or (no/unknown extension) its first bytes are.
+
+    Sniffing opens only regular files (a FIFO or device is never read: it is not an image)."""
+    ext = _ext(path)
     if ext in IMAGE_EXTENSIONS:
         return True
     if ext in NOT_IMAGE_EXTENSIONS:
         return False
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             head = fh.read(16)
-    except OSError:
+    except (OSError, DecodeError):
         return False
     return sniff(head) is not None
 
 
 def iter_images(
-    paths: Iterable[str | Path], recursive: bool = True, errors: list[WalkError] | None = None
+    paths: Iterable[str | Path | bytes], recursive: bool = True, errors: list[WalkError] | None = None
 ) -> Iterator[str]:
     """Yield the absolute paths of image files under ``paths`` (files are yielded as given).
 
-    Unreadable folders are appended to ``errors`` (when given) and skipped. Order is deterministic:
-    sorted by name within each folder.
+    Paths that cannot be read, and paths left out on purpose (links out of the inputs, lookalike's data
+    folder), are appended to ``errors`` when given (see the module's docstring). Order is deterministic:
+    inputs in order, sorted by name within each folder.
     """
-    seen_dirs: set[tuple[int, int]] = set()
-    for raw in paths:
-        path = os.path.abspath(os.path.expanduser(str(raw)))
-        if os.path.isfile(path):
-            yield path
-            continue
-        if not os.path.exists(path):
-            if errors is not None:
-                errors.append(WalkError(path, "no such file or folder"))
-            continue
-        yield from _walk_dir(path, recursive, seen_dirs, errors, top=True)
+    roots = [os.path.abspath(os.path.expanduser(os.fsdecode(raw))) for raw in paths]
+    yield from _Walk(roots, recursive, errors).run()
 
 
-def _walk_dir(
-    folder: str, recursive: bool, seen: set[tuple[int, int]], errors: list[WalkError] | None, top: bool
-) -> Iterator[str]:
-    try:
-        st = os.stat(folder)
-    except OSError as exc:
-        if errors is not None:
-            errors.append(WalkError(folder, f"cannot open folder: {exc.strerror}"))
-        return
-    key = (st.st_dev, st.st_ino)
-    if key in seen:  # symlink loop or a folder reached twice
-        return
-    seen.add(key)
-    try:
-        with os.scandir(folder) as it:
-            entries = sorted(it, key=lambda e: e.name)
-    except OSError as exc:
-        if errors is not None:
-            errors.append(WalkError(folder, f"cannot list folder: {exc.strerror or exc}"))
-        return
-    subdirs = []
-    for entry in entries:
-        name = entry.name
+class _Walk:
+    def __init__(self, roots: list[str], recursive: bool, errors: list[WalkError] | None) -> None:
+        self.roots = roots
+        self.recursive = recursive
+        self.errors = errors
+        self.excluded = [os.fspath(d) for d in data_dirs()]
+        self.allowed_dirs: list[str] = []
+        self.allowed_files: set[str] = set()
+        for r in roots:
+            real = os.path.realpath(r)
+            if os.path.isdir(real):
+                self.allowed_dirs.append(real)
+            else:
+                self.allowed_files.add(real)
+        self.seen: set[tuple[int, int]] = set()
+
+    def _report(self, path: str, error: str, skipped: bool = False) -> None:
+        if self.errors is not None:
+            self.errors.append(WalkError(path, error, skipped))
+
+    def _in_data(self, real: str) -> bool:
+        return any(is_inside(real, d) for d in self.excluded)
+
+    def _allowed(self, real: str) -> bool:
+        return real in self.allowed_files or any(is_inside(real, d) for d in self.allowed_dirs)
+
+    def run(self) -> Iterator[str]:
+        for path in self.roots:
+            try:
+                st = os.stat(path)
+            except OSError as exc:
+                if os.path.lexists(path) and isinstance(exc, FileNotFoundError):
+                    self._report(path, BROKEN_LINK, skipped=True)
+                elif isinstance(exc, FileNotFoundError | NotADirectoryError):
+                    self._report(path, "no such file or folder")
+                else:
+                    self._report(path, f"cannot open: {exc.strerror or exc}")
+                continue
+            real = os.path.realpath(path)
+            if self._in_data(real):
+                self._report(path, "lies in " + DATA_FOLDER, skipped=True)
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                yield from self._walk_dir(path, real)
+            elif stat.S_ISREG(st.st_mode):
+                yield path
+            else:
+                self._report(path, f"not a regular file: it is a {kind_of(st.st_mode)}")
+
+    def _walk_dir(self, folder: str, real_folder: str) -> Iterator[str]:
         try:
-            is_dir = entry.is_dir()  # follows symlinks; loops are caught by `seen`
-            is_file = not is_dir and entry.is_file()
-        except OSError:
-            continue
-        if is_dir:
-            if recursive and not name.startswith(".") and name not in SKIPPED_DIRS:
-                subdirs.append(entry.path)
-        elif is_file and not name.startswith("."):
-            if looks_like_image(entry.path):
-                yield entry.path
-    for sub in subdirs:
-        yield from _walk_dir(sub, recursive, seen, errors, top=False)
+            st = os.stat(folder)
+        except OSError as exc:
+            self._report(folder, f"cannot open folder: {exc.strerror or exc}")
+            return
+        key = (st.st_dev, st.st_ino)
+        if key in self.seen:  # symlink loop or a folder reached twice
+            return
+        self.seen.add(key)
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            self._report(folder, f"cannot list folder: {exc.strerror or exc}")
+            return
+        subdirs: list[tuple[str, str]] = []
+        for entry in entries:
+            name = entry.name
+            if name.startswith("."):
+                continue
+            try:
+                is_link = entry.is_symlink()
+                is_dir = entry.is_dir()  # follows symlinks; checked against the roots below
+                is_file = not is_dir and entry.is_file()
+            except OSError:
+                continue
+            if is_dir and (not self.recursive or name in SKIPPED_DIRS):
+                continue
+            if not is_dir and _ext(name) in NOT_IMAGE_EXTENSIONS:
+                continue
+            if is_link:
+                real = os.path.realpath(entry.path)
+                if not (is_dir or is_file or os.path.exists(entry.path)):
+                    if _ext(name) in IMAGE_EXTENSIONS:
+                        self._report(entry.path, BROKEN_LINK, skipped=True)
+                    continue
+                if self._in_data(real):
+                    self._report(entry.path, LINK_INTO_DATA, skipped=True)
+                    continue
+                if not self._allowed(real):
+                    self._report(entry.path, LINK_OUTSIDE, skipped=True)
+                    continue
+            else:
+                real = os.path.join(real_folder, name)
+            if is_dir:
+                if self._in_data(real):
+                    self._report(entry.path, DATA_FOLDER, skipped=True)
+                else:
+                    subdirs.append((entry.path, real))
+            elif is_file:
+                if looks_like_image(entry.path):
+                    yield entry.path
+            elif _ext(name) in IMAGE_EXTENSIONS:  # a FIFO, socket or device named like a picture
+                try:
+                    mode = os.stat(entry.path).st_mode
+                except OSError as exc:
+                    self._report(entry.path, f"cannot open: {exc.strerror or exc}")
+                    continue
+                self._report(entry.path, f"not a regular file: it is a {kind_of(mode)}")
+        for sub, real_sub in subdirs:
+            yield from self._walk_dir(sub, real_sub)

@@ -10,12 +10,12 @@ from lookalike.organise.sort import SortResult, order_vectors, sort_order
 
 __all__ = [
     "ClusterResult", "SortResult", "cluster", "cluster_vectors", "order_vectors", "plan_rename", "plan_strip",
-    "record_applied", "sort_order", "write_links",
+    "record_applied", "rename_photos", "sort_order", "strip_prefixes", "write_links",
 ]
 
 
 def __getattr__(name: str):
-    if name in ("plan_rename", "plan_strip", "record_applied"):
+    if name in ("plan_rename", "plan_strip", "record_applied", "rename_photos", "strip_prefixes"):
         from lookalike.organise import rename
 
         return getattr(rename, name)

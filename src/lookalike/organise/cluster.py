@@ -40,6 +40,7 @@ from lookalike.api import open_catalog
 from lookalike.catalog import Catalog
 from lookalike.errors import UsageError
 from lookalike.features import DEFAULT_MODEL
+from lookalike.options import check_cluster_options
 from lookalike.organise.knn import knn_graph
 from lookalike.organise.vectors import Vectors, capture_times, load_vectors, scaled_times
 from lookalike.pipeline import Progress
@@ -191,14 +192,7 @@ def cluster_vectors(
     progress: Progress | None = None,
 ) -> ClusterResult:
     """Cluster prepared vectors (``times``: seconds per row, needed when ``time_weight`` > 0)."""
-    if method not in METHODS:
-        raise UsageError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
-    if not 0.0 <= sim <= 1.0:
-        raise UsageError("--sim must lie between 0 and 1")
-    if not 0.0 <= time_weight <= 1.0:
-        raise UsageError("--time-weight must lie between 0 and 1")
-    if min_size < 1:
-        raise UsageError("--min-size must be at least 1")
+    check_cluster_options(sim, min_size, time_weight, method, METHODS)
     n = len(vec)
     scaled = scaled_times(times) if times is not None and time_weight > 0 else None
     if time_weight > 0 and scaled is None:
@@ -237,6 +231,7 @@ def cluster(
     exact_limit: int = EXACT_LIMIT,
 ) -> ClusterResult:
     """Index ``paths`` as needed and group their photos (see the module doc for what ``sim`` means)."""
+    check_cluster_options(sim, min_size, time_weight, method, METHODS)  # before anything is indexed
     if isinstance(paths, str | Path):
         paths = [paths]
     cat = open_catalog(catalog)

@@ -23,6 +23,7 @@ import numpy as np
 
 from lookalike.catalog import Catalog
 from lookalike.features import DEFAULT_MODEL
+from lookalike.options import check_sort_options
 from lookalike.organise.knn import EXACT_LIMIT, KnnGraph, knn_graph
 from lookalike.organise.vectors import Vectors, load_vectors
 from lookalike.pipeline import Progress
@@ -332,6 +333,7 @@ def sort_order(
     k: int = 10,
 ) -> SortResult:
     """Index ``paths`` as needed and order their photos so that lookalikes sit together."""
+    k = check_sort_options(k)  # before anything is indexed
     if isinstance(paths, str | Path):
         paths = [paths]
     vec = load_vectors(paths, model=model, catalog=catalog, progress=progress, recursive=recursive)

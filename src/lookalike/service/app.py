@@ -19,11 +19,11 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
 from PIL import Image
 from starlette.datastructures import UploadFile
 
-from lookalike import __version__
+from lookalike import __version__, options
 from lookalike.api import Collection
 from lookalike.catalog import Catalog
 from lookalike.config import home_dir
@@ -32,12 +32,22 @@ from lookalike.features import DEFAULT_MODEL, registry
 from lookalike.media import decode
 from lookalike.service import errors as service_errors
 from lookalike.service.config import ServiceConfig
-from lookalike.service.errors import ApiError
-from lookalike.service.jobs import JobStore
+from lookalike.service.errors import ApiError, JSONResponse
+from lookalike.service.jobs import JobOutput, JobStore
 from lookalike.service.metrics import Metrics
 from lookalike.service.models import ModelHolder
 from lookalike.service.search import MatrixCache, rank
-from lookalike.service.security import GuardMiddleware, check_upload, confine
+from lookalike.service.security import (
+    GuardMiddleware,
+    SiteGuard,
+    check_upload,
+    confine,
+    confine_result,
+    is_json_type,
+    is_multipart_type,
+    roots_filter,
+    site_rules,
+)
 
 log = logging.getLogger("lookalike.service")
 STATIC = Path(__file__).parent / "static"
@@ -122,9 +132,12 @@ class MetricsMiddleware:
 
 
 # -- request parsing -------------------------------------------------------------------------
-async def read_json(request: Request) -> dict:
-    ctype = request.headers.get("content-type", "")
-    if "json" not in ctype:
+async def read_json(request: Request, *, optional: bool = False) -> dict:
+    """The request's JSON object. Only ``Content-Type: application/json`` (a browser cannot send it
+    to another origin without asking first). ``optional``: an empty body reads as ``{}``."""
+    if optional and not await request.body():
+        return {}
+    if not is_json_type(request.headers.get("content-type")):
         raise ApiError(415, "unsupported_media_type", "send a JSON body (Content-Type: application/json)")
     try:
         body = await request.json()
@@ -138,7 +151,7 @@ async def read_json(request: Request) -> dict:
 async def read_image(request: Request, st: State) -> ImageInput:
     """Parse an image request: multipart ``file`` upload or JSON ``path``."""
     ctype = request.headers.get("content-type", "")
-    if ctype.startswith("multipart/form-data"):
+    if is_multipart_type(ctype):
         form = await request.form(max_files=1, max_fields=50)
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
@@ -148,13 +161,25 @@ async def read_image(request: Request, st: State) -> ImageInput:
         check_upload(data, st.cfg.max_upload_bytes, st.cfg.max_pixels)
         fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
         return ImageInput(data=data, fields=fields)
-    if "json" in ctype:
+    if is_json_type(ctype):
         body = await read_json(request)
         if "path" not in body:
             raise ApiError(400, "missing_path", "JSON requests need a 'path' (or upload the picture as 'file')")
         path = confine(body["path"], st.cfg.roots, want="file")
         return ImageInput(path=path, fields={k: v for k, v in body.items() if k != "path"})
     raise ApiError(415, "unsupported_media_type", "send multipart/form-data with 'file', or JSON with 'path'")
+
+
+def raw_query_param(request: Request, name: str, default: str | None) -> str | None:
+    """A query parameter decoded as the file system decodes names (surrogate escapes for bytes that
+    are not UTF-8), where Starlette would replace such bytes with U+FFFD."""
+    from urllib.parse import parse_qsl
+
+    qs = request.scope.get("query_string", b"").decode("latin-1")
+    for k, v in parse_qsl(qs, keep_blank_values=True, encoding="utf-8", errors="surrogateescape"):
+        if k == name:
+            return v
+    return default
 
 
 def int_field(fields: dict, name: str, default: int, lo: int = 1, hi: int = 10_000) -> int:
@@ -227,9 +252,12 @@ def create_app(cfg: ServiceConfig | None = None) -> FastAPI:
         st.jobs.shutdown()
         st.models.close()
 
-    app = FastAPI(title="lookalike", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="lookalike", version=__version__, lifespan=lifespan, default_response_class=JSONResponse,
                   description="Local photo similarity service. Every route but /healthz needs the bearer token "
-                              "when the service was started with --token.")
+                              "when the service was started with --token. Requests must name this service in "
+                              "their Host header (or an --allowed-host); requests that start work or change "
+                              "anything must come from no browser or from this service's own page (Origin), "
+                              "with a body of Content-Type application/json (or a multipart upload).")
     app.state.lookalike = st
     service_errors.install(app)
 
@@ -266,8 +294,9 @@ def create_app(cfg: ServiceConfig | None = None) -> FastAPI:
                 "batching": cfg.batching}
 
     @app.get("/v1/browse", tags=["service"])
-    async def browse(path: str | None = None) -> dict:
+    async def browse(request: Request, path: str | None = None) -> dict:
         """Sub-folders of a folder under a root (the roots themselves without ``path``)."""
+        path = raw_query_param(request, "path", path)
         if not path:
             return {"path": None, "folders": cfg.roots}
         real = confine(path, cfg.roots, want="dir")
@@ -320,6 +349,7 @@ def create_app(cfg: ServiceConfig | None = None) -> FastAPI:
         inp = await read_image(request, st)
         model = model_field(inp.fields)
         k = int_field(inp.fields, "k", 5)
+        options.check_k(k)
         folder = inp.fields.get("folder")
         folder = confine(str(folder), cfg.roots, want="dir") if folder else None
         return JSONResponse(await in_thread(_similar, inp, model, k, folder))
@@ -327,7 +357,7 @@ def create_app(cfg: ServiceConfig | None = None) -> FastAPI:
     # ---- thumbnails ----
     def _thumb(path: str, size: int) -> Path:
         stt = os.stat(path)
-        key = hashlib.sha1(f"{path}|{stt.st_mtime_ns}|{stt.st_size}|{size}".encode()).hexdigest()
+        key = hashlib.sha1(os.fsencode(path) + f"|{stt.st_mtime_ns}|{stt.st_size}|{size}".encode()).hexdigest()
         out = st.thumbs / key[:2] / f"{key}.jpg"
         if out.is_file():
             st.metrics.inc("lookalike_cache_hits_total", cache="thumbnail")
@@ -344,8 +374,10 @@ def create_app(cfg: ServiceConfig | None = None) -> FastAPI:
         return out
 
     @app.get("/v1/thumb", tags=["images"], response_class=Response)
-    async def thumb(path: str, size: int = 256) -> Response:
-        """A cached JPEG thumbnail (longest side ``size``, 32-1024) of a picture under a root."""
+    async def thumb(request: Request, path: str, size: int = 256) -> Response:
+        """A cached JPEG thumbnail (longest side ``size``, 32-1024) of a picture under a root. ``path``
+        is percent-encoded bytes: UTF-8, or the raw bytes of a name that is not UTF-8."""
+        path = raw_query_param(request, "path", path)
         real = confine(path, cfg.roots, want="file")
         size = int_field({"size": size}, "size", 256, 32, 1024)
         out = await in_thread(_thumb, real, size)
@@ -372,7 +404,20 @@ def create_app(cfg: ServiceConfig | None = None) -> FastAPI:
         return _job_response(state)
 
     def start_job(kind: str, fn, params: dict) -> JSONResponse:
-        state = st.jobs.submit(kind, fn, params)
+        """Run ``fn(progress)`` as a job. Its result names only files under the roots (symlinks
+        resolved): whatever the library walked, an outside file never reaches the client."""
+        inside = roots_filter(cfg.roots)
+
+        def confined(progress):
+            out = fn(progress)
+            if isinstance(out, JobOutput):
+                extra = dict(out.extra)
+                if isinstance(extra.get("hashes"), dict):
+                    extra["hashes"] = {p: h for p, h in extra["hashes"].items() if inside(p)}
+                return JobOutput(confine_result(kind, out.result, inside), extra)
+            return confine_result(kind, out, inside)
+
+        state = st.jobs.submit(kind, confined, params)
         return JSONResponse(state, status_code=202, headers={"Location": f"/v1/jobs/{state['id']}"})
 
     @app.post("/v1/index", tags=["jobs"], status_code=202, openapi_extra=json_body(
@@ -406,7 +451,9 @@ def app_from_env() -> FastAPI:
     app = create_app(cfg)
     from lookalike.service.klik import wrap_with_klik
 
-    return wrap_with_klik(GuardMiddleware(app, cfg.token, cfg.max_upload_bytes + 1024 * 1024), app, cfg)
+    guarded = SiteGuard(GuardMiddleware(app, cfg.token, cfg.max_upload_bytes + 1024 * 1024), site_rules(cfg),
+                        allow_changes=cfg.allow_changes)
+    return wrap_with_klik(guarded, app, cfg)
 
 
 __all__ = ["ImageInput", "State", "app_from_env", "create_app"]

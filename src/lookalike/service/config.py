@@ -35,6 +35,8 @@ class ServiceConfig:
     klik: bool = False
     klik_ports: dict[str, int] = field(default_factory=dict)  # klik type -> port (filled in by serve)
     state_dir: str = ""  # pid files, logs, jobs (default: <home>/server)
+    allowed_hosts: list[str] = field(default_factory=list)  # extra Host names (reverse proxy): NAME or NAME:PORT
+    allowed_origins: list[str] = field(default_factory=list)  # extra page origins that may change state
 
     def __post_init__(self) -> None:
         if not self.state_dir:

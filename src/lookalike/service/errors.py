@@ -5,16 +5,32 @@ traceback goes to the server log only."""
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse as _StarletteJSON
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lookalike.errors import CatalogError, DecodeError, LookalikeError, ModelError, UsageError
 
 log = logging.getLogger("lookalike.service")
+
+
+class JSONResponse(_StarletteJSON):
+    r"""JSON that never fails on a file name that is not UTF-8: such names are Python strings with
+    surrogate escapes (``caf\udce9.jpg``), written as ``"\udce9"`` escapes, which ``json.loads`` (and
+    the review page, and the client) read back to the very same name. Other text stays UTF-8."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None,
+                              separators=(",", ":")).encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(content, ensure_ascii=True, allow_nan=False, indent=None,
+                              separators=(",", ":")).encode("ascii")
 
 
 class ApiError(Exception):

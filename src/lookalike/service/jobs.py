@@ -4,6 +4,10 @@ A job runs in a thread of the worker process that accepted it. Its state lives i
 under the service's state folder, so any worker of the same service can answer ``GET /v1/jobs/{id}``
 and ``DELETE /v1/jobs/{id}``: cancelling writes a marker file that the running job's progress callback
 notices (library functions let an exception raised by ``progress`` propagate: that is how a job stops).
+
+Each state names the process that runs it (pid and that process's start time). A job whose process is
+gone (the service was killed, or crashed, while it ran) can never finish: it is marked failed, with a
+reason, when a service starts on the same state folder and whenever its state is read.
 """
 
 from __future__ import annotations
@@ -25,6 +29,42 @@ Progress = Callable[[int, int], None]
 JobFn = Callable[[Progress], Any]
 
 TERMINAL = ("done", "failed", "cancelled")
+INTERRUPTED = ("interrupted: the service stopped (killed or crashed) before this job finished; "
+               "start it again")
+
+
+def _process_start(pid: int) -> str | None:
+    """When a process started (clock ticks since boot, from /proc), so a reused pid is not taken for
+    the process that wrote a job; None where /proc is not available."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        return fields[19].decode() if fields[0] != b"Z" else None
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    now = _process_start(pid)
+    if os.path.exists(f"/proc/{pid}") and now is None:
+        return False  # a zombie
+    return started is None or now is None or now == started
+
+
+class JobOutput:
+    """What a job function may return instead of its bare result: the result plus more keys for the
+    job's state (e.g. the content hashes a duplicates search saw, which the review's plan checks)."""
+
+    def __init__(self, result: Any, extra: dict | None = None) -> None:
+        self.result, self.extra = result, dict(extra or {})
 
 
 class JobCancelled(Exception):
@@ -41,6 +81,8 @@ class JobStore:
         self.metrics = metrics or Metrics()
         self._events: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
+        self.owner = {"pid": os.getpid(), "started": _process_start(os.getpid()), "store": uuid.uuid4().hex}
+        self.recover()
 
     # -- files -------------------------------------------------------------------------------
     def _file(self, job_id: str) -> Path:
@@ -50,18 +92,61 @@ class JobStore:
         return self.folder / f"{job_id}.cancel"
 
     def _write(self, state: dict) -> None:
-        tmp = self.folder / f".{state['id']}.{threading.get_ident()}.tmp"
+        tmp = self.folder / f".{state['id']}.{os.getpid()}.{threading.get_ident()}.tmp"
         tmp.write_text(json.dumps(state))
         os.replace(tmp, self._file(state["id"]))
 
     def get(self, job_id: str) -> dict | None:
-        """The job's state dict, or None when unknown."""
+        """The job's state dict, or None when unknown. A job whose process is gone reads as failed."""
         if not _valid_id(job_id):
             return None
         try:
-            return json.loads(self._file(job_id).read_text())
-        except (FileNotFoundError, ValueError):
+            state = json.loads(self._file(job_id).read_text())
+        except (OSError, ValueError):
             return None
+        if not isinstance(state, dict):
+            return None
+        return self._settle(state)
+
+    def _orphaned(self, state: dict) -> bool:
+        """True for an unfinished job that no live process will ever finish."""
+        if state.get("state") in TERMINAL:
+            return False
+        owner = state.get("owner")
+        if not isinstance(owner, dict):
+            return True  # written before jobs named their process: its process is long gone
+        pid, started = int(owner.get("pid") or 0), owner.get("started")
+        if pid == self.owner["pid"] and started == self.owner["started"]:
+            if owner.get("store") != self.owner["store"]:
+                return False  # another store of this very process (tests): alive as long as we are
+            with self._lock:
+                return state.get("id") not in self._events
+        return not _alive(pid, started)
+
+    def _settle(self, state: dict) -> dict:
+        if self._orphaned(state):
+            state.update(state="failed", error=INTERRUPTED, finished=state.get("finished") or time.time())
+            try:
+                self._write(state)
+            except OSError:
+                pass
+            self.metrics.inc("lookalike_jobs_total", kind=str(state.get("kind")), state="failed")
+        return state
+
+    def recover(self) -> list[str]:
+        """Mark failed every unfinished job whose process is gone (at start); returns their ids."""
+        failed = []
+        for f in self.folder.glob("*.json"):
+            if not _valid_id(f.stem):
+                continue
+            try:
+                state = json.loads(f.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(state, dict) and state.get("state") not in TERMINAL:
+                if self._settle(state).get("state") == "failed":
+                    failed.append(f.stem)
+        return failed
 
     # -- life cycle --------------------------------------------------------------------------
     def submit(self, kind: str, fn: JobFn, params: dict | None = None) -> dict:
@@ -70,12 +155,12 @@ class JobStore:
         state = {
             "id": job_id, "kind": kind, "state": "queued", "params": params or {},
             "progress": {"done": 0, "total": 0}, "result": None, "error": None,
-            "created": time.time(), "started": None, "finished": None,
+            "created": time.time(), "started": None, "finished": None, "owner": self.owner,
         }
-        self._write(state)
         event = threading.Event()
         with self._lock:
             self._events[job_id] = event
+        self._write(state)
         self.metrics.inc("lookalike_jobs_total", kind=kind, state="started")
         self.pool.submit(self._run, state, fn, event)
         return state
@@ -105,6 +190,9 @@ class JobStore:
             result = fn(progress)
             if cancelled():
                 raise JobCancelled()
+            if isinstance(result, JobOutput):
+                state.update({k: v for k, v in result.extra.items() if k not in state or k == "hashes"})
+                result = result.result
             state.update(state="done", result=result)
         except JobCancelled:
             state.update(state="cancelled", error="cancelled on request")

@@ -23,17 +23,17 @@ import os
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_to_bytes
 
 import anyio
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lookalike.errors import LookalikeError
 from lookalike.service.config import ServiceConfig
-from lookalike.service.errors import ApiError, error_body, from_library
-from lookalike.service.security import GuardMiddleware, confine
+from lookalike.service.errors import ApiError, JSONResponse, error_body, from_library
+from lookalike.service.security import GuardMiddleware, SiteGuard, SiteRules, confine
 
 IMAGE_TYPES = ("MobileNet",)
 FACE_EMBEDDING_TYPES = ("FaceNet",)
@@ -192,9 +192,11 @@ class KlikApp:
         }
 
     async def _serve(self, klik_type: str, scope: Scope) -> Response:
-        raw = scope.get("raw_path") or scope["path"].encode()
+        raw = scope.get("raw_path") or os.fsencode(scope["path"])
         raw = raw.split(b"?", 1)[0]
-        path = unquote_plus(raw.decode("latin-1")[1:], encoding="utf-8", errors="strict")
+        # the path's bytes as the file system has them: UTF-8 names decode as usual, other bytes
+        # (%E9 from a Latin-1 name) become surrogate escapes, as os.listdir gives such names
+        path = os.fsdecode(unquote_to_bytes(raw[1:].replace(b"+", b" ")))
         if klik_type in self.runtime:
             self.runtime[klik_type]["request_count"] += 1
         real = confine(path, self.cfg.roots, want="file")
@@ -255,7 +257,12 @@ def wrap_with_klik(guarded_main: ASGIApp, main_app, cfg: ServiceConfig) -> ASGIA
     """One ASGI app for all sockets: klik ports get the klik protocol, the main port the API."""
     if not cfg.klik_ports:
         return guarded_main
-    klik = GuardMiddleware(KlikApp(main_app, cfg), cfg.token, 1024 * 1024, public=lambda p: p == "/health")
+    def public(p: str) -> bool:
+        return p == "/health"
+
+    rules = SiteRules("127.0.0.1", cfg.allowed_hosts)  # klik ports listen on loopback only
+    klik = SiteGuard(GuardMiddleware(KlikApp(main_app, cfg), cfg.token, 1024 * 1024, public=public), rules,
+                     allow_changes=False, public=public, changing=frozenset())
     klik_ports = set(cfg.klik_ports.values())
 
     async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:

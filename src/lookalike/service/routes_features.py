@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 
+from lookalike import options
+from lookalike.organise.cluster import METHODS
 from lookalike.service.app import (
     State,
     feature_import,
@@ -19,6 +21,7 @@ from lookalike.service.app import (
     require_changes,
 )
 from lookalike.service.errors import ApiError
+from lookalike.service.jobs import JobOutput
 
 FOLDER_SCHEMA = {"folder": {"type": "string"}, "folders": {"type": "array", "items": {"type": "string"}}}
 
@@ -38,11 +41,17 @@ def register(app: FastAPI, st: State, start_job) -> None:
         threshold = float_field(body, "threshold", None)
         keep = body.get("keep")
         keep_in = [_confine_dir(p, st) for p in (body.get("keep_in") or [])]
+        options.check_dupes_options(tier, threshold, keep=keep)
 
         def run(progress):
             report = mod.find_duplicates(paths, tier=tier, threshold=threshold, keep=keep, keep_in=keep_in,
                                          catalog=st.catalog, progress=progress)
-            return report.to_json()
+            # the content hashes the search saw, for the review's plan: a file changed since is left out
+            hashes = {}
+            for g in report.groups:
+                hashes[g.keep] = getattr(g, "keep_sha256", "")
+                hashes.update({m.path: getattr(m, "sha256", "") for m in g.members})
+            return JobOutput(report.to_json(), {"hashes": {p: h for p, h in hashes.items() if h}})
 
         return start_job("dupes", run, {"folders": paths, "tier": tier, "threshold": threshold})
 
@@ -70,7 +79,7 @@ def register(app: FastAPI, st: State, start_job) -> None:
             dest = confine_target(str(dest), st.cfg.roots)
         report = _reviewed_report(mod, job, body.get("groups"))
         plan = await in_thread(lambda: mod.plan_for(report, action, dest=dest))
-        return {"plan": plan.to_json(), "operations": len(plan)}
+        return {"plan": plan.to_json(), "operations": len(plan), "skipped": list(getattr(plan, "skipped", []))}
 
     @app.post("/v1/sort", tags=["jobs"], status_code=202, openapi_extra=json_body(
         {"type": "object", "properties": {**FOLDER_SCHEMA, "model": {"type": "string"}}}))
@@ -100,6 +109,7 @@ def register(app: FastAPI, st: State, start_job) -> None:
         method = str(body.get("method") or "average")
         min_size = int_field(body, "min_size", 2, 1, 1_000_000)
         time_weight = float_field(body, "time_weight", 0.0)
+        options.check_cluster_options(sim, min_size, time_weight, method, METHODS)
         mod = feature_import("lookalike.organise", "clustering")
 
         def run(progress):
@@ -122,7 +132,7 @@ def register(app: FastAPI, st: State, start_job) -> None:
     async def undo(request: Request):
         """Undo a journal (the latest without ``journal``); needs --allow-changes."""
         require_changes(st)
-        body = await read_json(request) if request.headers.get("content-length") not in (None, "0") else {}
+        body = await read_json(request, optional=True)
         journal = feature_import("lookalike.journal", "undo")
         return await in_thread(_undo, journal, body.get("journal"), st)
 
@@ -170,7 +180,8 @@ def register(app: FastAPI, st: State, start_job) -> None:
 
     @app.put("/v1/faces/models/active", tags=["faces"])
     async def faces_use(request: Request):
-        """Make a face model the active one: ``{"name": ...}``."""
+        """Make a face model the active one: ``{"name": ...}`` (needs --allow-changes)."""
+        require_changes(st)
         body = await read_json(request)
         name = str(body.get("name") or "")
         if not name:
@@ -214,11 +225,13 @@ def _reviewed_report(mod, job: dict, groups) -> object:
     if not isinstance(groups, list):
         raise ApiError(400, "bad_parameter", "give 'groups': [{keep, members}] from the review")
     original = job["result"]["groups"]
+    hashes = job.get("hashes") if isinstance(job.get("hashes"), dict) else {}
     where: dict[str, tuple[int, dict]] = {}
     for n, g in enumerate(original):
-        where[g["keep"]] = (n, {"path": g["keep"], "tier": "exact", "score": 1.0})
+        where[g["keep"]] = (n, {"path": g["keep"], "tier": "exact", "score": 1.0, "keeper": True,
+                                "sha256": g.get("keep_sha256") or hashes.get(g["keep"])})
         for m in g["members"]:
-            where[m["path"]] = (n, m)
+            where[m["path"]] = (n, {**m, "sha256": m.get("sha256") or hashes.get(m["path"])})
     out = []
     for g in groups:
         if not isinstance(g, dict) or not isinstance(g.get("keep"), str):
@@ -229,19 +242,36 @@ def _reviewed_report(mod, job: dict, groups) -> object:
             raise ApiError(400, "bad_parameter", "a reviewed group may only hold files of one group of the job")
         if g["keep"] in members:
             raise ApiError(400, "bad_parameter", "the keeper cannot also be a member to act on")
-        picked = [mod.Member(p, where[p][1].get("tier", "near"), float(where[p][1].get("score", 1.0)))
-                  for p in members]
+        keep = where[g["keep"]][1]
+        picked = []
+        for p in members:
+            m = where[p][1]
+            # the search's keeper, now acted on: it is to the new keeper what the new keeper was to it
+            rel = keep if m.get("keeper") and not keep.get("keeper") else m
+            picked.append(mod.Member(p, rel.get("tier", "near"), float(rel.get("score", 1.0)),
+                                     **_hash_of(mod.Member, "sha256", m.get("sha256"))))
         if picked:
-            out.append(mod.Group(keep=g["keep"], reason="chosen in review", members=picked))
+            out.append(mod.Group(keep=g["keep"], reason="chosen in review", members=picked,
+                                 **_hash_of(mod.Group, "keep_sha256", keep.get("sha256"))))
     return mod.DupesReport(tier=str(job["params"].get("tier", "near")), groups=out)
 
 
+def _hash_of(cls, name: str, value) -> dict:
+    """``{name: value}`` when the report class has that field and the job's result gave a hash (so the
+    plan checks that nothing changed since the search), else nothing (the plan hashes afresh)."""
+    from dataclasses import fields
+
+    if isinstance(value, str) and value and any(f.name == name for f in fields(cls)):
+        return {name: value}
+    return {}
+
+
 def _plan_paths_confined(plan, roots: list[str]) -> None:
-    """Every path a plan touches (sources, destinations, link targets) must lie under a root."""
+    """Every path a plan touches (sources, destinations, link targets, keepers) must lie under a root."""
     from lookalike.service.security import confine_target
 
     for op in plan:
-        for name in ("src", "dst", "path", "target"):
+        for name in ("src", "dst", "path", "target", "keep"):
             value = getattr(op, name, None)
             if value:
                 confine_target(str(value), roots)
@@ -278,7 +308,7 @@ def _undo(journal, which: str | None, st: State) -> dict:
         target = max(infos, key=lambda i: i.created).path
     ops = journal.show_journal(str(target))
     for rec in ops.get("operations", []) if isinstance(ops, dict) else []:
-        for name in ("src", "dst", "path", "target"):
+        for name in ("src", "dst", "path", "target", "keep"):
             if rec.get(name):
                 from lookalike.service.security import confine_target
 

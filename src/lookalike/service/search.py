@@ -2,7 +2,12 @@
 
 The whole-catalog matrix (restricted to the served roots) is rebuilt only when the catalog's
 generation changes (checked at most once a second); a folder's matrix comes from
-``Collection.features`` (which indexes new files) and is reused for a few seconds."""
+``Collection.features`` (which indexes new files) and is reused for a few seconds.
+
+Both hold only files whose real location (symlinks resolved) lies under a root: the catalog may
+know a path inside a root that is a symlink to a file elsewhere (indexed by an older version, by the
+CLI, or through a link), and a search must not name it. Hits are checked again when they are
+returned, in case a link was changed since the matrix was built."""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from lookalike.catalog.generation import generation
 from lookalike.features import load_extractor
 from lookalike.search import Searcher, make_searcher
 from lookalike.service.metrics import Metrics
+from lookalike.service.security import inside_roots, paths_inside
 
 FOLDER_TTL_S = 5.0
 #: Embedding matrices up to this many values are kept as float32 (no conversion per query).
@@ -32,6 +38,10 @@ class _Entry:
     searcher: Searcher | None
     stamp: object
     checked: float
+    roots: tuple[str, ...] = ()
+
+    def allowed(self, path: str) -> bool:
+        return inside_roots(path, list(self.roots))
 
 
 class MatrixCache:
@@ -70,8 +80,10 @@ class MatrixCache:
             for root in self.roots or [os.sep]:
                 rows.extend(self.catalog.files_under(root))
             paths = sorted({r.path for r in rows if r.status != "error" and r.content_hash})
+            paths = paths_inside(paths, self.roots)
             kept, matrix = self.catalog.feature_matrix(paths, ext.id, ext.version, ext.kind)
-            e = _Entry(kept, _searcher(ext.kind, matrix) if kept else None, stamp, time.monotonic())
+            e = _Entry(kept, _searcher(ext.kind, matrix) if kept else None, stamp, time.monotonic(),
+                       tuple(self.roots))
             with self._lock:
                 self._entries[key] = e
             return e
@@ -92,7 +104,12 @@ class MatrixCache:
                 return e
             self.metrics.inc("lookalike_cache_misses_total", cache="folder_matrix")
             paths, matrix = Collection(folder, catalog=self.catalog).features(model)
-            e = _Entry(paths, _searcher(ext.kind, matrix) if paths else None, None, time.monotonic())
+            inside = set(paths_inside(paths, self.roots))
+            keep = [i for i, p in enumerate(paths) if p in inside]
+            if len(keep) != len(paths):
+                paths, matrix = [paths[i] for i in keep], matrix[keep]
+            e = _Entry(paths, _searcher(ext.kind, matrix) if paths else None, None, time.monotonic(),
+                       tuple(self.roots))
             with self._lock:
                 self._entries[key] = e
             return e
@@ -112,7 +129,7 @@ def rank(entry: _Entry, query_vec: np.ndarray, k: int, model: str, query: str,
     if entry.searcher is not None:
         res = entry.searcher.query(np.asarray(query_vec)[None, :], k + 1)
         for i, s in zip(res.indices[0], res.scores[0], strict=True):
-            if i < 0 or entry.paths[i] == exclude:
+            if i < 0 or entry.paths[i] == exclude or not entry.allowed(entry.paths[i]):
                 continue
             hits.append(Hit(entry.paths[i], float(round(float(s), 6))))
     return SimilarResult(query, model, hits[:k])

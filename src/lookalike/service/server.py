@@ -12,7 +12,7 @@ import threading
 from lookalike.errors import UsageError
 from lookalike.service import daemon, klik
 from lookalike.service.config import ENV_VAR, ServiceConfig
-from lookalike.service.security import resolve_roots
+from lookalike.service.security import resolve_roots, site_rules
 
 log = logging.getLogger("lookalike.service")
 
@@ -27,6 +27,7 @@ def check(cfg: ServiceConfig) -> ServiceConfig:
         raise UsageError("--workers must be at least 1")
     try:
         cfg.roots = resolve_roots(cfg.roots)
+        site_rules(cfg)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     return cfg

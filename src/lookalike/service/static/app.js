@@ -33,9 +33,23 @@ async function api(method, path, body) {
   return data;
 }
 
+// A path for a URL: UTF-8 percent-encoded, except the bytes of a name that is not UTF-8, which the
+// service sends as lone surrogates U+DC80..U+DCFF (Python's surrogate escapes) and reads back as bytes.
+function encodePath(path) {
+  let out = "";
+  for (const ch of path) {
+    const c = ch.codePointAt(0);
+    if (c >= 0xdc80 && c <= 0xdcff) out += "%" + (c - 0xdc00).toString(16).toUpperCase();
+    else out += encodeURIComponent(ch);
+  }
+  return out;
+}
+
 async function thumb(path) {
   if (state.thumbs.has(path)) return state.thumbs.get(path);
-  const resp = await fetch("/v1/thumb?size=256&path=" + encodeURIComponent(path), { headers: headers() });
+  let query;
+  try { query = encodePath(path); } catch (e) { return ""; }
+  const resp = await fetch("/v1/thumb?size=256&path=" + query, { headers: headers() });
   if (!resp.ok) return "";
   const url = URL.createObjectURL(await resp.blob());
   state.thumbs.set(path, url);
@@ -137,13 +151,15 @@ async function runDupes() {
 async function applyTrash() {
   try {
     const groups = state.groups.map((g) => ({ keep: g.chosen, members: [...g.ticked].filter((p) => p !== g.chosen) }));
-    const { plan, operations } = await api("POST", "/v1/dupes/plan", { job: state.dupesJob, action: "trash", groups });
-    if (!operations) { say("nothing is ticked"); return; }
+    const { plan, operations, skipped } = await api("POST", "/v1/dupes/plan", { job: state.dupesJob, action: "trash", groups });
+    const left = skipped && skipped.length ? `${skipped.length} file(s) left out: ${skipped[0].path} ${skipped[0].reason}` : "";
+    if (!operations) { say(left ? "nothing to do, " + left : "nothing is ticked", !!left); return; }
     const rep = await api("POST", "/v1/plans/apply", { plan });
     state.journal = rep.id;
     $("#undo").disabled = false;
     $("#apply").disabled = true;
-    say(`moved ${rep.done} file(s) to the trash` + (rep.failed.length ? `, ${rep.failed.length} failed` : "") + ` (journal ${rep.id})`);
+    say(`moved ${rep.done} file(s) to the trash` + (rep.failed.length ? `, ${rep.failed.length} failed` : "") + ` (journal ${rep.id})`
+        + (left ? "; " + left : ""));
   } catch (e) { say("apply: " + e.message, true); }
 }
 
@@ -200,7 +216,7 @@ function switchTab(name) {
 
 async function browse(path) {
   try {
-    const res = await api("GET", "/v1/browse" + (path ? "?path=" + encodeURIComponent(path) : ""));
+    const res = await api("GET", "/v1/browse" + (path ? "?path=" + encodePath(path) : ""));
     const list = $("#folders");
     list.textContent = "";
     res.folders.forEach((f) => list.append(Object.assign(document.createElement("option"), { value: f })));
