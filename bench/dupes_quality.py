@@ -32,13 +32,41 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from lookalike.catalog import Catalog  # noqa: E402
 from lookalike.dupes import find_duplicates  # noqa: E402
+from lookalike.dupes import finder as _finder  # noqa: E402
+from lookalike.dupes import verify as _verify  # noqa: E402
 from lookalike.dupes.edits import EDITS, write_edits  # noqa: E402
+from lookalike.dupes.verify import Verifier  # noqa: E402
 from lookalike.features import load_extractor  # noqa: E402
 from lookalike.pipeline import index  # noqa: E402
 from lookalike.search import hamming_distances  # noqa: E402
 
 SHARED = Path(os.environ.get("LOOKALIKE_SHARED", ROOT.parent / "shared"))
 DATA = SHARED / "data"
+
+
+class RecordingVerifier(Verifier):
+    """The finder's verifier, remembering the pairs whose correlation passed but whose geometry said
+    "another shot" (the retake test of dupes/verify.py), to count them against the truth."""
+
+    retakes: list[frozenset] = []
+
+    def verify(self, i, j, orientations=(False, True)):
+        v = super().verify(i, j, orientations)
+        if not v.ok and v.residual is not None and v.residual.retake:
+            RecordingVerifier.retakes.append(frozenset((self.paths[i], self.paths[j])))
+        return v
+
+
+GEOM_COST = [0, 0.0]  # calls of the geometric test, CPU seconds spent in it
+
+
+def _timed_warp_residual(*args, _inner=_verify.warp_residual):
+    t = time.process_time()
+    try:
+        return _inner(*args)
+    finally:
+        GEOM_COST[0] += 1
+        GEOM_COST[1] += time.process_time() - t
 
 
 def build(work: Path, limit: int) -> tuple[list[Path], dict[Path, str], dict[Path, str]]:
@@ -178,9 +206,15 @@ def main() -> None:
         cat = Catalog(tmp / "catalog.sqlite")
         results = {}
         tiers = ["exact", "pixel", "near"] + (["similar"] if args.similar else [])
+        _finder.Verifier = RecordingVerifier
+        _verify.warp_residual = _timed_warp_residual
         for tier in ("near", *[t for t in tiers if t != "near"]):  # near first: it indexes everything
-            t1 = time.perf_counter()
+            RecordingVerifier.retakes = []
+            t1, c1 = time.perf_counter(), time.process_time()
             rep = find_duplicates([tmp / "set"], tier=tier, catalog=cat)
+            if tier == "near":
+                near_retakes, near_cpu = set(RecordingVerifier.retakes), time.process_time() - c1
+                geom_calls, geom_cpu = GEOM_COST
             secs = time.perf_counter() - t1
             groups = [g.paths for g in rep.groups]
             results[tier] = (group_pairs(groups), secs, rep)
@@ -194,6 +228,13 @@ def main() -> None:
             print(f"| {tier} | {p:.4f} | {r:.4f} | {fp} | {fn} | {len(rep.groups)} | {secs:.1f} |")
         near_pred, _, near_rep = results["near"]
         print(f"\nnear-tier stats: {near_rep.stats}")
+        near_truth = truth_pairs(files, family, edit, "near")
+        print(f"geometric test (verify.warp_residual): {len(near_retakes)} pairs passed the correlation but "
+              f"were rejected as another shot; {len(near_retakes & near_truth)} of them are true pairs; "
+              f"{geom_calls} calls, {geom_cpu:.1f} s CPU of the near tier's {near_cpu:.1f} s CPU (this process)")
+        for pair in sorted(near_retakes & near_truth, key=sorted)[: args.show_errors]:
+            a, b = sorted(pair)
+            print(f"  true pair rejected as a retake: {os.path.relpath(a, tmp)} ~ {os.path.relpath(b, tmp)}")
         print("\n## Near tier: recall per edit (original <-> edited copy in one group)")
         rec = edit_recall(near_pred, files, family, edit)
         print("| edit | " + " | ".join(rec) + " |")

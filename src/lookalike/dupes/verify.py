@@ -6,6 +6,14 @@ small local edits. So: match ORB keypoints, fit a similarity transform with RANS
 image when the direct fit fails), warp one picture onto the other and measure the normalised
 cross-correlation of the grey levels over the overlap. Another photo of the same object (other
 viewpoint, other light) can give keypoint matches but not a high correlation after alignment.
+
+A flat object shot again from a slightly different angle can pass that test (the similarity aligns it
+to within a pixel, its local correlations look like those of a heavily recompressed copy), so a pair
+that passes is checked once more, geometrically: points are tracked sub-pixel from one picture into
+the other (after the similarity warp) and an affine map and a homography are fitted to the shifts.
+An edit leaves only tracking noise after the affine map (every edit above is a similarity, or an affine
+map where a resize rounded the sides); a retake leaves a residual that is mostly perspective, which the
+homography removes (see :func:`warp_residual` and docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -25,6 +33,11 @@ CELL = 12  # cell side (pixels at NCC_SIDE) of the local correlations
 FLAT_VAR = 4.0  # grey-level variance under which a cell counts as flat
 MIN_INLIERS = 10
 MIN_OVERLAP = 0.45  # overlap area / smaller picture area, in the first picture's frame
+GEOM_SIDE = 384  # side of the images on which points are tracked to tell an edit from a retake
+TRACKS = 300  # at most this many tracked points
+MIN_TRACKS = 20  # fewer than this (a flat picture): the geometric test cannot judge and says nothing
+RESIDUAL_FLOOR = 0.1  # working pixels: an affine residual under this is tracking noise, nothing to explain
+MAX_PERSPECTIVE_SHARE = 0.3  # an edited copy: a homography explains at most this share of the residual
 
 
 @dataclass
@@ -41,6 +54,7 @@ class Verdict:
     inliers: int = 0
     overlap: float = 0.0
     mirror: bool = False
+    residual: Residual | None = None  # the geometric test (only for pairs whose correlation passed)
 
     @property
     def score(self) -> float:
@@ -74,8 +88,12 @@ class Verifier:
             else:
                 g = np.asarray(img)
                 s = WORK_SIDE / max(g.shape)
-                g = cv2.resize(g, (max(8, round(g.shape[1] * s)), max(8, round(g.shape[0] * s))),
-                               interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+                interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
+                if min(g.shape) * s >= 8:  # the same scale on both axes: an edit stays a similarity
+                    g = cv2.resize(g, None, fx=s, fy=s, interpolation=interp)
+                else:  # a sliver of a picture
+                    g = cv2.resize(g, (max(8, round(g.shape[1] * s)), max(8, round(g.shape[0] * s))),
+                                   interpolation=interp)
                 loc = self._features(g)
         self._cache[key] = loc
         return loc
@@ -130,7 +148,86 @@ class Verifier:
         else:
             ncc, overlap = aligned_ncc(a.grey, b.grey, m)
         ok = ncc >= self.min_ncc and overlap >= MIN_OVERLAP
-        return Verdict(ok, ncc, n_in, overlap, mirror)
+        residual = None
+        if ok:  # the correlation says "copy": check that the geometry is that of an edit, not a retake
+            residual = warp_residual(b.grey, a.grey, cv2.invertAffineTransform(m)) if scale < 1.0 \
+                else warp_residual(a.grey, b.grey, m)
+            ok = not residual.retake
+        return Verdict(ok, ncc, n_in, overlap, mirror, residual)
+
+
+@dataclass
+class Residual:
+    """How far the best affine and the best homography leave the tracked points of an aligned pair
+    (median distances, in working pixels of the closer view)."""
+
+    tracks: int
+    affine: float
+    homography: float
+
+    @property
+    def perspective_share(self) -> float:
+        """Share of the affine residual that a perspective (homography) model explains."""
+        return 0.0 if self.affine <= 0 else max(0.0, (self.affine - self.homography) / self.affine)
+
+    @property
+    def retake(self) -> bool:
+        """A different shot of the same flat scene rather than an edited copy: the residual left by
+        the best affine map is above the tracking noise, and most of it is perspective."""
+        return (self.tracks >= MIN_TRACKS and self.affine > RESIDUAL_FLOOR
+                and self.perspective_share > MAX_PERSPECTIVE_SHARE)
+
+
+def _local_contrast(x: np.ndarray, sigma: float = 6.0) -> np.ndarray:
+    """Grey levels with the local mean removed and the local contrast evened out (uint8 for the tracker):
+    a brightness or contrast edit, or a grey copy, then track like the original."""
+    x = x.astype(np.float32)
+    d = x - cv2.GaussianBlur(x, (0, 0), sigma)
+    sd = np.sqrt(cv2.GaussianBlur(d * d, (0, 0), sigma)) + 4.0
+    return np.clip(128 + 48 * d / sd, 0, 255).astype(np.uint8)
+
+
+_LK = dict(winSize=(21, 21), maxLevel=2, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
+
+
+def warp_residual(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> Residual:
+    """Track points of ``a`` into ``b`` warped by the similarity ``m`` (b -> a), sub-pixel (pyramidal
+    Lucas-Kanade, forward and backward), then fit an affine map and a homography to the remaining shifts.
+
+    Every edit of a picture (resize, crop, rotation, mirror, border, recompression, colour change, a
+    watermark) maps its pixels by a similarity, or an affine map where a resize rounded the sides: the
+    tracks then agree with the best affine map to within the tracking noise (a few hundredths of a
+    pixel), and a homography explains nothing more. Another shot from a slightly different angle needs
+    perspective: the affine map leaves a few tenths of a pixel, most of which a homography removes."""
+    s = GEOM_SIDE / max(a.shape)
+    size = (max(16, round(a.shape[1] * s)), max(16, round(a.shape[0] * s)))
+    h, w = a.shape[:2]
+    a_s = cv2.resize(a, size, interpolation=cv2.INTER_AREA)
+    b_s = cv2.resize(cv2.warpAffine(b, m, (w, h), flags=cv2.INTER_LINEAR), size, interpolation=cv2.INTER_AREA)
+    mask = cv2.warpAffine(np.full(b.shape, 255, np.uint8), m, (w, h), flags=cv2.INTER_NEAREST)
+    inside = (cv2.resize(mask, size, interpolation=cv2.INTER_AREA) >= 250).astype(np.uint8)
+    inside = cv2.erode(inside, np.ones((15, 15), np.uint8))  # away from the edges of the overlap
+    p0 = cv2.goodFeaturesToTrack(a_s, TRACKS, 0.01, 8, mask=inside)
+    if p0 is None or len(p0) < MIN_TRACKS:
+        return Residual(0 if p0 is None else len(p0), 0.0, 0.0)
+    na, nb = _local_contrast(a_s), _local_contrast(b_s)
+    p1, st, _ = cv2.calcOpticalFlowPyrLK(na, nb, p0, None, **_LK)
+    back, st2, _ = cv2.calcOpticalFlowPyrLK(nb, na, p1, None, **_LK)
+    sure = (st.ravel() == 1) & (st2.ravel() == 1) & (np.linalg.norm((back - p0).reshape(-1, 2), axis=1) < 0.5)
+    src = p0.reshape(-1, 2)[sure].astype(np.float64)
+    dst = p1.reshape(-1, 2)[sure].astype(np.float64)
+    if len(src) < MIN_TRACKS:
+        return Residual(len(src), 0.0, 0.0)
+    aff, _ = cv2.estimateAffine2D(src, dst, method=cv2.LMEDS)
+    hom, _ = cv2.findHomography(src, dst, cv2.LMEDS)
+    if aff is None or hom is None:
+        return Residual(len(src), 0.0, 0.0)
+    r_aff = np.linalg.norm(src @ aff[:, :2].T + aff[:, 2] - dst, axis=1)
+    q = np.c_[src, np.ones(len(src))] @ hom.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r_hom = np.linalg.norm(q[:, :2] / q[:, 2:3] - dst, axis=1)
+    r_hom = np.where(np.isfinite(r_hom), r_hom, np.inf)
+    return Residual(len(src), float(np.median(r_aff)) / s, float(np.median(r_hom)) / s)
 
 
 def _warp_small(b: np.ndarray, m: np.ndarray, a_shape: tuple, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
