@@ -11,48 +11,23 @@ import stat
 from collections.abc import Callable
 from typing import Any
 
+from lookalike.filetypes import kind_of, open_regular_fd
+
 #: Fingerprint of a folder (folders are only created and removed, never hashed).
 DIR = "dir"
 #: Fingerprint prefix of a FIFO, device or socket (never opened: a FIFO would block, a device never ends).
 SPECIAL = "special:"
 
 
-def kind_of(mode: int) -> str:
-    """A plain-words name for a file type (as ``lookalike.media.files.kind_of``, without importing the decoders)."""
-    for test, name in ((stat.S_ISREG, "regular file"), (stat.S_ISDIR, "folder"), (stat.S_ISLNK, "symbolic link"),
-                       (stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISCHR, "character device"),
-                       (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")):
-        if test(mode):
-            return name
-    return "special file"
-
-
-def _open_regular_fd(path: str) -> int:
-    """A descriptor on the regular file at ``path``, opened without blocking and without following a final
-    symlink, checked with fstat (a FIFO or link swapped in after a check raises OSError, it never hangs)."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-    fd = os.open(path, flags)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError(errno.EINVAL, f"not a regular file: it is a {kind_of(st.st_mode)}", path)
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-        return fd
-    except BaseException:
-        os.close(fd)
-        raise
-
-
 def sha256_file(path: str) -> str:
     """sha256 of the regular file at ``path`` (OSError for anything else: never blocks on a FIFO)."""
-    with os.fdopen(_open_regular_fd(path), "rb") as f:
+    with os.fdopen(open_regular_fd(path, follow_symlinks=False), "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def hash_with_stat(path: str) -> tuple[str, os.stat_result]:
     """sha256 and fstat of the regular file at ``path``, from one open descriptor (so both describe one file)."""
-    with os.fdopen(_open_regular_fd(path), "rb") as f:
+    with os.fdopen(open_regular_fd(path, follow_symlinks=False), "rb") as f:
         st = os.fstat(f.fileno())
         return hashlib.file_digest(f, "sha256").hexdigest(), st
 

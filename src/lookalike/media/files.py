@@ -8,34 +8,19 @@ entry point that reads a user's file (pictures, videos, faces) goes through :fun
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
 from typing import BinaryIO
 
 from lookalike.errors import DecodeError
+from lookalike.filetypes import kind_of, open_regular_fd
+
+__all__ = ["MAX_READ_BYTES", "kind_of", "open_regular", "read_regular", "require_regular"]
 
 #: Largest file read whole into memory (pictures; 2 GiB). Larger ones are refused with a reason.
 MAX_READ_BYTES = 2 << 30
-
-
-def kind_of(mode: int) -> str:
-    """A plain-words name for a file type (from ``st_mode``)."""
-    if stat.S_ISREG(mode):
-        return "regular file"
-    if stat.S_ISDIR(mode):
-        return "folder"
-    if stat.S_ISFIFO(mode):
-        return "FIFO (named pipe)"
-    if stat.S_ISCHR(mode):
-        return "character device"
-    if stat.S_ISBLK(mode):
-        return "block device"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    if stat.S_ISLNK(mode):
-        return "symbolic link"
-    return "special file"
 
 
 def _os_error(exc: OSError) -> DecodeError:
@@ -60,31 +45,15 @@ def require_regular(path: str | os.PathLike) -> os.stat_result:
 
 
 def open_regular(path: str | os.PathLike) -> BinaryIO:
-    """Open ``path`` for binary reading, refusing anything but a regular file (DecodeError).
-
-    The file is opened non-blocking (a FIFO swapped in after a check cannot hang the open), then checked
-    with ``fstat`` on the open descriptor, so no race between check and use is left."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+    """Open ``path`` for binary reading, refusing anything but a regular file (DecodeError); see
+    :func:`lookalike.filetypes.open_regular_fd`."""
     try:
-        fd = os.open(path, flags)
+        fd = open_regular_fd(path)
     except OSError as exc:
-        try:  # e.g. a socket (ENXIO): name what it is rather than the errno
-            mode = os.stat(path).st_mode
-        except OSError:
-            mode = stat.S_IFREG
-        if not stat.S_ISREG(mode):
-            raise DecodeError(f"not a regular file: it is a {kind_of(mode)}") from exc
+        if exc.errno == errno.EINVAL and str(exc.strerror).startswith("not a regular file"):
+            raise DecodeError(exc.strerror) from exc
         raise _os_error(exc) from exc
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise DecodeError(f"not a regular file: it is a {kind_of(st.st_mode)}")
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+    return os.fdopen(fd, "rb")
 
 
 def read_regular(path: str | Path, max_bytes: int = MAX_READ_BYTES) -> bytes:

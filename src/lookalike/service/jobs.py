@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lookalike.errors import LookalikeError
+from lookalike.service.daemon import pid_alive
 from lookalike.service.metrics import Metrics
 
 Progress = Callable[[int, int], None]
@@ -45,17 +46,10 @@ def _process_start(pid: int) -> str | None:
 
 
 def _alive(pid: int, started: str | None) -> bool:
-    if pid <= 0:
+    """The process ``pid`` runs (not a zombie) and is the one that started at ``started`` (pids are reused)."""
+    if not pid_alive(pid):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
     now = _process_start(pid)
-    if os.path.exists(f"/proc/{pid}") and now is None:
-        return False  # a zombie
     return started is None or now is None or now == started
 
 
