@@ -482,7 +482,8 @@ def test_read_only_catalog_is_one_clear_error(how, run_cli):
             assert f"catalog {cat}" in res.stderr
             assert "read-only" in res.stderr or "cannot open" in res.stderr
     finally:
-        os.chmod(base / "cat", 0o755)
+        if (base / "cat").exists():  # the test may have been skipped (no shared photos) before making it
+            os.chmod(base / "cat", 0o755)
         shutil.rmtree(base, ignore_errors=True)
 
 
