@@ -359,3 +359,28 @@ def test_faces_train_skips_a_folder_inside_a_person_folder_and_names_it(tmp_path
     assert f"skipped the folder {holiday}" in text.stderr
     info = run_cli("faces", "models", "info", "m", "--json").json()
     assert info["per_person"] == {"Tom_Hanks": 2, "Will_Smith": 2}
+
+
+def test_video_walk_keeps_the_picture_walks_rules(tmp_path, monkeypatch):
+    """Videos are found by the same walk as pictures: no link out of the folders, never lookalike's own
+    folders, FIFOs named like videos reported (never opened)."""
+    from lookalike.media.video import iter_videos
+
+    folder, elsewhere = tmp_path / "videos", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    (folder / "clip.mp4").write_bytes(b"x")
+    (elsewhere / "private.mp4").write_bytes(b"x")
+    (folder / "link.mp4").symlink_to(elsewhere / "private.mp4")
+    (folder / "outside").symlink_to(elsewhere, target_is_directory=True)
+    os.mkfifo(folder / "pipe.mov")
+    home = folder / "home"
+    (home / "journals").mkdir(parents=True)
+    (home / "journals" / "kept.mp4").write_bytes(b"x")
+    monkeypatch.setenv("LOOKALIKE_HOME", str(home))
+    found = dict(iter_videos([folder]))
+    assert [p for p, err in found.items() if err is None] == [str(folder / "clip.mp4")]
+    assert "outside the searched folders" in found[str(folder / "link.mp4")]
+    assert "outside the searched folders" in found[str(folder / "outside")]
+    assert "FIFO" in found[str(folder / "pipe.mov")]
+    assert not any("private" in p or "kept" in p for p in found)

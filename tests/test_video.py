@@ -261,7 +261,7 @@ def test_walk_and_timestamp_format(tmp_path):
     (tmp_path / ".hidden").mkdir()
     (tmp_path / ".hidden" / "z.mp4").write_bytes(b"")
     found = [Path(p).relative_to(tmp_path).as_posix() for p, err in iter_videos([tmp_path]) if err is None]
-    assert found == ["a/b/x.MP4", "a/y.mkv"]
+    assert found == ["a/y.mkv", "a/b/x.MP4"]  # the shared walk: a folder's files, then its sub-folders
     assert [Path(p).name for p, _ in iter_videos([tmp_path], recursive=False)] == []
     assert format_timestamp(3723.4567) == "01-02-03.457"
     assert format_timestamp(59.9996, ":") == "00:01:00.000"

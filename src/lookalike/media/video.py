@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 from lookalike.errors import DecodeError, UsageError  # noqa: E402
 from lookalike.media.decode import sniff  # noqa: E402
 from lookalike.media.files import open_regular  # noqa: E402
+from lookalike.media.walk import WalkError, iter_files  # noqa: E402
 
 #: Extensions (lower case, with the dot) of files taken as videos when a folder is walked.
 VIDEO_EXTENSIONS = frozenset(
@@ -276,42 +277,12 @@ class VideoReader:
 def iter_videos(paths: list[str | Path], recursive: bool = True) -> Iterator[tuple[str, str | None]]:
     """Yield ``(absolute path, error or None)``: files as given; video files (by extension) under folders.
 
-    Files named explicitly are yielded whatever their extension (the reader says if they are not
-    videos); a path that does not exist, or a folder that cannot be listed, comes with its error.
-    Hidden files and folders are skipped; symlinked folders are not followed twice.
-    """
-    seen_dirs: set[tuple[int, int]] = set()
-
-    def walk(folder: str) -> Iterator[tuple[str, str | None]]:
-        try:
-            st = os.stat(folder)
-            key = (st.st_dev, st.st_ino)
-            if key in seen_dirs:
-                return
-            seen_dirs.add(key)
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as exc:
-            yield folder, f"cannot list folder: {exc.strerror or exc}"
-            return
-        for e in entries:
-            if e.name.startswith("."):
-                continue
-            try:
-                is_dir = e.is_dir()
-            except OSError:
-                continue
-            if is_dir:
-                if recursive:
-                    yield from walk(e.path)
-            elif os.path.splitext(e.name)[1].lower() in VIDEO_EXTENSIONS:
-                yield os.path.abspath(e.path), None
-
-    for p in paths:
-        p = os.path.abspath(os.fspath(p))
-        if os.path.isdir(p):
-            yield from walk(p)
-        elif os.path.exists(p):
-            yield p, None
-        else:
-            yield p, "no such file or folder"
+    The walk is the pictures' one (``media.walk.iter_files``), with its rules: files named explicitly are
+    yielded whatever their extension (the reader says if they are not videos); links out of the inputs and
+    lookalike's own folders are left out with a reason; FIFOs and devices named like videos are errors;
+    hidden files and folders are skipped; folders reached twice are walked once."""
+    errors: list[WalkError] = []
+    for path in iter_files(paths, VIDEO_EXTENSIONS, recursive, errors):
+        yield path, None
+    for e in errors:
+        yield e.path, e.error

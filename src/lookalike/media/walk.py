@@ -99,15 +99,28 @@ def iter_images(
     folder), are appended to ``errors`` when given (see the module's docstring). Order is deterministic:
     inputs in order, sorted by name within each folder.
     """
+    yield from iter_files(paths, IMAGE_EXTENSIONS, recursive, errors, sniff_unknown=True)
+
+
+def iter_files(
+    paths: Iterable[str | Path | bytes], extensions: frozenset[str], recursive: bool = True,
+    errors: list[WalkError] | None = None, sniff_unknown: bool = False,
+) -> Iterator[str]:
+    """The walk shared by pictures and videos: files under ``paths`` whose extension is in ``extensions``
+    (with ``sniff_unknown``, also files of no or unknown extension whose first bytes are a picture's), with
+    every rule of the module's docstring. Files given as inputs are yielded whatever their extension."""
     roots = [os.path.abspath(os.path.expanduser(os.fsdecode(raw))) for raw in paths]
-    yield from _Walk(roots, recursive, errors).run()
+    yield from _Walk(roots, recursive, errors, extensions, sniff_unknown).run()
 
 
 class _Walk:
-    def __init__(self, roots: list[str], recursive: bool, errors: list[WalkError] | None) -> None:
+    def __init__(self, roots: list[str], recursive: bool, errors: list[WalkError] | None,
+                 extensions: frozenset[str], sniff_unknown: bool) -> None:
         self.roots = roots
         self.recursive = recursive
         self.errors = errors
+        self.extensions = extensions
+        self.sniff_unknown = sniff_unknown
         self.excluded = [os.fspath(d) for d in data_dirs()]
         self.allowed_dirs: list[str] = []
         self.allowed_files: set[str] = set()
@@ -125,6 +138,16 @@ class _Walk:
 
     def _in_data(self, real: str) -> bool:
         return any(is_inside(real, d) for d in self.excluded)
+
+    def _candidate(self, name: str) -> bool:
+        """Could a file of this name be wanted (before opening it)?"""
+        ext = _ext(name)
+        return ext in self.extensions or (self.sniff_unknown and ext not in NOT_IMAGE_EXTENSIONS)
+
+    def _wanted(self, path: str) -> bool:
+        if _ext(path) in self.extensions:
+            return True
+        return self.sniff_unknown and looks_like_image(path)
 
     def _allowed(self, real: str) -> bool:
         return real in self.allowed_files or any(is_inside(real, d) for d in self.allowed_dirs)
@@ -181,12 +204,12 @@ class _Walk:
                 continue
             if is_dir and (not self.recursive or name in SKIPPED_DIRS):
                 continue
-            if not is_dir and _ext(name) in NOT_IMAGE_EXTENSIONS:
+            if not is_dir and not self._candidate(name):
                 continue
             if is_link:
                 real = os.path.realpath(entry.path)
                 if not (is_dir or is_file or os.path.exists(entry.path)):
-                    if _ext(name) in IMAGE_EXTENSIONS:
+                    if _ext(name) in self.extensions:
                         self._report(entry.path, BROKEN_LINK, skipped=True)
                     continue
                 if self._in_data(real):
@@ -203,9 +226,9 @@ class _Walk:
                 else:
                     subdirs.append((entry.path, real))
             elif is_file:
-                if looks_like_image(entry.path):
+                if self._wanted(entry.path):
                     yield entry.path
-            elif _ext(name) in IMAGE_EXTENSIONS:  # a FIFO, socket or device named like a picture
+            elif _ext(name) in self.extensions:  # a FIFO, socket or device named like a picture or video
                 try:
                     mode = os.stat(entry.path).st_mode
                 except OSError as exc:
