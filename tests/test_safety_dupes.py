@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from conftest import shared_data
 from lookalike.errors import UsageError
@@ -392,3 +393,16 @@ def test_options_validators_one_line_naming_option_value_and_range():
         msg = str(err.value)
         assert "\n" not in msg and name_value in msg and rng in msg, msg
     assert options.check_k(7) == 7 and options.check_sim(0) == 0.0 and options.check_fraction("x", 1) == 1.0
+
+
+@pytest.mark.parametrize("args", [["--tolerance", "5"], ["--tolerance", "nan"], ["--tolerance", "0"],
+                                  ["--tolerance", "-1"], ["-k", "0"]])
+def test_faces_recognize_refuses_nonsense_before_loading_anything(args, tmp_path, run_cli):
+    """A tolerance near 2 (unit embeddings) would call every stranger by a known name."""
+    photo = tmp_path / "p.jpg"
+    Image.new("RGB", (64, 64), (90, 120, 150)).save(photo)
+    res = run_cli("faces", "recognize", photo, *args, "--model", "nobody-trained-this", check=False)
+    assert res.returncode == 1, res.stdout
+    assert "out of range" in res.stderr or "finite" in res.stderr or "recognise no one" in res.stderr, res.stderr
+    assert "nobody-trained-this" not in res.stderr  # refused before the model was looked for
+    assert res.stderr.strip().count("\n") == 0

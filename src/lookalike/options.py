@@ -104,6 +104,21 @@ def check_sim(sim: object, name: str = "--sim") -> float:
     return check_number(name, sim, 0.0, 1.0)
 
 
+#: Face distances are Euclidean between unit vectors (0..2); a tolerance near 2 would call anyone a match.
+MAX_FACE_TOLERANCE = 1.5
+
+
+def check_tolerance(value: object, name: str = "--tolerance") -> float | None:
+    """A face model's "unknown" threshold (None: the model's calibrated one): above 0, at most 1.5."""
+    if value is None:
+        return None
+    v = check_number(name, value, 0.0, MAX_FACE_TOLERANCE,
+                     "Euclidean distance between unit face embeddings; larger calls strangers by a known name")
+    if v <= 0.0:
+        raise UsageError(f"{name} 0 would recognise no one: give a value above 0 and at most {MAX_FACE_TOLERANCE:g}")
+    return v
+
+
 def check_tier(tier: object) -> str:
     return check_choice("--tier", tier, DUPES_TIERS)
 

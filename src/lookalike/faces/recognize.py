@@ -25,6 +25,7 @@ from lookalike.faces.embed import FaceEmbedder, load_face_embedder
 from lookalike.faces.scan import PhotoFaces, scan_image, scan_paths
 from lookalike.faces.store import FaceModel, resolve_model
 from lookalike.media import WalkError, iter_images
+from lookalike.options import check_k, check_tolerance
 
 UNKNOWN = "unknown"
 #: Calibration needs at least this many same-person and different-person samples; else the default is used.
@@ -127,6 +128,7 @@ class Matcher:
         if model.embedder_version and self.embedder.version != model.embedder_version:
             raise UsageError(f"face model {model.name!r} was trained with {model.embedder} "
                              f"{model.embedder_version}, but {self.embedder.version} is installed; retrain it")
+        tolerance = check_tolerance(tolerance)
         self.threshold = float(tolerance if tolerance is not None else (
             model.threshold if model.threshold is not None else self.embedder.default_tolerance))
         self.base = model.matrix()
@@ -173,6 +175,7 @@ def recognize(
     detector: str | None = None,
 ) -> RecognizeResult:
     """Every face of one picture with its decision and k closest prototypes (no face: an empty list)."""
+    k, tolerance = check_k(k), check_tolerance(tolerance)  # before anything is loaded or read
     matcher = Matcher(FaceModel.load(resolve_model(model)), tolerance)
     photo = scan_image(image, catalog, matcher.model.embedder, detector or matcher.model.detector, direct)
     if photo.error:
@@ -215,6 +218,7 @@ def who(
     progress: Callable[[int, int], None] | None = None,
 ) -> WhoReport:
     """Recognise every face of every photo under a folder (or list of paths)."""
+    tolerance = check_tolerance(tolerance)  # before anything is loaded or read
     matcher = Matcher(FaceModel.load(resolve_model(model)), tolerance)
     roots = [folder] if isinstance(folder, str | Path) else list(folder)
     for r in roots:
