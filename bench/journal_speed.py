@@ -40,21 +40,28 @@ def make_files(src: Path, dst: Path, copies: int) -> list[Path]:
 
 
 def build(kind: str, files: list[Path], root: Path) -> Plan:
+    """The plan for one kind. Removals (delete, trash, replacing hard link) act on copies 1..n-1 of each
+    photo and name copy 0 as the keeper, as `dupes` plans do (the journal refuses removals without one)."""
     plan = Plan(description=kind)
+    keepers: dict[str, Path] = {}
+    for f in files:
+        keepers.setdefault(f.name.split("_", 1)[1], f)
     for i, f in enumerate(files):
+        keeper = keepers[f.name.split("_", 1)[1]]
         if kind == "rename":
             plan.rename(f, "0_" + f.name)
         elif kind == "move":
             plan.move(f, root / "moved" / f"group_{i // 50:04d}" / f.name)
         elif kind == "copy":
             plan.copy(f, root / "copies" / f.name)
+        elif f == keeper:
+            continue
         elif kind == "delete":
-            plan.delete(f)
+            plan.delete(f, keep=keeper)
         elif kind == "trash":
-            plan.trash(f)
+            plan.trash(f, keep=keeper)
         elif kind == "hardlink_replace":
-            if i:
-                plan.link(f, files[0], kind="hard", replace=True)
+            plan.link(f, keeper, kind="hard", replace=True)
     return plan
 
 
@@ -106,7 +113,7 @@ def main() -> None:
         files = make_files(SHARED / "data" / "photos", root, args.copies)
         mb = sum(f.stat().st_size for f in files) / 1e6
         print(f"{len(files)} files, {mb:.0f} MB, on {os.statvfs(tmp).f_bsize}-byte-block fs at {tmp}")
-        print(f"{'kind':18} {'plan s':>7} {'apply s':>8} {'files/s':>8} {'undo s':>7} {'plain os s':>10}")
+        print(f"{'kind':18} {'ops':>6} {'plan s':>7} {'apply s':>8} {'files/s':>8} {'undo s':>7} {'plain os s':>10}")
         for kind in args.kinds.split(","):
             t0 = time.perf_counter()
             plan = build(kind, files, root)
@@ -119,7 +126,8 @@ def main() -> None:
             assert res.ok, res.problems[:3]
             base = plain(kind, files, root)
             plain_s = "-" if base != base else f"{base:.2f}"  # nan: no plain equivalent timed
-            print(f"{kind:18} {t1 - t0:7.2f} {t2 - t1:8.2f} {len(files) / (t2 - t1):8.0f} {t3 - t2:7.2f} {plain_s:>10}")
+            rate = len(plan) / (t2 - t1)
+            print(f"{kind:18} {len(plan):6} {t1 - t0:7.2f} {t2 - t1:8.2f} {rate:8.0f} {t3 - t2:7.2f} {plain_s:>10}")
 
 
 if __name__ == "__main__":
