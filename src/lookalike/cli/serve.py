@@ -39,6 +39,11 @@ def serve_cmd(
     klik: Annotated[bool, typer.Option("--klik", help="Also answer the klikr desktop app's protocol.")] = False,
     klik_type: Annotated[list[str] | None, typer.Option(
         "--klik-type", help="Register only these klik types (default: all this build supports).")] = None,
+    klik_cores: Annotated[int | None, typer.Option(
+        "--klik-cores", envvar="LOOKALIKE_KLIK_CORES", metavar="N",
+        help="Register as many MobileNet servers as klikr wants on an N-core machine (its 'number of image "
+             "similarity servers' setting, default: this machine's core count; env LOOKALIKE_KLIK_CORES). "
+             "FaceNet and MTCNN get 3 each, each Haar type 1, as klikr asks.")] = None,
     idle_unload: Annotated[float, typer.Option(help="Unload models unused this many seconds (0: never).")] = 600.0,
     batch_window_ms: Annotated[float, typer.Option(help="Wait this long to batch embedding requests.")] = 4.0,
     batch_max: Annotated[int, typer.Option(min=1, help="Most pictures per model call.")] = 16,
@@ -66,7 +71,7 @@ def serve_cmd(
         max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_pixels=int(max_megapixels * 1_000_000),
         idle_unload_s=idle_unload, batch_window_ms=batch_window_ms, batch_max=batch_max,
         batching=not no_batching, klik=klik, allowed_hosts=list(allowed_host or []),
-        allowed_origins=list(allowed_origin or []),
+        allowed_origins=list(allowed_origin or []), klik_cores=klik_cores,
     )
     for t in klik_type or []:
         if t not in klik_mod.ALL_TYPES:
@@ -92,20 +97,47 @@ def serve_cmd(
     server.serve(cfg, klik_type or None)
 
 
+def _log_of(port: int | None) -> Path:
+    """The log of the service asked for: the one on ``port`` (main or klik port), else the only one
+    running, else the daemon log written last (a daemon that has stopped or crashed)."""
+    from lookalike.service import daemon
+
+    running = [i for i in _pick(port) if i.alive]
+    if len(running) > 1:
+        raise fail("several lookalike services are running (ports "
+                   f"{', '.join(str(i.port) for i in running)}): give --port")
+    if running:
+        info = running[0]
+        if not info.log:
+            raise fail(f"the service on port {info.port} (pid {info.pid}) runs in the foreground: its output is in "
+                       "the terminal that started it; only services started with --daemon keep a log")
+        return Path(info.log)
+    if port is not None:
+        log = daemon.log_file(port)
+        if not log.is_file():
+            raise fail(f"no lookalike service is running on port {port} and there is no log for it ({log})")
+        return log
+    log = daemon.latest_log()
+    if log is None:
+        raise fail(f"no lookalike service is running and no daemon log is in {daemon.state_dir()}")
+    console.print(f"no lookalike service is running; the last daemon log, {log}:", highlight=False)
+    return log
+
+
 def _pick(port: int | None) -> list:
     from lookalike.service import daemon
 
     infos = daemon.servers()
     if port is not None:
-        infos = [i for i in infos if i.port == port]
+        infos = [i for i in infos if i.answers_on(port)]
     return infos
 
 
 def status_cmd(
-    port: Annotated[int | None, typer.Option(help="Only the service on this port.")] = None,
+    port: Annotated[int | None, typer.Option(help="Only the service on this port (its own or a klik port).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show running services (pid, url, health); stale pid files are cleaned up."""
+    """Show running services (pid, url, health, klik ports); stale pid files are cleaned up."""
     infos = _pick(port)
     if json_out:
         print_json([i.to_json() for i in infos])
@@ -115,6 +147,10 @@ def status_cmd(
         up = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(i.started))
         out.print(f"port {i.port}: {i.state}, pid {i.pid}, {i.url}, since {up}" + (f", log {i.log}" if i.log else ""),
                   highlight=False)
+        if i.klik:
+            from lookalike.service.klik import summary
+
+            out.print(f"  klik servers ({len(i.klik)}): {summary(i.klik)}", highlight=False)
     if not any(i.alive for i in infos):
         raise typer.Exit(3)
 
@@ -132,17 +168,18 @@ def stop_cmd(port: Annotated[int | None, typer.Option(help="The service on this 
 
 
 def logs_cmd(
-    port: Annotated[int, typer.Option(help="The service's port.")] = DEFAULT_PORT,
-    lines: Annotated[int, typer.Option("-n", "--lines", help="How many lines.")] = 50,
+    port: Annotated[int | None, typer.Option(
+        help="The service on this port (its own or a klik port; default: the running service, whatever its port).")]
+        = None,
+    lines: Annotated[int, typer.Option("-n", "--lines", min=0, help="How many lines.")] = 50,
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new lines.")] = False,
 ) -> None:
     """Print the end of a daemon's log."""
     from lookalike.service import daemon
 
-    log = daemon.log_file(port)
-    if not log.is_file():
-        raise fail(f"no log for port {port} ({log}); only services started with --daemon keep one")
-    sys.stdout.write(daemon.tail(log, lines) + "\n")
+    log = _log_of(port)
+    if lines:
+        sys.stdout.write(daemon.tail(log, lines) + "\n")
     if follow:
         with open(log, encoding="utf-8", errors="replace") as fh:
             fh.seek(0, 2)

@@ -33,7 +33,10 @@ class ServiceConfig:
     batching: bool = True  # False: every request runs the model alone (for comparison)
     job_threads: int = 2
     klik: bool = False
-    klik_ports: dict[str, int] = field(default_factory=dict)  # klik type -> port (filled in by serve)
+    # one {"type", "port", "uuid"} per registered klik server, as many per type as klikr's quota
+    # (filled in by serve before the workers start, so every worker answers /health with the same uuid)
+    klik_servers: list[dict] = field(default_factory=list)
+    klik_cores: int | None = None  # the core count klikr's MobileNet quota follows (None: this machine's)
     state_dir: str = ""  # pid files, logs, jobs (default: <home>/server)
     allowed_hosts: list[str] = field(default_factory=list)  # extra Host names (reverse proxy): NAME or NAME:PORT
     allowed_origins: list[str] = field(default_factory=list)  # extra page origins that may change state
@@ -41,6 +44,14 @@ class ServiceConfig:
     def __post_init__(self) -> None:
         if not self.state_dir:
             self.state_dir = str(home_dir() / "server")
+
+    @property
+    def klik_ports(self) -> dict[str, int]:
+        """The first port of each registered klik type (what ``/v1/info`` has always shown)."""
+        ports: dict[str, int] = {}
+        for server in self.klik_servers:
+            ports.setdefault(server["type"], int(server["port"]))
+        return ports
 
     @property
     def loopback(self) -> bool:

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -35,6 +35,17 @@ def log_file(port: int) -> Path:
     return state_dir() / f"serve-{port}.log"
 
 
+def latest_log() -> Path | None:
+    """The daemon log written last (the one to read when no service runs any more)."""
+    logs = []
+    for f in state_dir().glob("serve-*.log"):
+        try:
+            logs.append((f.stat().st_mtime, f))
+        except OSError:
+            continue
+    return max(logs)[1] if logs else None
+
+
 @dataclass
 class ServerInfo:
     """What a pid file says, plus whether the process and its /healthz answer."""
@@ -47,10 +58,15 @@ class ServerInfo:
     alive: bool
     healthy: bool
     file: Path
+    klik: list[dict] = field(default_factory=list)  # {"type", "port", "uuid"} per klik server
 
     def to_json(self) -> dict:
         return {"port": self.port, "pid": self.pid, "url": self.url, "log": self.log, "started": self.started,
-                "alive": self.alive, "healthy": self.healthy, "state": self.state}
+                "alive": self.alive, "healthy": self.healthy, "state": self.state, "klik": self.klik}
+
+    def answers_on(self, port: int) -> bool:
+        """Its main port or one of its klik ports."""
+        return port == self.port or any(int(k.get("port", -1)) == port for k in self.klik)
 
     @property
     def state(self) -> str:
@@ -81,9 +97,11 @@ def healthy(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def write_pid_file(port: int, url: str, log: str | None, pid: int | None = None) -> Path:
+def write_pid_file(port: int, url: str, log: str | None, pid: int | None = None,
+                   klik: list[dict] | None = None) -> Path:
     f = pid_file(port)
-    data = {"pid": pid or os.getpid(), "port": port, "url": url, "log": log, "started": time.time()}
+    data = {"pid": pid or os.getpid(), "port": port, "url": url, "log": log, "started": time.time(),
+            "klik": list(klik or [])}
     tmp = f.with_suffix(".tmp")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, f)
@@ -110,8 +128,9 @@ def read(port: int) -> ServerInfo | None:
     pid = int(data.get("pid", 0))
     alive = pid_alive(pid)
     url = str(data.get("url", f"http://127.0.0.1:{port}"))
+    klik = [k for k in data.get("klik") or [] if isinstance(k, dict) and "port" in k]
     return ServerInfo(port, pid, url, data.get("log"), float(data.get("started", 0)), alive,
-                      alive and healthy(url), f)
+                      alive and healthy(url), f, klik)
 
 
 def servers(clean: bool = True) -> list[ServerInfo]:

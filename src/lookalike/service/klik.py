@@ -9,16 +9,22 @@ picks one at random per request and asks ``GET /<URL-encoded absolute path>``:
 * image similarity / face embeddings -> ``{"features": [floats]}``;
 * face detection -> the PNG crop of the most confident face, or 404 with a JSON reason.
 
-The app sends the same URL to every kind of server, so lookalike listens on one extra loopback port
-per registered type and answers by the port a request arrives on. Our registry files also carry
-``"name"`` (what older app versions read), ``"server": "lookalike"`` and our ``"pid"``, so a later
-start can delete files left by a lookalike that died without cleaning up.
+The app sends the same URL to every kind of server, so lookalike answers by the port a request
+arrives on. klikr's load balancer wants a quota of live servers per type and starts its own Python
+servers for the rest (read from klikr's source, philgentric/klikr ``ML_server_type.quota``:
+MobileNet = klikr's "number of image similarity servers", by default the machine's core count as Java's
+``availableProcessors`` sees it; FaceNet and MTCNN 3; each Haar type 1). So lookalike registers as many
+servers per type as that quota (:func:`plan`): each one a loopback port of its own with its own uuid
+(the one in its registry file and in its ``/health``), all answered by this one process. Our registry
+files also carry ``"name"`` (what older app versions read), ``"server": "lookalike"`` and our ``"pid"``,
+so a later start can delete files left by a lookalike that died without cleaning up.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import time
 import uuid
@@ -39,6 +45,69 @@ IMAGE_TYPES = ("MobileNet",)
 FACE_EMBEDDING_TYPES = ("FaceNet",)
 FACE_DETECTION_TYPES = ("MTCNN", "Haar_default", "Haar_alt1", "Haar_alt2", "Haar_tree")
 ALL_TYPES = IMAGE_TYPES + FACE_EMBEDDING_TYPES + FACE_DETECTION_TYPES
+
+#: klikr's fixed quotas (``ML_server_type.quota``); MobileNet's is the core count (:func:`quotas`).
+FIXED_QUOTAS = {"FaceNet": 3, "MTCNN": 3, "Haar_default": 1, "Haar_alt1": 1, "Haar_alt2": 1, "Haar_tree": 1}
+#: Most cores ``--klik-cores`` accepts (each MobileNet server is one more listening socket).
+MAX_CORES = 512
+#: The environment variable behind ``serve --klik-cores``.
+CORES_ENV = "LOOKALIKE_KLIK_CORES"
+
+
+def _cgroup_cpus() -> int | None:
+    """The CPU limit of this process's cgroup (v2 ``cpu.max``, v1 ``cfs_quota_us``), rounded up."""
+    for quota_file, period_file in (("/sys/fs/cgroup/cpu.max", None),
+                                    ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us")):
+        try:
+            text = Path(quota_file).read_text().split()
+            if period_file is None:
+                quota, period = text[0], (text[1] if len(text) > 1 else "100000")
+            else:
+                quota, period = text[0], Path(period_file).read_text().split()[0]
+            if quota in ("max", "-1"):
+                return None
+            q, per = int(quota), int(period)
+            if q > 0 and per > 0:
+                return max(1, math.ceil(q / per))
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+def machine_cores() -> int:
+    """The core count klikr sees on this machine (Java's ``Runtime.availableProcessors()``: the CPUs
+    this process may run on, capped by a container's CPU limit)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    limit = _cgroup_cpus()
+    return max(1, min(n, limit) if limit else n)
+
+
+def quotas(cores: int | None = None) -> dict[str, int]:
+    """klikr's quota per type: below it, the app starts servers of its own."""
+    return {"MobileNet": cores or machine_cores(), **FIXED_QUOTAS}
+
+
+def plan(types: list[str], cores: int | None = None) -> list[str]:
+    """One entry per server to register: each type repeated as many times as klikr's quota."""
+    q = quotas(cores)
+    return [t for t in types for _ in range(q[t])]
+
+
+def summary(servers: list[dict]) -> str:
+    """``MobileNet x2 (ports 4101, 4102), FaceNet x3 (...)``: what ``server status`` and the log show."""
+    by_type: dict[str, list[int]] = {}
+    for s in servers:
+        by_type.setdefault(str(s.get("type")), []).append(int(s.get("port", 0)))
+    return ", ".join(f"{t} x{len(ports)} (port{'s' if len(ports) > 1 else ''} {', '.join(map(str, ports))})"
+                     for t, ports in by_type.items())
+
+
+def new_server(klik_type: str, port: int) -> dict:
+    """One registered server: what its registry file says and its ``/health`` repeats."""
+    return {"type": klik_type, "port": port, "uuid": str(uuid.uuid4())}
 
 
 def registry_dir(klik_type: str, home: Path | None = None) -> Path:
@@ -92,14 +161,16 @@ def clean_stale(home: Path | None = None) -> list[Path]:
     return removed
 
 
-def register(ports: dict[str, int], home: Path | None = None) -> list[Path]:
-    """Write one registry file per (type, port); returns the files (remove them with :func:`unregister`)."""
+def register(servers: list[dict], home: Path | None = None) -> list[Path]:
+    """Write one registry file per server (:func:`new_server`); returns the files (remove them with
+    :func:`unregister`). ``type``, ``port`` and ``uuid`` come first: klikr finds a key by the first
+    place its quoted name appears."""
     files = []
-    for klik_type, port in ports.items():
+    for server in servers:
+        klik_type, port, uid = server["type"], int(server["port"]), str(server["uuid"])
         folder = registry_dir(klik_type, home)
         folder.mkdir(parents=True, exist_ok=True)
-        uid = str(uuid.uuid4())
-        data = {"type": klik_type, "name": klik_type, "port": port, "uuid": uid, "server": "lookalike",
+        data = {"type": klik_type, "port": port, "uuid": uid, "name": klik_type, "server": "lookalike",
                 "pid": os.getpid()}
         target = folder / f"{klik_type}_{uid}.json"
         tmp = folder / f".{klik_type}_{uid}.tmp"
@@ -123,14 +194,16 @@ class KlikApp:
     def __init__(self, main_app, cfg: ServiceConfig) -> None:
         self.st = main_app.state.lookalike
         self.cfg = cfg
-        self.by_port = {port: t for t, port in cfg.klik_ports.items()}
-        self.uuids = {t: str(uuid.uuid4()) for t in cfg.klik_ports}
-        self.runtime = {t: {"request_count": 0, "error_count": 0, "last_error": None, "last_error_time": None}
-                        for t in cfg.klik_ports}
+        # every worker process builds this from the same settings: one uuid per port, the registry's
+        self.by_port = {int(s["port"]): (s["type"], str(s["uuid"])) for s in cfg.klik_servers}
+        self.runtime = {port: {"request_count": 0, "error_count": 0, "last_error": None, "last_error_time": None}
+                        for port in self.by_port}
+
+    def _port(self, scope: Scope) -> int | None:
+        return (scope.get("server") or (None, None))[1]
 
     def _type_of(self, scope: Scope) -> str:
-        server = scope.get("server") or (None, None)
-        return self.by_port.get(server[1], "MobileNet")
+        return self.by_port.get(self._port(scope), ("MobileNet", None))[0]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -147,15 +220,15 @@ class KlikApp:
             else:
                 response = await self._serve(klik_type, scope)
         except ApiError as exc:
-            response = self._error(klik_type, exc.status, exc.code, exc.message)
+            response = self._error(scope, exc.status, exc.code, exc.message)
         except LookalikeError as exc:
             e = from_library(exc)
-            response = self._error(klik_type, e.status, e.code, e.message)
+            response = self._error(scope, e.status, e.code, e.message)
         except Exception as exc:  # never a traceback, never a hang
             import logging
 
             logging.getLogger("lookalike.service").exception("klik request failed")
-            response = self._error(klik_type, 500, "internal_error", f"internal error ({type(exc).__name__})")
+            response = self._error(scope, 500, "internal_error", f"internal error ({type(exc).__name__})")
         status = response.status_code
         label = "/health" if scope["path"] == "/health" else "/{klik_path}"
         self.st.metrics.inc("lookalike_requests_total", route=f"klik:{klik_type}{label}", method=request.method,
@@ -163,8 +236,8 @@ class KlikApp:
         self.st.metrics.observe("lookalike_request_seconds", time.perf_counter() - t0, route=f"klik:{klik_type}{label}")
         await response(scope, receive, send)
 
-    def _error(self, klik_type: str, status: int, code: str, message: str) -> JSONResponse:
-        rt = self.runtime[klik_type] if klik_type in self.runtime else {}
+    def _error(self, scope: Scope, status: int, code: str, message: str) -> JSONResponse:
+        rt = self.runtime.get(self._port(scope))
         if rt:
             rt["error_count"] += 1
             rt["last_error"], rt["last_error_time"] = message, time.time()
@@ -183,12 +256,12 @@ class KlikApp:
                 problem = "face support (lookalike.faces) is not part of this build"
         except Exception as exc:
             problem = str(exc)
-        server = scope.get("server") or (None, None)
+        port = self._port(scope)
         return {
-            "type": klik_type, "port": server[1], "uuid": self.uuids.get(klik_type), "server": "lookalike",
+            "type": klik_type, "port": port, "uuid": self.by_port.get(port, (None, None))[1], "server": "lookalike",
             "status": "critical_failure" if problem else "healthy",
             "diagnostics": {"model_load_error": problem, "import_error": None, "pid": os.getpid()},
-            "runtime": self.runtime.get(klik_type, {}),
+            "runtime": self.runtime.get(port, {}),
         }
 
     async def _serve(self, klik_type: str, scope: Scope) -> Response:
@@ -197,8 +270,8 @@ class KlikApp:
         # the path's bytes as the file system has them: UTF-8 names decode as usual, other bytes
         # (%E9 from a Latin-1 name) become surrogate escapes, as os.listdir gives such names
         path = os.fsdecode(unquote_to_bytes(raw[1:].replace(b"+", b" ")))
-        if klik_type in self.runtime:
-            self.runtime[klik_type]["request_count"] += 1
+        if self._port(scope) in self.runtime:
+            self.runtime[self._port(scope)]["request_count"] += 1
         real = confine(path, self.cfg.roots, want="file")
         if klik_type in IMAGE_TYPES:
             vec = await anyio.to_thread.run_sync(self._image_features, real)
@@ -255,7 +328,7 @@ def _face_crop_png(faces, path: str) -> bytes | None:
 
 def wrap_with_klik(guarded_main: ASGIApp, main_app, cfg: ServiceConfig) -> ASGIApp:
     """One ASGI app for all sockets: klik ports get the klik protocol, the main port the API."""
-    if not cfg.klik_ports:
+    if not cfg.klik_servers:
         return guarded_main
     def public(p: str) -> bool:
         return p == "/health"
@@ -263,7 +336,7 @@ def wrap_with_klik(guarded_main: ASGIApp, main_app, cfg: ServiceConfig) -> ASGIA
     rules = SiteRules("127.0.0.1", cfg.allowed_hosts)  # klik ports listen on loopback only
     klik = SiteGuard(GuardMiddleware(KlikApp(main_app, cfg), cfg.token, 1024 * 1024, public=public), rules,
                      allow_changes=False, public=public, changing=frozenset())
-    klik_ports = set(cfg.klik_ports.values())
+    klik_ports = {int(s["port"]) for s in cfg.klik_servers}
 
     async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
         server = scope.get("server") or (None, None)

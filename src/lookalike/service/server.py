@@ -25,6 +25,11 @@ def check(cfg: ServiceConfig) -> ServiceConfig:
         raise UsageError("--token must be at least 8 characters")
     if cfg.workers < 1:
         raise UsageError("--workers must be at least 1")
+    if cfg.klik_cores is not None:
+        from lookalike.options import check_int
+
+        cfg.klik_cores = check_int(f"--klik-cores (or {klik.CORES_ENV})", cfg.klik_cores, 1, klik.MAX_CORES,
+                                   "the core count klikr's MobileNet quota follows")
     try:
         cfg.roots = resolve_roots(cfg.roots)
         site_rules(cfg)
@@ -76,22 +81,29 @@ def serve(cfg: ServiceConfig, klik_types: list[str] | None = None) -> None:
     sockets = [main_sock]
     if cfg.klik:
         klik.clean_stale()
-        for t in klik_types or klik.default_types():
-            s = _bind("127.0.0.1", 0)  # the app always talks to 127.0.0.1
-            cfg.klik_ports[t] = s.getsockname()[1]
+        # as many servers per type as klikr's quota, so the app never starts servers of its own
+        for t in klik.plan(klik_types or klik.default_types(), cfg.klik_cores):
+            try:
+                s = _bind("127.0.0.1", 0)  # the app always talks to 127.0.0.1
+            except OSError as exc:
+                for other_sock in sockets:
+                    other_sock.close()
+                raise UsageError(f"cannot open a loopback port for klik server {t}: {exc.strerror or exc}") from exc
             sockets.append(s)
+            cfg.klik_servers.append(klik.new_server(t, s.getsockname()[1]))
     os.environ[ENV_VAR] = cfg.to_env()
     url = url_of(cfg)
-    daemon.write_pid_file(cfg.port, url, os.environ.get("LOOKALIKE_SERVE_LOG"))
+    daemon.write_pid_file(cfg.port, url, os.environ.get("LOOKALIKE_SERVE_LOG"), klik=cfg.klik_servers)
     registered: list = []
     stop = threading.Event()
 
     def register_when_ready() -> None:
         while not stop.is_set():
             if daemon.healthy(url, timeout=1.0):
-                if cfg.klik_ports:
-                    registered.extend(klik.register(cfg.klik_ports))
-                    log.info("klik: registered %s", ", ".join(f"{t} on port {p}" for t, p in cfg.klik_ports.items()))
+                if cfg.klik_servers:
+                    registered.extend(klik.register(cfg.klik_servers))
+                    print(f"klik: registered {len(registered)} servers for the klikr app: "
+                          f"{klik.summary(cfg.klik_servers)}", flush=True)
                 return
             stop.wait(0.2)
 
