@@ -195,7 +195,7 @@ def test_klikr_finds_its_full_quota_of_servers_per_type(tmp_path, cores, workers
     root = tmp_path / "root"
     root.mkdir()
     server = Server(tmp_path, "--root", str(root), "--klik", "--klik-cores", str(cores), "--workers", str(workers),
-                    token=None)
+                    token=None, env={"LOOKALIKE_KLIK_RECHECK_S": "0.3"})
     try:
         want = {t: klikr_quota(t, cores) for t in KLIKR_TYPES}
         wait_registered(server, sum(want.values()))
@@ -210,6 +210,16 @@ def test_klikr_finds_its_full_quota_of_servers_per_type(tmp_path, cores, workers
                     assert (h["type"], h["port"], h["uuid"]) == (t, port, uuid)
                 r = httpx.get(f"http://127.0.0.1:{port}/health", headers={"Host": "evil.example"}, timeout=5)
                 assert r.status_code == 400, (t, port)  # SiteGuard: DNS rebinding is refused on every klik port
+        # klikr deletes the file of a server that misses one health check (then starts its own): written again
+        gone = next(registry(server).glob("MobileNet_*.json"))
+        before = gone.read_text()
+        gone.unlink()
+        deadline = time.monotonic() + 10
+        while not gone.exists():
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.1)
+        assert klikr_read_key(gone.read_text(), "uuid") == klikr_read_key(before, "uuid")
+        assert not list(registry(server).parent.glob("*.tmp")) and not list(registry(server).glob(".*"))
     finally:
         assert server.stop() == 0
     assert klikr_scan(server.user_home) == {t: [] for t in KLIKR_TYPES}  # all files gone at stop

@@ -161,23 +161,50 @@ def clean_stale(home: Path | None = None) -> list[Path]:
     return removed
 
 
+def registry_file(server: dict, home: Path | None = None) -> Path:
+    """Where a server's registry file goes: ``<registry folder>/<type>_<uuid>.json``."""
+    return registry_dir(server["type"], home) / f"{server['type']}_{server['uuid']}.json"
+
+
+def _write_registry_file(server: dict, home: Path | None = None) -> Path:
+    klik_type, port, uid = server["type"], int(server["port"]), str(server["uuid"])
+    target = registry_file(server, home)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    data = {"type": klik_type, "port": port, "uuid": uid, "name": klik_type, "server": "lookalike",
+            "pid": os.getpid()}
+    # written beside the registry folder, then renamed in: klikr reads every file of the folder and
+    # deletes one it finds without a port, so it must never see a half-written file
+    tmp = target.parent.parent / f".lookalike-{target.stem}.tmp"
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, target)
+    return target
+
+
 def register(servers: list[dict], home: Path | None = None) -> list[Path]:
     """Write one registry file per server (:func:`new_server`); returns the files (remove them with
     :func:`unregister`). ``type``, ``port`` and ``uuid`` come first: klikr finds a key by the first
-    place its quoted name appears."""
+    place its quoted name appears. A file that cannot be written is reported on one line; the others
+    are still written."""
     files = []
     for server in servers:
-        klik_type, port, uid = server["type"], int(server["port"]), str(server["uuid"])
-        folder = registry_dir(klik_type, home)
-        folder.mkdir(parents=True, exist_ok=True)
-        data = {"type": klik_type, "port": port, "uuid": uid, "name": klik_type, "server": "lookalike",
-                "pid": os.getpid()}
-        target = folder / f"{klik_type}_{uid}.json"
-        tmp = folder / f".{klik_type}_{uid}.tmp"
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, target)
-        files.append(target)
+        try:
+            files.append(_write_registry_file(server, home))
+        except OSError as exc:
+            print(f"klik: cannot write {registry_file(server, home)}: {exc.strerror or exc}", flush=True)
     return files
+
+
+def restore_missing(servers: list[dict], home: Path | None = None) -> list[Path]:
+    """Write again the registry files that have gone while we run (klikr deletes the file of a server
+    that misses one health check, then starts servers of its own); returns the files written."""
+    written = []
+    for server in servers:
+        if not registry_file(server, home).exists():
+            try:
+                written.append(_write_registry_file(server, home))
+            except OSError:
+                continue
+    return written
 
 
 def unregister(files: list[Path]) -> None:

@@ -16,6 +16,9 @@ from lookalike.service.security import resolve_roots, site_rules
 
 log = logging.getLogger("lookalike.service")
 
+#: How often a running service writes again the klik registry files that have gone (seconds).
+KLIK_RECHECK_S = float(os.environ.get("LOOKALIKE_KLIK_RECHECK_S", "3"))
+
 
 def check(cfg: ServiceConfig) -> ServiceConfig:
     """Validate settings (refuses a non-loopback bind without a token); resolves roots."""
@@ -96,16 +99,29 @@ def serve(cfg: ServiceConfig, klik_types: list[str] | None = None) -> None:
     daemon.write_pid_file(cfg.port, url, os.environ.get("LOOKALIKE_SERVE_LOG"), klik=cfg.klik_servers)
     registered: list = []
     stop = threading.Event()
+    files_lock = threading.Lock()  # stop and remove the files only between two writes
 
     def register_when_ready() -> None:
         while not stop.is_set():
             if daemon.healthy(url, timeout=1.0):
-                if cfg.klik_servers:
-                    registered.extend(klik.register(cfg.klik_servers))
-                    print(f"klik: registered {len(registered)} servers for the klikr app: "
-                          f"{klik.summary(cfg.klik_servers)}", flush=True)
-                return
+                break
             stop.wait(0.2)
+        if not cfg.klik_servers:
+            return
+        with files_lock:
+            if stop.is_set():
+                return
+            registered.extend(klik.register(cfg.klik_servers))
+        print(f"klik: registered {len(registered)} servers for the klikr app: {klik.summary(cfg.klik_servers)}",
+              flush=True)
+        while not stop.wait(KLIK_RECHECK_S):
+            with files_lock:
+                if stop.is_set():
+                    return
+                for f in klik.restore_missing(cfg.klik_servers):
+                    print(f"klik: {f} had been removed; written again", flush=True)
+                    if f not in registered:
+                        registered.append(f)
 
     threading.Thread(target=register_when_ready, name="klik-register", daemon=True).start()
     roots = ", ".join(cfg.roots) or "none (uploads only)"
@@ -124,8 +140,9 @@ def serve(cfg: ServiceConfig, klik_types: list[str] | None = None) -> None:
         else:
             uvicorn.Server(config).run(sockets=sockets)
     finally:
-        stop.set()
-        klik.unregister(registered)
+        with files_lock:
+            stop.set()
+            klik.unregister([klik.registry_file(k) for k in cfg.klik_servers])
         daemon.remove_pid_file(cfg.port, os.getpid())
         for s in sockets:
             s.close()
