@@ -42,7 +42,7 @@ def serve_cmd(
     klik_cores: Annotated[int | None, typer.Option(
         "--klik-cores", envvar="LOOKALIKE_KLIK_CORES", metavar="N",
         help="Register as many MobileNet servers as klikr wants on an N-core machine (its 'number of image "
-             "similarity servers' setting, default: this machine's core count; env LOOKALIKE_KLIK_CORES). "
+             "similarity servers' setting; default: this machine's core count). "
              "FaceNet and MTCNN get 3 each, each Haar type 1, as klikr asks.")] = None,
     idle_unload: Annotated[float, typer.Option(help="Unload models unused this many seconds (0: never).")] = 600.0,
     batch_window_ms: Annotated[float, typer.Option(help="Wait this long to batch embedding requests.")] = 4.0,
