@@ -143,6 +143,12 @@ def _pid_alive(pid: int) -> bool:
 def clean_stale(home: Path | None = None) -> list[Path]:
     """Delete registry files written by a lookalike process that is gone. Other servers' files stay."""
     removed = []
+    base = registry_dir(IMAGE_TYPES[0], home).parent
+    for tmp in base.glob(".lookalike-*.tmp") if base.is_dir() else []:  # a write cut short by a crash
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
     for t in (IMAGE_TYPES[0], FACE_DETECTION_TYPES[0]):
         folder = registry_dir(t, home)
         if not folder.is_dir():
@@ -186,11 +192,15 @@ def register(servers: list[dict], home: Path | None = None) -> list[Path]:
     place its quoted name appears. A file that cannot be written is reported on one line; the others
     are still written."""
     files = []
+    failed: dict[Path, str] = {}
     for server in servers:
         try:
             files.append(_write_registry_file(server, home))
         except OSError as exc:
-            print(f"klik: cannot write {registry_file(server, home)}: {exc.strerror or exc}", flush=True)
+            failed.setdefault(registry_dir(server["type"], home), exc.strerror or str(exc))
+    for folder, why in failed.items():  # one line per folder, not one per server
+        print(f"klik: cannot write registry files in {folder}: {why}; klikr will start servers of its own",
+              flush=True)
     return files
 
 
