@@ -290,8 +290,8 @@ def create_app(cfg: ServiceConfig | None = None) -> FastAPI:
     async def info() -> dict:
         """What this service serves: roots, whether changes are allowed, loaded models, klik ports."""
         return {"version": __version__, "roots": cfg.roots, "allow_changes": cfg.allow_changes,
-                "models_loaded": st.models.loaded(), "klik": cfg.klik_ports, "workers": cfg.workers,
-                "batching": cfg.batching}
+                "models_loaded": st.models.loaded(), "klik": cfg.klik_ports, "klik_servers": cfg.klik_servers,
+                "workers": cfg.workers, "batching": cfg.batching}
 
     @app.get("/v1/browse", tags=["service"])
     async def browse(request: Request, path: str | None = None) -> dict:
