@@ -86,6 +86,7 @@ function makeKeeper(g, path) {
   g.chosen = path;
   g.marked.delete(path);   // the keeper is never acted on
   review.cursor = path;
+  say("");
   renderGroups();
 }
 
@@ -93,6 +94,7 @@ function toggleMark(g, path) {
   if (path === g.chosen) { say("That is the keeper: keep another photo first (K) to move this one", true); return; }
   if (g.marked.has(path)) g.marked.delete(path); else g.marked.add(path);
   review.cursor = path;
+  say("");
   renderGroups();
 }
 
