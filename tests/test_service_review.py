@@ -94,7 +94,8 @@ def shot(page, tmp_path, name: str) -> None:
     """The whole page in one viewport (a full-page capture would leave the sticky bars mid-page)."""
     (tmp_path / "screens").mkdir(exist_ok=True)
     size = page.viewport_size
-    height = page.evaluate("() => Math.ceil(document.querySelector('main').getBoundingClientRect().bottom + window.scrollY) + 40")
+    height = page.evaluate(
+        "() => Math.ceil(document.querySelector('main').getBoundingClientRect().bottom + window.scrollY) + 40")
     page.set_viewport_size({"width": size["width"], "height": max(400, min(height, 2400))})
     page.evaluate("() => window.scrollTo(0, 0)")
     page.screenshot(path=str(tmp_path / "screens" / f"{name}.png"))
@@ -273,4 +274,47 @@ def test_token_asked_in_plain_words(site, browser, tmp_path):
     page.set_viewport_size({"width": 480, "height": 800})
     assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
     assert page.evaluate("(a) => a.getBoundingClientRect().right <= window.innerWidth", link.element_handle())
+    assert page.errors == []
+
+
+def test_review_odd_name_and_file_changed_since(site, browser, tmp_path):
+    """A name that is not UTF-8 is reviewed, moved and put back like any other; a marked file that
+    changed after the search is left out of the move, said so, and stays in the view."""
+    from playwright.sync_api import expect
+
+    server, album, _ = site
+    root = album.parent / "odd"
+    root.mkdir()
+    photos = shared_data("photos")
+    for name in (b"a.jpg", b"caf\xe9.jpg", b"b.jpg"):
+        shutil.copy(photos / ukbench(20), os.path.join(os.fsencode(root), name))
+    shutil.copy(photos / ukbench(24), root / "c.jpg")
+    shutil.copy(photos / ukbench(24), root / "c copy.jpg")
+    odd = os.fsdecode(os.path.join(os.fsencode(root), b"caf\xe9.jpg"))
+    page = browser
+    open_page(page, server)
+    find(page, root, tier="exact")
+    groups = page.locator("#groups .group")
+    expect(groups).to_have_count(2, timeout=60_000)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.card img')].every(i => i.complete && i.naturalWidth > 0)",
+        timeout=30_000)
+    # the odd name is a member of the first group (keeper: a.jpg, the shortest name), marked for the trash
+    assert page.evaluate("() => review.groups[0].keep") == str(root / "a.jpg")
+    assert page.evaluate("() => [...review.groups[0].marked].sort()") == sorted([str(root / "b.jpg"), odd])
+    # c copy.jpg changes on disk after the search: it must not be moved
+    changed = root / "c copy.jpg"
+    changed.write_bytes(changed.read_bytes() + b"\0")
+    page.click("[data-testid=apply]")
+    expect(page.locator("[data-testid=confirm]")).to_contain_text("Move 3 files to the trash?")
+    page.click("[data-testid=confirm-ok]")
+    status = page.locator("[data-testid=status]")
+    expect(status).to_contain_text("Moved 2 files to the trash", timeout=30_000)
+    expect(status).to_contain_text("1 file left out (c copy.jpg")
+    assert not os.path.lexists(odd) and not (root / "b.jpg").exists() and changed.exists()
+    expect(groups).to_have_count(1)
+    expect(groups.locator(f".card[data-path='{changed}']")).to_have_count(1)
+    page.click("[data-testid=undo]")
+    expect(status).to_contain_text("Put 2 files back", timeout=30_000)
+    assert os.path.lexists(odd) and (root / "b.jpg").exists()
     assert page.errors == []
