@@ -191,7 +191,13 @@ def test_review_confirm_move_undo(site, browser, tmp_path):
     page.click("[data-testid=confirm-cancel]")
     expect(dialog).to_be_hidden()
     assert snapshot(album) == before
-    # Delete asks the same question; confirm it
+    # Delete asks the same question; Esc answers no, as Cancel does
+    page.keyboard.press("Delete")
+    expect(dialog).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(page.locator("[data-testid=status]")).to_have_text("Nothing was moved")
+    assert snapshot(album) == before
     page.keyboard.press("Delete")
     expect(dialog).to_be_visible()
     page.click("[data-testid=confirm-ok]")
