@@ -87,7 +87,7 @@ function makeKeeper(g, path) {
   g.marked.delete(path);   // the keeper is never acted on
   review.cursor = path;
   say("");
-  renderGroups();
+  refreshGroup(g);
 }
 
 function toggleMark(g, path) {
@@ -95,10 +95,21 @@ function toggleMark(g, path) {
   if (g.marked.has(path)) g.marked.delete(path); else g.marked.add(path);
   review.cursor = path;
   say("");
-  renderGroups();
+  refreshGroup(g);
 }
 
 // ---- view ----
+// Thumbnails are fetched as their card comes near the screen: a folder with hundreds of groups does
+// not ask for every picture at once.
+const lazyThumbs = new IntersectionObserver((entries) => {
+  for (const e of entries) {
+    if (!e.isIntersecting) continue;
+    lazyThumbs.unobserve(e.target);
+    const img = e.target;
+    thumb(img.dataset.path).then((u) => { if (u) img.src = u; });
+  }
+}, { rootMargin: "1200px 0px" });
+
 function factRow(dl, label, value, best) {
   const dt = document.createElement("dt"); dt.textContent = label;
   const dd = document.createElement("dd"); dd.textContent = value;
@@ -122,7 +133,8 @@ function dupeCard(g, gi, path) {
 
   const img = document.createElement("img");
   img.alt = basename(path);
-  thumb(path).then((u) => { if (u) img.src = u; });
+  img.dataset.path = path;
+  lazyThumbs.observe(img);
 
   const name = document.createElement("div");
   name.className = "name"; name.textContent = basename(path); name.title = path;
@@ -163,37 +175,56 @@ function dupeCard(g, gi, path) {
   return div;
 }
 
+function groupBox(g, gi) {
+  const div = document.createElement("div");
+  div.className = "group";
+  div.dataset.group = gi;
+  const head = document.createElement("div");
+  head.className = "reason";
+  const title = document.createElement("strong");
+  title.textContent = `Group ${gi + 1} · ${plural(g.paths.length, "photo")} · `;
+  head.append(title, reasonWords(g));
+  const row = document.createElement("div");
+  row.className = "row";
+  for (const p of g.paths) row.append(dupeCard(g, gi, p));
+  div.append(head, row);
+  return div;
+}
+
+// Everything (after a search, a move, an undo, "keep best").
 function renderGroups() {
   const box = $("#groups");
   box.textContent = "";
-  review.groups.forEach((g, gi) => {
-    const div = document.createElement("div");
-    div.className = "group";
-    div.dataset.group = gi;
-    const head = document.createElement("div");
-    head.className = "reason";
-    const title = document.createElement("strong");
-    title.textContent = `Group ${gi + 1} · ${plural(g.paths.length, "photo")} · `;
-    head.append(title, reasonWords(g));
-    const row = document.createElement("div");
-    row.className = "row";
-    for (const p of g.paths) row.append(dupeCard(g, gi, p));
-    div.append(head, row);
-    box.append(div);
-  });
+  review.groups.forEach((g, gi) => box.append(groupBox(g, gi)));
+  renderTotals();
+}
+
+// One group (a keeper changed, a photo marked or unmarked): the others stay as they are.
+function refreshGroup(g) {
+  const gi = review.groups.indexOf(g);
+  const old = document.querySelector(`#groups .group[data-group="${gi}"]`);
+  if (gi < 0 || !old) { renderGroups(); return; }
+  const refocus = document.activeElement && old.contains(document.activeElement);
+  old.replaceWith(groupBox(g, gi));
+  renderTotals(refocus);
+}
+
+function renderTotals(refocus) {
   const n = markedCount();
   const canChange = !state.info || state.info.allow_changes;
   $("#apply").disabled = !n || !canChange;
   $("#apply").textContent = n ? `Move ${plural(n, "marked file")} to the trash…` : "Move marked files to the trash…";
   $("#apply-note").textContent = canChange ? "" : "Read only: start the service with --allow-changes to move files.";
   $("#keep-best").disabled = !review.groups.length;
-  $("#dupes-summary").textContent = review.groups.length
-    ? `${plural(review.groups.length, "group")}: ${plural(n, "file")} marked for the trash; `
-      + `${plural(review.groups.length, "keeper")} stay${review.groups.length === 1 ? "s" : ""} where ${review.groups.length === 1 ? "it is" : "they are"}.`
+  const k = review.groups.length;
+  $("#dupes-summary").textContent = k
+    ? `${plural(k, "group")}: ${plural(n, "file")} marked for the trash; `
+      + `${plural(k, "keeper")} stay${k === 1 ? "s" : ""} where ${k === 1 ? "it is" : "they are"}.`
     : (review.job ? "No duplicates left to review." : "");
-  if (review.cursor) {
-    const c = [...document.querySelectorAll("#groups .card")].find((el) => el.dataset.path === review.cursor);
-    if (c && document.activeElement && document.activeElement.closest && document.activeElement.closest("#groups")) c.focus();
+  if (review.cursor && (refocus || (document.activeElement && document.activeElement.closest
+                                    && document.activeElement.closest("#groups")))) {
+    const c = cards().find((el) => el.dataset.path === review.cursor);
+    if (c) c.focus();
   }
 }
 
@@ -241,8 +272,11 @@ async function applyTrash() {
   const n = markedCount();
   if (!n) { say("Nothing is marked for the trash", true); return; }
   const groups = review.groups.filter((g) => g.marked.size);
+  const names = groups.flatMap((g) => [...g.marked]).map(basename);
+  const listed = names.length <= 3 ? names.join(", ") : `${names.slice(0, 3).join(", ")} and ${names.length - 3} more`;
   const sure = await ask(`Move ${plural(n, "file")} to the trash? Keepers stay. You can undo.`,
-                         `${plural(groups.length, "group")}: each keeps its keeper where it is; the marked copies go to the system trash.`,
+                         `${listed}, from ${plural(groups.length, "group")}: each group keeps its keeper where it is; `
+                         + "the marked copies go to the system trash.",
                          `Move ${plural(n, "file")} to the trash`);
   if (!sure) { say("Nothing was moved"); return; }
   try {
