@@ -231,8 +231,9 @@ function renderTotals(refocus) {
 // ---- actions ----
 async function runDupes() {
   try {
-    review.job = null; review.groups = []; review.undo = null;
-    $("#undo").hidden = true;
+    // a move done before stays undoable (its Undo button stays) while another search runs
+    review.job = null; review.groups = [];
+    $("#run-dupes").disabled = true;
     renderGroups();
     const st = await runJob("/v1/dupes", { folder: $("#folder").value, tier: $("#tier").value }, $("#dupes-job"),
                             "Finding duplicates");
@@ -242,6 +243,7 @@ async function runDupes() {
     const errs = st.result.errors.length;
     say(`${plural(review.groups.length, "group")} of duplicates found` + (errs ? `; ${plural(errs, "file")} could not be read` : ""));
   } catch (e) { say(e.cancelled ? e.message : "duplicates: " + e.message, !e.cancelled); }
+  finally { $("#run-dupes").disabled = false; }
 }
 
 // A modal question; resolves true only when its OK button was pressed (Cancel and Esc: false).
@@ -294,7 +296,7 @@ async function applyTrash() {
       for (const p of moved) g.marked.delete(p);
     }
     review.groups = review.groups.filter((g) => g.paths.length > 1);
-    review.undo = { journal: rep.id, count: moved.size, before };
+    review.undo = { journal: rep.id, count: moved.size, before, job: review.job };
     $("#undo").hidden = false; $("#undo").disabled = false;
     $("#undo").textContent = `Undo: put ${plural(moved.size, "file")} back`;
     renderGroups();
@@ -308,11 +310,12 @@ async function undoMove() {
   try {
     $("#undo").disabled = true;
     const rep = await api("POST", "/v1/undo", { journal: review.undo.journal });
-    review.groups = review.undo.before;
+    const same = review.undo.job === review.job;  // else the view shows another search: leave it be
+    if (same) review.groups = review.undo.before;
     review.undo = null;
     $("#undo").hidden = true;
     renderGroups();
-    say(`Put ${plural(rep.undone, "file")} back` + (rep.problems.length ? `; ${plural(rep.problems.length, "problem")}: ${rep.problems[0].reason || rep.problems[0].error || ""}` : ""),
+    say(`Put ${plural(rep.undone, "file")} back` + (same ? "" : " (search again to review them)") + (rep.problems.length ? `; ${plural(rep.problems.length, "problem")}: ${rep.problems[0].reason || rep.problems[0].error || ""}` : ""),
         rep.problems.length > 0);
   } catch (e) { $("#undo").disabled = false; say("undo: " + e.message, true); }
 }
