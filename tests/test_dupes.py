@@ -86,11 +86,17 @@ def test_json_shape_is_exactly_the_documented_one(near_report):
     data = near_report[0].to_json()
     assert set(data) == {"groups", "errors"}
     for g in data["groups"]:
-        assert set(g) == {"keep", "reason", "members"} and os.path.isabs(g["keep"])
+        assert set(g) == {"keep", "keep_facts", "reason", "members"} and os.path.isabs(g["keep"])
         assert g["keep"] not in [m["path"] for m in g["members"]]
+        facts = [g["keep_facts"]]
         for m in g["members"]:
-            assert set(m) == {"path", "tier", "score"} and os.path.isabs(m["path"])
+            assert set(m) == {"path", "tier", "score", "facts"} and os.path.isabs(m["path"])
             assert isinstance(m["score"], float)
+            facts.append(m["facts"])
+        for f in facts:  # what the keeper choice compared, for the review page
+            assert set(f) == {"width", "height", "bytes", "format", "taken", "modified"}
+            assert f["width"] > 0 and f["height"] > 0 and f["bytes"] > 0 and f["format"] == "JPEG"
+            assert f["taken"] is None or len(f["taken"]) == 19
     for e in data["errors"]:
         assert set(e) == {"path", "error"}
 

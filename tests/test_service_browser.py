@@ -96,7 +96,8 @@ def test_review_page_dupes_apply_undo(album, tmp_path):
             expect(near.locator(".card.doomed")).to_have_count(0)
 
             page.click("[data-testid=apply]")
-            expect(page.locator("[data-testid=status]")).to_contain_text("moved 1 file(s) to the trash",
+            page.click("[data-testid=confirm-ok]")  # the confirmation (tests/test_service_review.py)
+            expect(page.locator("[data-testid=status]")).to_contain_text("Moved 1 file to the trash",
                                                                          timeout=30_000)
             assert not os.path.exists(old_keeper)
             assert os.path.exists(new_keeper)
@@ -105,8 +106,7 @@ def test_review_page_dupes_apply_undo(album, tmp_path):
             assert [sha(p) for p in trash] == [before[os.path.basename(old_keeper)]]
 
             page.click("[data-testid=undo]")
-            expect(page.locator("[data-testid=status]")).to_contain_text("undone: 1 file(s) restored",
-                                                                         timeout=30_000)
+            expect(page.locator("[data-testid=status]")).to_contain_text("Put 1 file back", timeout=30_000)
             assert {p.name: sha(p) for p in folder.iterdir()} == before
             assert errors == []
         finally:

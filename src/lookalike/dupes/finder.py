@@ -15,7 +15,7 @@ from lookalike.catalog import Catalog
 from lookalike.dupes.candidates import dihedral_distance, dihedral_pairs, dihedral_pairs_indexed, embedding_pairs
 from lookalike.dupes.grouping import components, split_component
 from lookalike.dupes.keeper import FileFacts, choose_keeper, parse_policy, resolve_folder, under_any
-from lookalike.dupes.report import Alias, DupesError, DupesReport, Group, Member
+from lookalike.dupes.report import Alias, DupesError, DupesReport, Group, Member, file_facts_json
 from lookalike.dupes.verify import Verifier
 from lookalike.errors import UsageError
 from lookalike.features import load_extractor
@@ -273,18 +273,19 @@ def _groups(nodes: list[list[str]], edges: dict[tuple[int, int], tuple[str, floa
     for keeper_node, member_nodes in plan:
         files = [p for n in (keeper_node, *member_nodes) for p in nodes[n]]
         keep, reason = choose_keeper([facts[p] for p in files], policy)
-        g = Group(keep, reason, keep_sha256=_sha(content, keep))
+        g = Group(keep, reason, keep_sha256=_sha(content, keep), keep_facts=file_facts_json(facts[keep]))
         for p in nodes[keeper_node]:
             if p != keep:
                 g.members.append(Member(p, "exact" if content[p] == content[keep] else "pixel", 1.0, keep,
-                                        sha256=_sha(content, p)))
+                                        sha256=_sha(content, p), facts=file_facts_json(facts[p])))
         for n in member_nodes:
             link = adj[keeper_node].get(n)
             if link is None:  # joined by majority: report its strongest link into the group
                 mates = [(adj[n][m], m) for m in (keeper_node, *member_nodes) if m in adj[n]]
                 link = max(mates, key=lambda t: t[0][1])[0]
             for p in nodes[n]:
-                g.members.append(Member(p, link[0], link[1], keep, sha256=_sha(content, p)))
+                g.members.append(Member(p, link[0], link[1], keep, sha256=_sha(content, p),
+                                        facts=file_facts_json(facts[p])))
         g.members.sort(key=lambda m: (-m.score, m.path))
         g.protected = [m.path for m in g.members if facts[m.path].protected]
         g.keep_protected = facts[keep].protected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from lookalike.options import DUPES_TIERS
 
@@ -16,9 +17,30 @@ class Member:
     score: float  # 1.0 for exact/pixel; aligned correlation for near; cosine for similar
     linked_to: str = ""  # the file it was matched against (the keeper, or a group mate)
     sha256: str = ""  # the catalog's content hash when the search ran ("" when unknown)
+    facts: dict | None = None  # what the keeper choice saw of it (see file_facts_json)
 
     def to_json(self) -> dict:
-        return {"path": self.path, "tier": self.tier, "score": round(float(self.score), 4)}
+        data = {"path": self.path, "tier": self.tier, "score": round(float(self.score), 4)}
+        if self.facts is not None:
+            data["facts"] = self.facts
+        return data
+
+
+def file_facts_json(f) -> dict:
+    """A file's facts as the keeper choice compared them (a ``keeper.FileFacts``), for people:
+    ``{"width", "height", "bytes", "format", "taken", "modified"}``; ``taken`` is the EXIF capture date
+    (``YYYY-MM-DD HH:MM:SS``, null when the picture has none), ``modified`` the file's modification time
+    (local time, ISO 8601 with offset)."""
+    taken = f.exif_datetime
+    if taken:
+        taken = str(taken)[:19]
+        taken = taken[:10].replace(":", "-") + taken[10:]
+    try:
+        modified = datetime.fromtimestamp(f.mtime_ns / 1e9).astimezone().isoformat(timespec="seconds")
+    except (OverflowError, OSError, ValueError):
+        modified = None
+    return {"width": int(f.width or 0), "height": int(f.height or 0), "bytes": int(f.bytes or 0),
+            "format": f.format or "", "taken": taken or None, "modified": modified}
 
 
 @dataclass
@@ -43,9 +65,13 @@ class Group:
     keep_protected: bool = False  # the keeper itself lies under --keep-in
     keep_sha256: str = ""  # the keeper's content hash when the search ran ("" when unknown)
     links: list[Alias] = field(default_factory=list)  # other names of the group's files: never acted on
+    keep_facts: dict | None = None  # the keeper's facts (see file_facts_json)
 
     def to_json(self) -> dict:
-        data = {"keep": self.keep, "reason": self.reason, "members": [m.to_json() for m in self.members]}
+        data: dict = {"keep": self.keep}
+        if self.keep_facts is not None:
+            data["keep_facts"] = self.keep_facts
+        data.update(reason=self.reason, members=[m.to_json() for m in self.members])
         if self.links:
             data["links"] = [a.to_json() for a in self.links]
         return data

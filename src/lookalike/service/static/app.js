@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
-const state = { dupesJob: null, groups: [], journal: null, thumbs: new Map() };
+const state = { info: null, thumbs: new Map() };
 
 function token() {
   return $("#token").value || sessionStorage.getItem("lookalike-token") || "";
@@ -26,11 +26,23 @@ async function api(method, path, body) {
   if (body) opts.body = JSON.stringify(body);
   const resp = await fetch(path, opts);
   const data = resp.headers.get("content-type")?.includes("json") ? await resp.json() : null;
+  if (resp.status === 401) { needToken(true); throw new Error(token() ? WRONG_TOKEN_WORDS : TOKEN_WORDS); }
   if (!resp.ok) {
     const msg = data && data.error ? data.error.message : resp.status + " " + resp.statusText;
     throw new Error(msg);
   }
   return data;
+}
+
+// The service answers 401 without its token (or with a wrong one): ask for it in plain words.
+const TOKEN_WORDS = "This service needs its access token: enter it above.";
+const WRONG_TOKEN_WORDS = "The access token entered above is not this service's: check it and enter it again.";
+function needToken(on) {
+  $("#token-prompt").hidden = !on;
+  if (on) $("#token-prompt").textContent = token() ? WRONG_TOKEN_WORDS
+    : TOKEN_WORDS.replace(/\.$/, " (the one given to lookalike serve --token).");
+  $("#token").classList.toggle("wanted", on);
+  if (on) $("#token").focus();
 }
 
 // A path for a URL: UTF-8 percent-encoded, except the bytes of a name that is not UTF-8, which the
@@ -56,16 +68,40 @@ async function thumb(path) {
   return url;
 }
 
-async function runJob(route, body, bar) {
-  const job = await api("POST", route, body);
-  bar.hidden = false;
-  for (;;) {
-    const st = await api("GET", "/v1/jobs/" + job.id);
-    if (st.progress.total) { bar.max = st.progress.total; bar.value = st.progress.done; }
-    say(`${st.kind}: ${st.state} ${st.progress.done}/${st.progress.total}`);
-    if (st.state === "done") { bar.hidden = true; return st; }
-    if (st.state === "failed" || st.state === "cancelled") { bar.hidden = true; throw new Error(st.error); }
-    await new Promise((r) => setTimeout(r, 200));
+// A long job with its bar: a progress bar (moving from the start, before the job reports a total),
+// "done of total", and a Cancel button (DELETE /v1/jobs/{id}). Resolves with the finished job's
+// state; rejects with an Error whose .cancelled is true when the user cancelled it.
+async function runJob(route, body, box, label) {
+  const bar = box.querySelector("progress"), text = box.querySelector(".job-text"), stop = box.querySelector(".cancel");
+  bar.removeAttribute("value");
+  text.textContent = label + ": starting…";
+  box.hidden = false;
+  if (stop) stop.disabled = true;
+  try {
+    const job = await api("POST", route, body);
+    if (stop) {
+      stop.disabled = false;
+      stop.onclick = async () => {
+        stop.disabled = true;
+        text.textContent = label + ": cancelling…";
+        try { await api("DELETE", "/v1/jobs/" + job.id); } catch (e) { say("cancel: " + e.message, true); }
+      };
+    }
+    for (;;) {
+      const st = await api("GET", "/v1/jobs/" + job.id);
+      const p = st.progress || {};
+      if (p.total) {
+        bar.max = p.total; bar.value = p.done;
+        if (!stop || !stop.disabled) text.textContent = `${label}: ${p.done} of ${p.total}`;
+      }
+      if (st.state === "done") return st;
+      if (st.state === "cancelled") throw Object.assign(new Error(label + " cancelled: nothing was changed"), { cancelled: true });
+      if (st.state === "failed") throw new Error(st.error);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  } finally {
+    box.hidden = true;
+    if (stop) stop.onclick = null;
   }
 }
 
@@ -93,89 +129,11 @@ function card(path, extra) {
   return div;
 }
 
-// ---- duplicates ----
-function renderGroups() {
-  const box = $("#groups");
-  box.textContent = "";
-  state.groups.forEach((g, gi) => {
-    const div = document.createElement("div");
-    div.className = "group";
-    div.dataset.group = gi;
-    const reason = document.createElement("div");
-    reason.className = "reason";
-    reason.textContent = `group ${gi + 1}: keeper chosen because ${g.reason}`;
-    const row = document.createElement("div");
-    row.className = "row";
-    const files = [{ path: g.keep, tier: "", score: null }, ...g.members];
-    for (const f of files) {
-      const ctl = document.createElement("div");
-      const keep = document.createElement("input");
-      keep.type = "radio"; keep.name = "keep-" + gi; keep.className = "keep"; keep.checked = f.path === g.chosen;
-      // the former keeper becomes a duplicate (ticked for the trash); the new keeper is never acted on
-      keep.onchange = () => { g.ticked.add(g.chosen); g.chosen = f.path; g.ticked.delete(f.path); renderGroups(); };
-      const tick = document.createElement("input");
-      tick.type = "checkbox"; tick.className = "tick"; tick.disabled = f.path === g.chosen;
-      tick.checked = g.ticked.has(f.path);
-      tick.onchange = () => { tick.checked ? g.ticked.add(f.path) : g.ticked.delete(f.path); renderGroups(); };
-      const l1 = document.createElement("label"); l1.append(keep, " keep");
-      const l2 = document.createElement("label"); l2.append(tick, " to trash");
-      ctl.append(l1, " ", l2);
-      if (f.tier) ctl.append(document.createTextNode(` ${f.tier} ${f.score}`));
-      const c = card(f.path, ctl);
-      if (f.path === g.chosen) c.classList.add("keeper");
-      else if (g.ticked.has(f.path)) c.classList.add("doomed");
-      row.append(c);
-    }
-    div.append(reason, row);
-    box.append(div);
-  });
-  $("#apply").disabled = !state.groups.some((g) => g.ticked.size);
-}
-
-async function runDupes() {
-  try {
-    state.journal = null;
-    $("#undo").disabled = true;
-    const st = await runJob("/v1/dupes", { folder: $("#folder").value, tier: $("#tier").value }, $("#dupes-progress"));
-    state.dupesJob = st.id;
-    state.groups = st.result.groups.map((g) => ({
-      keep: g.keep, reason: g.reason, members: g.members, chosen: g.keep,
-      ticked: new Set(g.members.map((m) => m.path)),
-    }));
-    renderGroups();
-    const n = state.groups.reduce((a, g) => a + g.members.length, 0);
-    say(`${state.groups.length} group(s), ${n} duplicate(s)` + (st.result.errors.length ? `, ${st.result.errors.length} unreadable` : ""));
-  } catch (e) { say("duplicates: " + e.message, true); }
-}
-
-async function applyTrash() {
-  try {
-    const groups = state.groups.map((g) => ({ keep: g.chosen, members: [...g.ticked].filter((p) => p !== g.chosen) }));
-    const { plan, operations, skipped } = await api("POST", "/v1/dupes/plan", { job: state.dupesJob, action: "trash", groups });
-    const left = skipped && skipped.length ? `${skipped.length} file(s) left out: ${skipped[0].path} ${skipped[0].reason}` : "";
-    if (!operations) { say(left ? "nothing to do, " + left : "nothing is ticked", !!left); return; }
-    const rep = await api("POST", "/v1/plans/apply", { plan });
-    state.journal = rep.id;
-    $("#undo").disabled = false;
-    $("#apply").disabled = true;
-    say(`moved ${rep.done} file(s) to the trash` + (rep.failed.length ? `, ${rep.failed.length} failed` : "") + ` (journal ${rep.id})`
-        + (left ? "; " + left : ""));
-  } catch (e) { say("apply: " + e.message, true); }
-}
-
-async function undo() {
-  try {
-    const rep = await api("POST", "/v1/undo", { journal: state.journal });
-    $("#undo").disabled = true;
-    say(`undone: ${rep.undone} file(s) restored` + (rep.problems.length ? `, ${rep.problems.length} problem(s)` : ""));
-  } catch (e) { say("undo: " + e.message, true); }
-}
-
 // ---- clusters and similar ----
 async function runClusters() {
   try {
     const st = await runJob("/v1/cluster", { folder: $("#folder").value, sim: Number($("#sim").value) },
-                            $("#clusters-progress"));
+                            $("#clusters-job"), "Clustering");
     const box = $("#clusters");
     box.textContent = "";
     const clusters = st.result.clusters || [];
@@ -197,9 +155,12 @@ async function runClusters() {
 async function showSimilar(path) {
   try {
     switchTab("similar");
-    const res = await api("POST", "/v1/similar", { path, folder: $("#folder").value, k: 8 });
     const box = $("#similar");
     box.textContent = "";
+    $("#similar-job").hidden = false;
+    let res;
+    try { res = await api("POST", "/v1/similar", { path, folder: $("#folder").value, k: 8 }); }
+    finally { $("#similar-job").hidden = true; }
     const row = document.createElement("div");
     row.className = "row";
     row.append(card(path, document.createTextNode("query")));
@@ -238,15 +199,16 @@ async function init() {
   $("#token").onchange = () => { sessionStorage.setItem("lookalike-token", $("#token").value); init(); };
   try {
     const info = await api("GET", "/v1/info");
-    $("#info").textContent = `roots: ${info.roots.length}; changes ${info.allow_changes ? "allowed" : "off"}`;
+    needToken(false);
+    state.info = info;
+    $("#info").textContent = `${info.roots.length} root folder${info.roots.length === 1 ? "" : "s"}; `
+      + (info.allow_changes ? "changes allowed" : "read only (start with --allow-changes to move files)");
     document.body.dataset.ready = "1";
+    if (window.dupesReady) window.dupesReady(info);
     await browse(null);
-  } catch (e) { say(e.message, true); }
+  } catch (e) { say(e.message, true); document.body.dataset.ready = "token"; }
 }
 
 document.querySelectorAll(".tab").forEach((b) => { b.onclick = () => switchTab(b.dataset.tab); });
-$("#run-dupes").onclick = runDupes;
-$("#apply").onclick = applyTrash;
-$("#undo").onclick = undo;
 $("#run-clusters").onclick = runClusters;
 init();
