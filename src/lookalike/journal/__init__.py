@@ -20,7 +20,7 @@ Save it for the user to review or edit, then apply (``lookalike apply FILE`` doe
 
     write_plan(plan, "plan.json"); plan = load_plan("plan.json")
     report = apply_plan(plan, progress=None)   # ApplyReport: .journal (folder), .done, .failed, .to_json()
-    undo(report.journal)                       # or undo() for the latest run -> UndoReport (.problems)
+    undo(report.journal)                       # or undo(): the newest run not yet undone -> UndoReport (.problems)
     resume()                                   # finish an interrupted run (crash, kill -9)
 
 Guarantees:
@@ -41,13 +41,13 @@ Journals live in ``lookalike.config.journal_dir()`` (one folder per run; ``journ
 hooks to simulate crashes are described in ``lookalike.journal.hooks``.
 """
 
-from lookalike.journal.manage import JournalInfo, journal_info, list_journals, purge, show_journal
+from lookalike.journal.manage import JournalInfo, journal_info, latest_to_undo, list_journals, purge, show_journal
 from lookalike.journal.plan import Op, Plan, load_plan, write_plan
 from lookalike.journal.run import ApplyReport, UndoReport, apply_plan, find_interrupted, resume, undo
 from lookalike.journal.store import Journal, open_journal
 
 __all__ = [
     "ApplyReport", "Journal", "JournalInfo", "Op", "Plan", "UndoReport", "apply_plan", "find_interrupted",
-    "journal_info", "list_journals", "load_plan", "open_journal", "purge", "resume", "show_journal", "undo",
-    "write_plan",
+    "journal_info", "latest_to_undo", "list_journals", "load_plan", "open_journal", "purge", "resume",
+    "show_journal", "undo", "write_plan",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,77 @@ class JournalInfo:
     status: str  # complete | interrupted | running | undone | undo incomplete
     counts: dict[str, int]
     kept_bytes: int
+    summary: str = ""  # one human sentence: the command, what it changed, where
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "path": str(self.path), "created": self.created, "description": self.description,
-                "status": self.status, **self.counts, "kept_bytes": self.kept_bytes}
+                "summary": self.summary or self.description, "status": self.status, **self.counts,
+                "kept_bytes": self.kept_bytes}
+
+    @property
+    def undoable(self) -> bool:
+        """Whether a plain ``undo`` would reverse something of this run: not damaged, not (wholly) undone, and
+        it changed or started to change a file (a run whose every operation was refused changed nothing)."""
+        if self.status in ("damaged", "undone"):
+            return False
+        return self.counts.get("done", 0) + self.counts.get("unfinished", 0) > 0
+
+
+#: How each kind of operation is told in a summary: (singular noun, verb).
+_TOLD = {"move": "moved", "copy": "copied", "rename": "renamed", "delete": "deleted", "trash": "sent to the trash",
+         "link": "linked", "mkdir": "made"}
+
+
+def _where(paths: list[str]) -> str:
+    folders = sorted({os.path.dirname(p) for p in paths if p})
+    if not folders:
+        return ""
+    try:
+        common = os.path.commonpath(folders)
+    except ValueError:  # mixed drives (Windows)
+        common = ""
+    if common and os.path.dirname(common) != common:
+        return common
+    return f"{len(folders)} folders"
+
+
+def summarize(state) -> str:
+    """One sentence for a journal: ``dupes --tier exact --action delete: 3 files deleted in /photos``.
+
+    Counts the operations that were carried out (or are under way, for an interrupted run); a command line
+    that already ends with the folder (``cluster --links /out``) or a photo count is not repeated."""
+    command = str(state.header.get("description") or "a plan")
+    by_kind: dict[str, int] = {}
+    paths: list[str] = []
+    for seq, rec in state.intended.items():
+        if state.state.get(seq) == "failed":
+            continue
+        kind = rec.get("op", "")
+        if kind == "link" and rec.get("replace"):
+            kind = "replace"
+        by_kind[kind] = by_kind.get(kind, 0) + 1
+        if kind != "mkdir":
+            paths.append(rec.get("dst") or rec.get("path") or rec.get("src") or "")
+    files = {k: n for k, n in by_kind.items() if k != "mkdir"}
+    if not files:
+        what = "nothing changed" if not by_kind else f"{by_kind['mkdir']} folder(s) made"
+    else:
+        parts = []
+        for kind, n in sorted(files.items(), key=lambda kv: -kv[1]):
+            verb = "replaced by links" if kind == "replace" else _TOLD.get(kind, kind)
+            parts.append(f"{n} file{'s' if n != 1 else ''} {verb}")
+        what = ", ".join(parts)
+    where = _where(paths)
+    command = re.sub(r" \(\d+ photos?\)$", "", command)
+    folder = where
+    while folder and os.path.dirname(folder) != folder:  # the command names the folder (or one above): say it once
+        if command.endswith(" " + folder):
+            command, where = command[: -len(folder) - 1], folder
+            break
+        folder = os.path.dirname(folder)
+    failed = list(state.state.values()).count("failed")
+    tail = f" in {where}" if where and files else ""
+    return f"{command}: {what}{tail}" + (f" ({failed} refused)" if failed else "")
 
 
 def journal_info(journal: Journal, tolerate: bool = False) -> JournalInfo:
@@ -38,17 +106,33 @@ def journal_info(journal: Journal, tolerate: bool = False) -> JournalInfo:
             raise
         counts = {"total": 0, "done": 0, "failed": 0, "unfinished": 0, "undone": 0}
         return JournalInfo(journal.id, journal.folder, "", str(exc), "damaged", counts,
-                           folder_size(journal.folder / "kept"))
+                           folder_size(journal.folder / "kept"), f"damaged: {exc}")
     status = st.status()
     if status == "interrupted" and journal.is_locked_elsewhere():
         status = "running"
     return JournalInfo(journal.id, journal.folder, st.header.get("created", ""), st.header.get("description", ""),
-                       status, st.counts(), folder_size(journal.folder / "kept"))
+                       status, st.counts(), folder_size(journal.folder / "kept"), summarize(st))
 
 
 def list_journals(journal_dir: str | os.PathLike | None = None) -> list[JournalInfo]:
     """Every journal, oldest first."""
     return [journal_info(Journal(f), tolerate=True) for f in journal_folders(journal_dir)]
+
+
+def latest_to_undo(journal_dir: str | os.PathLike | None = None) -> Journal:
+    """The run a plain ``undo`` reverses: the newest one that is not yet (wholly) undone and changed something.
+    So ``undo`` run again steps back one run at a time. A run whose undo left problems stays the one chosen
+    until they are solved (its files are not all back). The CLI and the service's ``/v1/undo`` both use this.
+    Raises UsageError when there is none."""
+    folders = journal_folders(journal_dir)
+    if not folders:
+        raise UsageError("there is no journal yet: nothing to undo")
+    for folder in reversed(folders):
+        j = Journal(folder)
+        if journal_info(j, tolerate=True).undoable:
+            return j
+    raise UsageError(f"nothing left to undo: every run ({len(folders)}) is already undone or changed no files "
+                     "(see `lookalike journal list`)")
 
 
 def show_journal(ref: str | os.PathLike | None = None, journal_dir: str | os.PathLike | None = None
