@@ -14,6 +14,7 @@ Build a plan (each builder records the source's sha256 now, or takes ``sha256=``
     plan.delete(dup, keep=keeper)   # the file is moved into the journal folder until `lookalike journal purge`
     plan.link(dup, keeper, kind="hard", replace=True)      # replace a file by a hard/symbolic link (keeper: target)
     plan.link(out / "x.jpg", photo, kind="symbolic", fallback="copy")   # a new link (a copy if links fail)
+    plan.unlink(out / "x.jpg")      # remove a symbolic link; its keeper is the photo it points to
     plan.mkdir(folder)
 
 Save it for the user to review or edit, then apply (``lookalike apply FILE`` does the same)::
@@ -41,13 +42,22 @@ Journals live in ``lookalike.config.journal_dir()`` (one folder per run; ``journ
 hooks to simulate crashes are described in ``lookalike.journal.hooks``.
 """
 
-from lookalike.journal.manage import JournalInfo, journal_info, latest_to_undo, list_journals, purge, show_journal
+from lookalike.journal.manage import (
+    Created,
+    JournalInfo,
+    created_files,
+    journal_info,
+    latest_to_undo,
+    list_journals,
+    purge,
+    show_journal,
+)
 from lookalike.journal.plan import Op, Plan, load_plan, write_plan
 from lookalike.journal.run import ApplyReport, UndoReport, apply_plan, find_interrupted, resume, undo
 from lookalike.journal.store import Journal, open_journal
 
 __all__ = [
-    "ApplyReport", "Journal", "JournalInfo", "Op", "Plan", "UndoReport", "apply_plan", "find_interrupted",
-    "journal_info", "latest_to_undo", "list_journals", "load_plan", "open_journal", "purge", "resume",
-    "show_journal", "undo", "write_plan",
+    "ApplyReport", "Created", "Journal", "JournalInfo", "Op", "Plan", "UndoReport", "apply_plan", "created_files",
+    "find_interrupted", "journal_info", "latest_to_undo", "list_journals", "load_plan", "open_journal", "purge",
+    "resume", "show_journal", "undo", "write_plan",
 ]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lookalike.errors import UsageError
+from lookalike.journal.fsops import fingerprint
 from lookalike.journal.store import Journal, fold, folder_size, journal_folders, open_journal, remove_journal
 
 
@@ -71,6 +73,8 @@ def summarize(state) -> str:
         kind = rec.get("op", "")
         if kind == "link" and rec.get("replace"):
             kind = "replace"
+        elif kind == "delete" and rec.get("kind") == "symbolic":
+            kind = "unlink"
         by_kind[kind] = by_kind.get(kind, 0) + 1
         if kind != "mkdir":
             paths.append(rec.get("dst") or rec.get("path") or rec.get("src") or "")
@@ -80,8 +84,9 @@ def summarize(state) -> str:
     else:
         parts = []
         for kind, n in sorted(files.items(), key=lambda kv: -kv[1]):
-            verb = "replaced by links" if kind == "replace" else _TOLD.get(kind, kind)
-            parts.append(f"{n} file{'s' if n != 1 else ''} {verb}")
+            noun = "link" if kind == "unlink" else "file"
+            verb = {"replace": "replaced", "unlink": "removed"}.get(kind) or _TOLD.get(kind, kind)
+            parts.append(f"{n} {noun}{'s' if n != 1 else ''} {verb}")
         what = ", ".join(parts)
     where = _where(paths)
     command = re.sub(r" \(\d+ photos?\)$", "", command)
@@ -133,6 +138,59 @@ def latest_to_undo(journal_dir: str | os.PathLike | None = None) -> Journal:
             return j
     raise UsageError(f"nothing left to undo: every run ({len(folders)}) is already undone or changed no files "
                      "(see `lookalike journal list`)")
+
+
+@dataclass
+class Created:
+    """A file an earlier run created (a new link, or a copy) that is still there exactly as that run made it."""
+
+    path: str
+    fingerprint: str  # ``symlink:<target>`` for a symbolic link, else the sha256
+    source: str  # what it links to or was copied from
+    journal: str  # the id of the run that made it
+
+
+def created_files(under: str | os.PathLike, descriptions: Collection[str] | None = None,
+                  journal_dir: str | os.PathLike | None = None) -> list[Created]:
+    """The files that runs (those whose description is one of ``descriptions``, when given) created under ``under`` --
+    new links and copies that were done and not undone -- and that still hold what the run made (their
+    fingerprint now equals the journal's). What is not listed was not written by lookalike, or was changed
+    since: it is never to be removed as lookalike's own. The newest run's record wins for a path."""
+    root = os.path.normpath(os.path.abspath(under))
+    found: dict[str, Created] = {}
+    for folder in journal_folders(journal_dir):
+        j = Journal(folder)
+        try:
+            st = fold(j.records())
+        except UsageError:
+            continue  # a damaged journal proves nothing
+        if descriptions is not None and st.header.get("description") not in descriptions:
+            continue
+        for seq, rec in st.intended.items():
+            if st.state.get(seq) != "done" or st.undo_state.get(seq) == "undone":
+                continue
+            if rec.get("op") == "copy":
+                path, source = rec.get("dst"), rec.get("src")
+            elif rec.get("op") == "link" and not rec.get("replace"):
+                path, source = rec.get("path"), rec.get("target")
+            else:
+                continue
+            made = {(rec.get("after") or {}).get(path)}
+            if rec.get("op") == "link" and rec.get("fallback") == "copy":
+                made.add(rec.get("target_sha256"))  # a copy where the link could not be made
+            made.discard(None)
+            if not path or not source or not made or not os.path.normpath(path).startswith(root + os.sep):
+                continue
+            found[path] = (made, source, j.id)
+    out = []
+    for path, (made, source, jid) in found.items():
+        try:
+            now = fingerprint(path)
+        except OSError:
+            continue
+        if now in made:
+            out.append(Created(path, now, source, jid))
+    return sorted(out, key=lambda c: c.path)
 
 
 def show_journal(ref: str | os.PathLike | None = None, journal_dir: str | os.PathLike | None = None
