@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Collection
@@ -150,6 +151,16 @@ class Created:
     journal: str  # the id of the run that made it
 
 
+def _description(j: Journal) -> str | None:
+    """The description in a journal's first line (its header), or None."""
+    try:
+        with open(j.file, "rb") as f:
+            head = json.loads(f.readline().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return head.get("description") if isinstance(head, dict) else None
+
+
 def created_files(under: str | os.PathLike, descriptions: Collection[str] | None = None,
                   journal_dir: str | os.PathLike | None = None) -> list[Created]:
     """The files that runs (those whose description is one of ``descriptions``, when given) created under ``under`` --
@@ -160,6 +171,8 @@ def created_files(under: str | os.PathLike, descriptions: Collection[str] | None
     found: dict[str, Created] = {}
     for folder in journal_folders(journal_dir):
         j = Journal(folder)
+        if descriptions is not None and _description(j) not in descriptions:
+            continue  # told by the header alone: the other journals are not read
         try:
             st = fold(j.records())
         except UsageError:
