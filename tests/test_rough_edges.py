@@ -226,3 +226,13 @@ def test_relative_says_how_it_compares_with_the_absolute_cut(tmp_path, run_cli):
     res = run_cli("cluster", photos, "--model", "phash", "--sim", "0.5", "--relative")
     assert "--relative: cut at (1 - sim) x the largest distance in this set; the absolute cut would be at 0.5000, " \
            "with" in res.stderr
+
+
+def test_dry_run_of_a_rerun_shows_the_names_it_will_use(tmp_path, run_cli):
+    photos = _photos(tmp_path / "photos", range(1))
+    out = tmp_path / "out"
+    run_cli("cluster", photos, "--model", "phash", "--sim", "0", "--links", out)
+    dry = run_cli("cluster", photos, "--model", "phash", "--sim", "0", "--links", out, "--dry-run").stderr
+    name = out / "cluster_with_4" / "cluster_0" / "ukbench00000.jpg"
+    assert f"delete {name} (keeper {photos / 'ukbench00000.jpg'})" in dry
+    assert f"-> {name}\n" in dry and "(1).jpg" not in dry

@@ -34,6 +34,9 @@ def _print_apply(report, json_out: bool, what: str) -> None:
         for op in report.operations:
             dst = op.get("dst") or op.get("path")
             src = op.get("src") or op.get("target")
+            if src is None:  # a removal: the file and its keeper
+                console.print(f"  {op['op']:6} {dst} (keeper {op.get('keep')})", highlight=False, markup=False)
+                continue
             console.print(f"  {op['op']:6} {src} -> {dst}", highlight=False, markup=False)
     else:
         console.print(f"{what}: {report.done} done, {len(report.failed)} failed; undo with: lookalike undo "

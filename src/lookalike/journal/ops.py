@@ -216,7 +216,7 @@ def recheck_keeper(rec: dict[str, Any], ctx: Ctx) -> None:
 
 def _new_name(path: str, ctx: Ctx) -> tuple[str, list[str]]:
     """A free name for a new file at ``path`` and the folders to create for it."""
-    dst = free_name(path, ctx.taken)
+    dst = free_name(path, ctx.taken, ctx.gone)  # a dry run: what earlier operations remove is free
     dirs = missing_dirs(os.path.dirname(dst))
     first_existing = os.path.dirname(dirs[0]) if dirs else os.path.dirname(dst)
     if not os.path.isdir(first_existing):
