@@ -43,7 +43,7 @@ def test_plain_undo_run_again_steps_back_one_run_at_a_time(tmp_path, run_cli):
     assert two["id"] == first.id and two["undone"] == 1
     assert (root / "img_0.jpg").exists() and not (root / "a.jpg").exists()
     three = run_cli("undo", check=False)
-    assert three.returncode == 1 and "nothing left to undo" in three.stderr
+    assert three.returncode == 1 and "nothing to undo: every run (3) is already undone" in three.stderr
     # `undo ID` is unchanged: an undone run says so
     again = run_cli("undo", second.id, check=False)
     assert again.returncode == 1 and "was already undone" in again.stderr

@@ -137,7 +137,7 @@ def latest_to_undo(journal_dir: str | os.PathLike | None = None) -> Journal:
         j = Journal(folder)
         if journal_info(j, tolerate=True).undoable:
             return j
-    raise UsageError(f"nothing left to undo: every run ({len(folders)}) is already undone or changed no files "
+    raise UsageError(f"nothing to undo: every run ({len(folders)}) is already undone or changed no files "
                      "(see `lookalike journal list`)")
 
 
