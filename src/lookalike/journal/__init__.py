@@ -34,6 +34,9 @@ Guarantees:
   symlink), outside lookalike's data folder, with that sha256, and be another file (inode) than the one
   removed; else the operation is refused. Only lookalike's own files (inside its data folder) need no keeper,
   and nothing inside the journals' folder is ever acted on.
+- A symbolic link is removed only as a link (``plan.unlink``, a ``delete`` with ``kind="symbolic"``): its keeper
+  is the file it points to; the link must still point exactly there and that file pass the check above. Any
+  other removal of a symlink pointing at its keeper is refused (a link is not a duplicate of its target).
 - Names that are not UTF-8 (surrogate-escaped str) round-trip through plan files and journals.
 - A name that is taken is never overwritten: ``name (1).jpg`` is used instead and journaled.
 - Undo only deletes or replaces files whose sha256 shows the run made them; what it cannot restore is reported.
