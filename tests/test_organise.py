@@ -275,11 +275,14 @@ def test_cluster_links_are_correct_and_undo_removes_only_what_it_wrote(tmp_path,
     assert (out / "dendrogram.png").stat().st_size > 0
     assert mine.read_text() == "the user's own file"
 
-    # a second run never writes into an existing cluster folder or over existing names
+    # a second run replaces the tree the first one wrote (issue 13: no cluster_1 twin), never the user's file
     run_cli("cluster", folder, "--model", "phash", "--sim", "0", "--copy", out)
-    copies = sorted((out / "cluster_with_12" / "cluster_1").iterdir())
+    assert not (out / "cluster_with_12" / "cluster_1").exists()
+    copies = sorted((out / "cluster_with_12" / "cluster_0").iterdir())
     assert len(copies) == 12 and not any(p.is_symlink() for p in copies)
-    assert copies[0].read_bytes() == Path(members[0]).read_bytes() or copies[0].name != Path(members[0]).name
+    by_name = {Path(m).name: m for m in members}
+    assert all(c.read_bytes() == Path(by_name[c.name]).read_bytes() for c in copies)
+    assert mine.read_text() == "the user's own file"
 
     _undo_all()
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [

@@ -103,3 +103,19 @@ def test_dupes_job_matches_the_cli_and_plans_follow_the_review(csvc):
     with pytest.raises(ServiceError) as err:
         c.request("POST", "/v1/dupes/plan", json={"job": "0" * 32, "groups": []})
     assert err.value.status == 404
+
+
+def test_undo_without_a_journal_steps_back_one_run_at_a_time(csvc):
+    """/v1/undo with no journal picks the run as `lookalike undo` does (journal.latest_to_undo): the newest one
+    not yet undone, so calling it again steps back instead of repeating the undone one."""
+    c = csvc.client()
+    folder = csvc.root / "steps"
+    copy_photos(shared_data("photos"), folder, [ukbench(0), ukbench(1)])
+    ids = []
+    for i, name in enumerate((ukbench(0), ukbench(1))):
+        op = {"op": "rename", "src": str(folder / name), "dst": str(folder / f"step{i}.jpg")}
+        ids.append(c.apply({"description": f"step {i}", "operations": [op]})["id"])
+    first, second = c.undo(), c.undo()
+    assert (first["id"], second["id"]) == (ids[1], ids[0])
+    assert first["undone"] == second["undone"] == 1
+    assert sorted(p.name for p in folder.iterdir()) == [ukbench(0), ukbench(1)]

@@ -92,10 +92,13 @@ def apply_cmd(
 
 def undo_cmd(
     journal_ref: Annotated[str | None, typer.Argument(metavar="JOURNAL",
-                                                      help="Journal id or folder (default: the latest run).")] = None,
+                                                      help="Journal id or folder (default: the newest run "
+                                                           "not yet undone).")] = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Reverse a run of a file-changing command (default: the latest), newest operation first.
+    """Reverse a run of a file-changing command, newest operation first.
+
+    Without JOURNAL: the newest run not yet undone, so running `lookalike undo` again steps back one more run.
 
     Moved and renamed files go back; copies and links it made are removed; deleted, trashed and replaced files
     are restored from the journal's copies; folders it created are removed when empty.
@@ -117,7 +120,7 @@ def undo_cmd(
                           highlight=False)
         for note in report.notes:
             console.print(f"note: {note}", highlight=False)
-        out.print(f"journal {report.journal.name}: {report.undone} operations undone"
+        out.print(f"undid {report.summary} (journal {report.journal.name}): {report.undone} operations undone"
                   + (f", {report.already} already undone" if report.already else "")
                   + (f", {len(report.problems)} could not be undone" if report.problems else ""), highlight=False)
         if nothing:
@@ -128,7 +131,8 @@ def undo_cmd(
 
 
 def journal_list(json_out: JsonOption = False) -> None:
-    """List journals, oldest first: id (its date), status, operations, the size of the copies they keep."""
+    """List journals, oldest first: id (its date), status, operations, the size of the copies they keep, and what
+    each run did (the command, how many files it changed and how, and where)."""
     infos = journal.list_journals()
     if json_out:
         print_json({"journals": [i.to_json() for i in infos]})
@@ -140,11 +144,11 @@ def journal_list(json_out: JsonOption = False) -> None:
     table.add_column("id", no_wrap=True)
     for name in ("status", "done", "failed", "undone", "kept"):
         table.add_column(name, no_wrap=True)
-    table.add_column("description")
+    table.add_column("what it did")
     for i in infos:
         c = i.counts
         table.add_row(i.id, i.status, str(c["done"]), str(c["failed"]), str(c["undone"]), _size(i.kept_bytes),
-                      i.description)
+                      i.summary or i.description)
     out.print(table)
 
 
@@ -157,7 +161,7 @@ def journal_show(
     if json_out:
         print_json(data)
         return
-    out.print(f"journal {data['id']} ({data['status']}) created {data['created']}: {data['description']}",
+    out.print(f"journal {data['id']} ({data['status']}) created {data['created']}: {data['summary']}",
               highlight=False)
     for op in data["operations"]:
         state = op["state"] + (f", {op['undo']}" if "undo" in op else "")

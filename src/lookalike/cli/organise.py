@@ -34,6 +34,9 @@ def _print_apply(report, json_out: bool, what: str) -> None:
         for op in report.operations:
             dst = op.get("dst") or op.get("path")
             src = op.get("src") or op.get("target")
+            if src is None:  # a removal: the file and its keeper
+                console.print(f"  {op['op']:6} {dst} (keeper {op.get('keep')})", highlight=False, markup=False)
+                continue
             console.print(f"  {op['op']:6} {src} -> {dst}", highlight=False, markup=False)
     else:
         console.print(f"{what}: {report.done} done, {len(report.failed)} failed; undo with: lookalike undo "
@@ -157,8 +160,13 @@ def cluster_cmd(
     --sim 0 gives one group per connected part of that graph), average/complete linkage is taken over those
     links only, and --method ward and --plot are not available.
 
+    Groups are printed under the folder names --links/--copy use (cluster_with_<size>/cluster_<i>), then
+    imagecluster's table of cluster sizes (size : count).
+
     Everything written to OUT goes through the journal: nothing there is overwritten, and `lookalike undo`
-    removes exactly what this run wrote.
+    removes exactly what this run wrote. Run again into the same OUT, the new tree replaces what earlier
+    cluster runs wrote there (their links and copies, each removal checked against the photo it stands for;
+    files of yours are never touched), and one `lookalike undo` brings the previous tree back.
     """
     from lookalike.organise.cluster import cluster
 
@@ -180,13 +188,27 @@ def cluster_cmd(
         mode = "link" if links else "copy" if copy else None
         report = write_links(result, dest, mode=mode, sheet=sheet, plot=plot, dry_run=dry_run)
         _print_apply(report, json_out, f"written to {dest}")
+        for left in result.left:
+            console.print(f"  left in place: {left['path']}: {left['reason']}", highlight=False, markup=False)
     if json_out:
         print_json(result.to_json())
         return
-    for i, members in enumerate(result.clusters):
-        out.print(f"group {i} ({len(members)} photos)", highlight=False)
+    for name, members in zip(result.names(), result.clusters, strict=True):  # the folder names --links uses
+        out.print(f"{name} ({len(members)} photos)", highlight=False, markup=False)
         for p in members:
             out.print(f"  {p}", highlight=False, markup=False)
+    for line in result.size_table():
+        console.print(line, highlight=False)
     mode = f"k-NN graph mode (more than {EXACT_LIMIT} photos)" if result.mode == "graph" else "exact mode"
     console.print(f"{len(result.clusters)} group(s), {len(result.unclustered)} unclustered; {result.method} linkage, "
                   f"{mode}, cut at {result.threshold:.4f}", highlight=False)
+    if result.relative and result.absolute_cut is not None:
+        if abs(result.absolute_cut - result.threshold) <= 1e-6:
+            note = "the same cut as without --relative (the largest distance in this set is 1)"
+        elif result.same_as_absolute:
+            note = f"the absolute cut would be at {result.absolute_cut:.4f}, with the same groups"
+        elif result.same_as_absolute is False:
+            note = f"the absolute cut would be at {result.absolute_cut:.4f}, with other groups"
+        else:
+            note = f"the absolute cut would be at {result.absolute_cut:.4f}"
+        console.print(f"--relative: cut at (1 - sim) x the largest distance in this set; {note}", highlight=False)

@@ -14,13 +14,14 @@ Build a plan (each builder records the source's sha256 now, or takes ``sha256=``
     plan.delete(dup, keep=keeper)   # the file is moved into the journal folder until `lookalike journal purge`
     plan.link(dup, keeper, kind="hard", replace=True)      # replace a file by a hard/symbolic link (keeper: target)
     plan.link(out / "x.jpg", photo, kind="symbolic", fallback="copy")   # a new link (a copy if links fail)
+    plan.unlink(out / "x.jpg")      # remove a symbolic link; its keeper is the photo it points to
     plan.mkdir(folder)
 
 Save it for the user to review or edit, then apply (``lookalike apply FILE`` does the same)::
 
     write_plan(plan, "plan.json"); plan = load_plan("plan.json")
     report = apply_plan(plan, progress=None)   # ApplyReport: .journal (folder), .done, .failed, .to_json()
-    undo(report.journal)                       # or undo() for the latest run -> UndoReport (.problems)
+    undo(report.journal)                       # or undo(): the newest run not yet undone -> UndoReport (.problems)
     resume()                                   # finish an interrupted run (crash, kill -9)
 
 Guarantees:
@@ -33,6 +34,9 @@ Guarantees:
   symlink), outside lookalike's data folder, with that sha256, and be another file (inode) than the one
   removed; else the operation is refused. Only lookalike's own files (inside its data folder) need no keeper,
   and nothing inside the journals' folder is ever acted on.
+- A symbolic link is removed only as a link (``plan.unlink``, a ``delete`` with ``kind="symbolic"``): its keeper
+  is the file it points to; the link must still point exactly there and that file pass the check above. Any
+  other removal of a symlink pointing at its keeper is refused (a link is not a duplicate of its target).
 - Names that are not UTF-8 (surrogate-escaped str) round-trip through plan files and journals.
 - A name that is taken is never overwritten: ``name (1).jpg`` is used instead and journaled.
 - Undo only deletes or replaces files whose sha256 shows the run made them; what it cannot restore is reported.
@@ -41,13 +45,22 @@ Journals live in ``lookalike.config.journal_dir()`` (one folder per run; ``journ
 hooks to simulate crashes are described in ``lookalike.journal.hooks``.
 """
 
-from lookalike.journal.manage import JournalInfo, journal_info, list_journals, purge, show_journal
+from lookalike.journal.manage import (
+    Created,
+    JournalInfo,
+    created_files,
+    journal_info,
+    latest_to_undo,
+    list_journals,
+    purge,
+    show_journal,
+)
 from lookalike.journal.plan import Op, Plan, load_plan, write_plan
 from lookalike.journal.run import ApplyReport, UndoReport, apply_plan, find_interrupted, resume, undo
 from lookalike.journal.store import Journal, open_journal
 
 __all__ = [
-    "ApplyReport", "Journal", "JournalInfo", "Op", "Plan", "UndoReport", "apply_plan", "find_interrupted",
-    "journal_info", "list_journals", "load_plan", "open_journal", "purge", "resume", "show_journal", "undo",
-    "write_plan",
+    "ApplyReport", "Created", "Journal", "JournalInfo", "Op", "Plan", "UndoReport", "apply_plan", "created_files",
+    "find_interrupted", "journal_info", "latest_to_undo", "list_journals", "load_plan", "open_journal", "purge",
+    "resume", "show_journal", "undo", "write_plan",
 ]

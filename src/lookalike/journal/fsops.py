@@ -65,9 +65,11 @@ def json_text(obj: Any) -> str:
     return text
 
 
-def free_name(path: str, taken: set[str] | frozenset[str] = frozenset()) -> str:
-    """``path`` if nothing is there, else the first free ``stem (n).ext``."""
-    if not os.path.lexists(path) and path not in taken:
+def free_name(path: str, taken: set[str] | frozenset[str] = frozenset(),
+              freed: set[str] | frozenset[str] = frozenset()) -> str:
+    """``path`` if nothing is there, else the first free ``stem (n).ext``. ``freed``: names that count as free
+    although a file is there (a dry run: earlier operations of the plan remove it)."""
+    if (not os.path.lexists(path) or path in freed) and path not in taken:
         return path
     head, name = os.path.split(path)
     stem, ext = os.path.splitext(name)
@@ -76,7 +78,7 @@ def free_name(path: str, taken: set[str] | frozenset[str] = frozenset()) -> str:
     n = 1
     while True:
         candidate = os.path.join(head, f"{stem} ({n}){ext}")
-        if not os.path.lexists(candidate) and candidate not in taken:
+        if (not os.path.lexists(candidate) or candidate in freed) and candidate not in taken:
             return candidate
         n += 1
 

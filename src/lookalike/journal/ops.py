@@ -13,7 +13,10 @@ keeper was checked a last time, nothing changed yet), ``kept`` (a copy of the or
 The keeper check (``check_keeper`` at prepare, ``recheck_keeper`` right before the file is removed or replaced,
 also when a resumed run finishes an operation journaled by an earlier process) is the one place that makes sure
 a clean-up never removes the last copy: the operation's keeper must still be a regular file (not a symlink),
-outside lookalike's data folder, with the sha256 the plan names, and another file than the one removed.
+outside lookalike's data folder, with the sha256 the plan names, and another file than the one removed. A symbolic
+link removed as such (``Plan.unlink``: a link lookalike made) has as keeper the file it points to: the link must
+still point exactly there, and that file must pass the same check; any other removal of a symlink pointing at its
+keeper is refused (a link is not a duplicate of its target).
 """
 
 from __future__ import annotations
@@ -133,12 +136,30 @@ def check_keeper(op: Op, path: str, ctx: Ctx) -> dict[str, Any]:
                       "never a keeper of your photos")
     if keep in ctx.gone:
         raise Refused(f"{path}: its keeper {keep} is removed or replaced earlier in this plan")
-    return _verify_keeper(path, keep, want, None, ctx, Refused)
+    return _verify_keeper(path, keep, want, None, ctx, Refused, link=_removes_link(op.op, op.kind))
+
+
+def _removes_link(op: str | None, kind: str | None) -> bool:
+    """Whether the operation removes a symbolic link as such (``delete`` with ``kind="symbolic"``, what
+    ``Plan.unlink`` builds): then its keeper is the file the link points to, not a duplicate of it."""
+    return op == "delete" and kind == "symbolic"
+
+
+def link_target(path: str) -> str:
+    """Where the symbolic link at ``path`` points (a relative target taken from the link's folder), normalised."""
+    target = os.readlink(path)
+    return os.path.normpath(os.path.join(os.path.dirname(path), target))
 
 
 def _verify_keeper(path: str, keep: str, want: str, known: list[int] | None, ctx: Ctx,
-                   error: type[Exception]) -> dict[str, Any]:
-    """Check the keeper on disk; ``known``: its stat signature when last hashed (unchanged = same content)."""
+                   error: type[Exception], link: bool = False) -> dict[str, Any]:
+    """Check the keeper on disk; ``known``: its stat signature when last hashed (unchanged = same content).
+    ``link``: ``path`` is a symbolic link being removed, which must point at ``keep`` itself."""
+    if link:
+        if not os.path.islink(path):
+            raise error(f"{path} is not a symbolic link (the plan removes it as a link to {keep})")
+        if link_target(path) != os.path.normpath(keep):
+            raise error(f"{path} points at {os.readlink(path)}, not at its keeper {keep}; not removed")
     try:
         st = os.lstat(keep)
     except FileNotFoundError:
@@ -156,7 +177,8 @@ def _verify_keeper(path: str, keep: str, want: str, known: list[int] | None, ctx
     if pst is not None and (pst.st_dev, pst.st_ino) == (st.st_dev, st.st_ino):
         raise error(f"{path} and its keeper {keep} are one file (hard links to the same data): removing one name "
                     "frees nothing and is not a duplicate clean-up")
-    if pst is not None and stat.S_ISLNK(pst.st_mode) and os.path.realpath(path) == os.path.realpath(keep):
+    if not link and pst is not None and stat.S_ISLNK(pst.st_mode) \
+            and os.path.realpath(path) == os.path.realpath(keep):
         raise error(f"{path} is a symbolic link to its keeper {keep}, not a duplicate of it")
     sig = stat_signature(st)
     if known is not None and sig == known:
@@ -187,13 +209,14 @@ def recheck_keeper(rec: dict[str, Any], ctx: Ctx) -> None:
     where = ctx.folders().data_folder_of(keep, follow=True) or ctx.folders().journal_folder_of(keep, follow=True)
     if where:
         raise OpError(f"{path}: its keeper {keep} lies inside lookalike's own data folder ({where})")
-    _verify_keeper(path, keep, rec.get("keep_sha256") or "", rec.get("keep_stat"), ctx, OpError)
+    _verify_keeper(path, keep, rec.get("keep_sha256") or "", rec.get("keep_stat"), ctx, OpError,
+                   link=_removes_link(rec.get("op"), rec.get("kind")))
     ctx.checkpoint("checked")
 
 
 def _new_name(path: str, ctx: Ctx) -> tuple[str, list[str]]:
     """A free name for a new file at ``path`` and the folders to create for it."""
-    dst = free_name(path, ctx.taken)
+    dst = free_name(path, ctx.taken, ctx.gone)  # a dry run: what earlier operations remove is free
     dirs = missing_dirs(os.path.dirname(dst))
     first_existing = os.path.dirname(dirs[0]) if dirs else os.path.dirname(dst)
     if not os.path.isdir(first_existing):
@@ -344,7 +367,8 @@ class Delete:
         path = op.path or ""
         h = _source(path, op.sha256)
         keeper = check_keeper(op, path, ctx)
-        return {"path": path, "sha256": h, **keeper, "kept": ctx.kept_rel(path), "tmp": ctx.tmp_beside(path),
+        kind = {"kind": op.kind} if op.kind else {}  # "symbolic": a link removed as such (Plan.unlink)
+        return {"path": path, "sha256": h, **kind, **keeper, "kept": ctx.kept_rel(path), "tmp": ctx.tmp_beside(path),
                 "before": {path: h}, "after": {path: None}}
 
     def act(self, rec: dict[str, Any], ctx: Ctx) -> None:

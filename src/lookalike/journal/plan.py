@@ -53,7 +53,8 @@ class Op:
 
     - ``move``/``rename``/``copy``: ``src`` to ``dst`` (a full path; a free name is used if it is taken; a move
       or copy to an existing folder goes inside it).
-    - ``trash``/``delete``: ``path`` (a copy is kept in the journal until ``lookalike journal purge``).
+    - ``trash``/``delete``: ``path`` (a copy is kept in the journal until ``lookalike journal purge``). A
+      ``delete`` with ``kind="symbolic"`` removes a symbolic link as such; its keeper is its target.
     - ``link``: make ``path`` a ``kind`` ("symbolic" or "hard") link to ``target``. With ``replace`` the
       existing file at ``path`` is replaced (and kept in the journal); without, a new link is made (a free
       name is used if ``path`` is taken). ``fallback="copy"`` copies ``target`` where links are impossible.
@@ -87,6 +88,9 @@ class Op:
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise UsageError(f"the {name!r} field of operation {self.op!r} must be a string, not {value!r}")
+        if self.op != "link" and self.kind is not None and not (self.op == "delete" and self.kind == "symbolic"):
+            raise UsageError(f"operation {self.op!r} takes no 'kind' (only a link, or a delete of a symbolic link: "
+                             f"kind 'symbolic'), not {self.kind!r}")
         if self.op == "link":
             if self.kind not in LINK_KINDS:
                 raise UsageError(f"link kind must be one of {LINK_KINDS}, not {self.kind!r}")
@@ -241,6 +245,16 @@ class Plan:
         return self.add(Op("link", path=_absolute(path), target=target, kind=kind, replace=replace,
                            fallback=fallback, sha256=sha256, keep=target if replace else None,
                            keep_sha256=keep_sha256 if replace else None))
+
+    def unlink(self, path: str | os.PathLike, keep: str | os.PathLike | None = None,
+               keep_sha256: str | None = None) -> Op:
+        """Remove the symbolic link at ``path`` (e.g. one an earlier run made; it is kept in the journal and undo
+        puts it back). Its keeper is the file it points to (``keep``, default its own target): apply checks that
+        the link still points exactly there and that this file passes the keeper check."""
+        path = _absolute(path)
+        if keep is None:
+            keep = os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
+        return self.add(Op("delete", path=path, kind="symbolic", keep=_absolute(keep), keep_sha256=keep_sha256))
 
     def mkdir(self, path: str | os.PathLike) -> Op:
         return self.add(Op("mkdir", path=_absolute(path)))

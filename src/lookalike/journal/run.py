@@ -12,6 +12,7 @@ from typing import Any
 from lookalike.errors import UsageError
 from lookalike.journal.fsops import fsync_dir
 from lookalike.journal.guard import Guard
+from lookalike.journal.manage import latest_to_undo, summarize
 from lookalike.journal.ops import KINDS, Ctx, Refused
 from lookalike.journal.plan import Op, Plan, load_plan
 from lookalike.journal.store import Journal, fold, journal_folders, open_journal, root_dir
@@ -50,6 +51,7 @@ class UndoReport:
     already: int = 0
     problems: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    summary: str = ""  # the run undone, in one sentence (see ``journal list``)
 
     @property
     def ok(self) -> bool:
@@ -57,7 +59,8 @@ class UndoReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"journal": str(self.journal), "id": self.journal.name, "undone": self.undone,
-                "already_undone": self.already, "problems": self.problems, "notes": self.notes}
+                "already_undone": self.already, "problems": self.problems, "notes": self.notes,
+                "summary": self.summary}
 
 
 def _public(seq: int, rec: dict[str, Any]) -> dict[str, Any]:
@@ -373,18 +376,24 @@ def resume(journal: str | os.PathLike | Journal | None = None, journal_dir: str 
 
 def undo(journal: str | os.PathLike | Journal | None = None, journal_dir: str | os.PathLike | None = None,
          progress: Progress = None, *, journal_path: str | os.PathLike | None = None) -> UndoReport:
-    """Reverse a run (None = the latest journal), newest operation first, from whatever state it was left in.
+    """Reverse a run, newest operation first, from whatever state it was left in. None = the newest run not yet
+    undone that changed something (:func:`latest_to_undo`), so calling ``undo()`` again steps back one run.
 
     Files are restored only when their sha256 matches the journal; a file the run did not create is never
     deleted or replaced. Idempotent: running it again reverses only what is left. Anything that cannot be
     restored is listed in ``report.problems`` with the reason and where the data is. (``journal_path`` is
     another name for ``journal``.)"""
     journal = journal if journal is not None else journal_path
-    j = journal if isinstance(journal, Journal) else open_journal(journal, journal_dir)
+    if isinstance(journal, Journal):
+        j = journal
+    elif journal is None:
+        j = latest_to_undo(journal_dir)
+    else:
+        j = open_journal(journal, journal_dir)
     j.lock()
     try:
         st = fold(j.records())
-        report = UndoReport(journal=j.folder)
+        report = UndoReport(journal=j.folder, summary=summarize(st))
         seqs = sorted(st.intended, reverse=True)
         for i, seq in enumerate(seqs):
             rec = st.intended[seq]

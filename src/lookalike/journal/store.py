@@ -217,6 +217,8 @@ def check_record(r: Any, first: bool) -> str | None:
             for name in need:
                 if not isinstance(r.get(name), str) or not r[name]:
                     return f"operation {seq} ({op}) has no valid {name!r}"
+            if op == "delete" and r.get("kind") not in (None, "symbolic"):
+                return f"operation {seq} ({op}) has an invalid 'kind'"
             for name in ("keep", "keep_sha256"):
                 if r.get(name) is not None and not isinstance(r[name], str):
                     return f"operation {seq} ({op}) has an invalid {name!r}"

@@ -30,6 +30,7 @@ dendrogram need the exact mode.
 from __future__ import annotations
 
 import heapq
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,9 +64,37 @@ class ClusterResult:
     threshold: float = 0.5  # where the tree was cut, on the distance scale used by the method
     paths: list[str] = field(default_factory=list)
     linkage: np.ndarray | None = None  # scipy linkage matrix (exact mode), rows of ``paths``
+    relative: bool = False  # cut relative to the largest distance (imagecluster's)
+    absolute_cut: float | None = None  # with ``relative``: where the absolute cut for ``sim`` would be
+    same_as_absolute: bool | None = None  # with ``relative``: the absolute cut's groups? (None: not known)
+    folders: list[str] = field(default_factory=list)  # set by ``write_links``: the folder of each cluster
+    left: list[dict[str, str]] = field(default_factory=list)  # set by ``write_links``: earlier files left in OUT
 
     def to_json(self) -> dict:
         return {"clusters": [{"members": list(c)} for c in self.clusters], "unclustered": list(self.unclustered)}
+
+    def names(self) -> list[str]:
+        """Each cluster's name: its folder under OUT (``cluster_with_<size>/cluster_<i>``, ``i`` counting from 0
+        within each size, as imagecluster lays them out), the one ``write_links`` used when it ran."""
+        if self.folders:
+            return [os.path.join(os.path.basename(os.path.dirname(f)), os.path.basename(f)) for f in self.folders]
+        seen: dict[int, int] = {}
+        out = []
+        for c in self.clusters:
+            i = seen.get(len(c), 0)
+            seen[len(c)] = i + 1
+            out.append(f"cluster_with_{len(c)}/cluster_{i}")
+        return out
+
+    def size_table(self) -> list[str]:
+        """imagecluster's summary: ``#images : #clusters``, one ``size : count`` line per cluster size
+        (smallest first), then the number of photos in clusters."""
+        counts: dict[int, int] = {}
+        for c in self.clusters:
+            counts[len(c)] = counts.get(len(c), 0) + 1
+        lines = ["#images : #clusters", *(f"{size} : {n}" for size, n in sorted(counts.items()))]
+        lines.append(f"#images in clusters total: {sum(size * n for size, n in counts.items())}")
+        return lines
 
 
 def condensed_distances(
@@ -214,7 +243,23 @@ def cluster_vectors(
     clustered = {i for g in big for i in g}
     clusters = [[vec.paths[i] for i in g] for g in big]
     rest = [vec.paths[i] for i in range(n) if i not in clustered]
-    return ClusterResult(clusters, rest, method, sim, mode, t, list(vec.paths), z)
+    res = ClusterResult(clusters, rest, method, sim, mode, t, list(vec.paths), z, relative=relative)
+    if relative:
+        res.absolute_cut = float(np.sqrt(2.0 * (1.0 - sim))) if method == "ward" else 1.0 - sim
+        if abs(res.absolute_cut - t) <= _TOL:
+            res.same_as_absolute = True
+        elif z is not None:  # the same groups at the absolute cut?
+            from scipy.cluster import hierarchy
+
+            other = hierarchy.fcluster(z, t=res.absolute_cut + _TOL, criterion="distance")
+            res.same_as_absolute = _same_partition(np.asarray(labels), other)
+    return res
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two labellings group the items alike (labels themselves may differ)."""
+    pairs = set(zip(a.tolist(), b.tolist(), strict=True))
+    return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
 
 
 def cluster(

@@ -130,7 +130,7 @@ def register(app: FastAPI, st: State, start_job) -> None:
 
     @app.post("/v1/undo", tags=["changes"])
     async def undo(request: Request):
-        """Undo a journal (the latest without ``journal``); needs --allow-changes."""
+        """Undo a journal (without ``journal``: the newest run not yet undone); needs --allow-changes."""
         require_changes(st)
         body = await read_json(request, optional=True)
         journal = feature_import("lookalike.journal", "undo")
@@ -302,10 +302,12 @@ def _undo(journal, which: str | None, st: State) -> dict:
         if not target.is_dir():
             raise ApiError(404, "no_such_journal", f"no journal {which}")
     else:
-        infos = journal.list_journals()
-        if not infos:
-            raise ApiError(404, "no_such_journal", "there is no journal to undo")
-        target = max(infos, key=lambda i: i.created).path
+        from lookalike.errors import UsageError
+
+        try:  # the one rule for "the latest": the newest run not yet undone (as `lookalike undo`)
+            target = journal.latest_to_undo().folder
+        except UsageError as exc:
+            raise ApiError(404, "no_such_journal", str(exc)) from None
     ops = journal.show_journal(str(target))
     for rec in ops.get("operations", []) if isinstance(ops, dict) else []:
         for name in ("src", "dst", "path", "target", "keep"):

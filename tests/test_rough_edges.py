@@ -1,0 +1,238 @@
+"""Issue 13's rough edges: `undo` run again steps back one run, readable `journal list` lines, and
+`cluster --links OUT` run again replaces its previous tree (through the journal) with numbered groups that
+match the folders and imagecluster's size table."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from conftest import shared_data
+from lookalike.journal import Plan, apply_plan, latest_to_undo, list_journals, undo
+
+
+def _tree(root: Path, n: int = 4) -> Path:
+    root.mkdir(parents=True)
+    src = shared_data("photos")
+    for i in range(n):
+        shutil.copy2(src / f"ukbench{i:05d}.jpg", root / f"img_{i}.jpg")
+    return root
+
+
+def _rename(src: Path, name: str, description: str):
+    plan = Plan(description=description)
+    plan.rename(src, name)
+    return apply_plan(plan)
+
+
+# ----------------------------------------------------------------------------- undo steps back
+def test_plain_undo_run_again_steps_back_one_run_at_a_time(tmp_path, run_cli):
+    root = _tree(tmp_path / "p")
+    first = _rename(root / "img_0.jpg", "a.jpg", "first")
+    second = _rename(root / "img_1.jpg", "b.jpg", "second")
+    refused = Plan(description="refused")
+    refused.rename(root / "img_2.jpg", "c.jpg")
+    (root / "img_2.jpg").write_bytes(b"changed since the plan")  # every operation refused: changed nothing
+    assert apply_plan(refused).done == 0
+
+    one = run_cli("undo")
+    assert f"journal {second.id}" in one.stdout and "1 file renamed" in one.stdout
+    assert (root / "img_1.jpg").exists() and (root / "a.jpg").exists()
+    two = run_cli("undo", "--json").json()  # today: "nothing to undo: journal ... was already undone"
+    assert two["id"] == first.id and two["undone"] == 1
+    assert (root / "img_0.jpg").exists() and not (root / "a.jpg").exists()
+    three = run_cli("undo", check=False)
+    assert three.returncode == 1 and "nothing to undo: every run (3) is already undone" in three.stderr
+    # `undo ID` is unchanged: an undone run says so
+    again = run_cli("undo", second.id, check=False)
+    assert again.returncode == 1 and "was already undone" in again.stderr
+
+
+def test_library_undo_and_latest_to_undo_agree(tmp_path):
+    root = _tree(tmp_path / "p")
+    runs = [_rename(root / f"img_{i}.jpg", f"r{i}.jpg", f"run {i}") for i in range(3)]
+    for expected in reversed(runs):
+        assert latest_to_undo().folder == expected.journal
+        assert undo().journal == expected.journal
+    assert sorted(p.name for p in root.iterdir()) == [f"img_{i}.jpg" for i in range(4)]
+
+
+def test_journal_list_lines_are_short_sentences(tmp_path, run_cli):
+    photos = _tree(tmp_path / "photos", 2)
+    shutil.copy2(photos / "img_0.jpg", photos / "img_0 copy.jpg")
+    shutil.copy2(photos / "img_0.jpg", photos / "img_0 copy 2.jpg")
+    shutil.copy2(photos / "img_1.jpg", photos / "img_1 copy.jpg")
+    run_cli("dupes", photos, "--tier", "exact", "--action", "delete", "--yes")
+    run_cli("sort", photos, "--model", "phash", "--rename")
+    out = tmp_path / "out"
+    run_cli("cluster", photos, "--model", "phash", "--sim", "0", "--links", out)
+    summaries = [i.summary for i in list_journals()]
+    assert summaries == [
+        f"dupes --tier exact --action delete: 3 files deleted in {photos}",
+        f"sort --rename: 2 files renamed in {photos}",
+        f"cluster --links: 2 files linked in {out}",
+    ]
+    text = run_cli("journal", "list", env={"COLUMNS": "250"}).stdout
+    for s in summaries:
+        assert s in text
+    assert run_cli("journal", "list", "--json").json()["journals"][0]["summary"] == summaries[0]
+
+
+def test_a_refused_run_is_described_and_skipped(tmp_path):
+    root = _tree(tmp_path / "p", 1)
+    plan = Plan(description="refused")
+    plan.rename(root / "img_0.jpg", "x.jpg")
+    (root / "img_0.jpg").write_bytes(b"other")
+    apply_plan(plan)
+    info = list_journals()[-1]
+    assert info.summary == "refused: nothing changed (1 refused)" and not info.undoable
+
+
+# ----------------------------------------------------------------------------- cluster --links run again
+def _photos(root: Path, groups: range) -> Path:
+    root.mkdir(parents=True)
+    src = shared_data("photos")
+    for g in groups:
+        for i in range(4 * g, 4 * g + 4):
+            shutil.copy2(src / f"ukbench{i:05d}.jpg", root / f"ukbench{i:05d}.jpg")
+    return root
+
+
+def _tree_of(out: Path) -> dict[str, str]:
+    """Every entry under OUT: a link as '-> target', a file by its content's first bytes' length."""
+    tree = {}
+    for p in sorted(out.rglob("*")):
+        rel = p.relative_to(out).as_posix()
+        tree[rel] = "-> " + os.readlink(p) if p.is_symlink() else ("dir" if p.is_dir() else p.read_bytes()[:64].hex())
+    return tree
+
+
+def _printed_groups(stdout: str) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    name = None
+    for line in stdout.splitlines():
+        if line.startswith("  "):
+            groups[name].append(line.strip())
+        else:
+            name = line.split(" (")[0]
+            groups[name] = []
+    return groups
+
+
+def test_cluster_links_run_again_replaces_its_tree_and_undo_brings_it_back(tmp_path, run_cli):
+    photos = _photos(tmp_path / "photos", range(3))
+    out = tmp_path / "out"
+    first = run_cli("cluster", photos, "--model", "phash", "--sim", "0", "--links", out)
+    assert list(_printed_groups(first.stdout)) == ["cluster_with_12/cluster_0"]
+    assert "#images : #clusters\n12 : 1\n#images in clusters total: 12" in first.stderr
+    # what the user adds to OUT is theirs: a note, their own link to a photo, a link of ours they re-pointed
+    (out / "notes.txt").write_text("mine")
+    (out / "my link.jpg").symlink_to(photos / "ukbench00000.jpg")
+    repointed = out / "cluster_with_12" / "cluster_0" / "ukbench00001.jpg"
+    repointed.unlink()
+    repointed.symlink_to(photos / "ukbench00002.jpg")
+    before = _tree_of(out)
+
+    second = run_cli("cluster", photos, "--model", "phash", "--sim", "0.6", "--links", out)
+    groups = _printed_groups(second.stdout)
+    assert len(groups) > 1
+    for name, members in groups.items():  # the printed names are the folders, holding the printed members
+        size = int(name.split("/")[0].rsplit("_", 1)[1])
+        assert len(members) == size
+        assert sorted(os.readlink(p) for p in (out / name).iterdir()) == sorted(members)
+    sizes: dict[int, int] = {}
+    for members in groups.values():
+        sizes[len(members)] = sizes.get(len(members), 0) + 1
+    table = "\n".join(["#images : #clusters", *(f"{s} : {n}" for s, n in sorted(sizes.items())),
+                       f"#images in clusters total: {sum(s * n for s, n in sizes.items())}"])
+    assert table in second.stderr
+    # the first tree's links are gone (no cluster_1 twins), but not what was not lookalike's as it made it
+    after = _tree_of(out)
+    folders = {k for k in after if k.count("/") == 1 and after[k] == "dir"}
+    assert folders == set(groups) | {"cluster_with_12/cluster_0"}
+    assert after["notes.txt"] == before["notes.txt"] and after["my link.jpg"] == before["my link.jpg"]
+    assert after["cluster_with_12/cluster_0/ukbench00001.jpg"] == "-> " + str(photos / "ukbench00002.jpg")
+    assert [k for k in after if k.startswith("cluster_with_12/cluster_0/")] == [
+        "cluster_with_12/cluster_0/ukbench00001.jpg"]
+    linked = sum(len(m) for m in groups.values())
+    assert list_journals()[-1].summary == f"cluster --links: 11 links removed, {linked} files linked in {out}"
+
+    run_cli("undo")  # one undo: the previous tree is back, exactly
+    assert _tree_of(out) == before
+    # the same again: the first tree is replaced in place, except the folder holding the link the user changed
+    third = run_cli("cluster", photos, "--model", "phash", "--sim", "0", "--links", out)
+    assert list(_printed_groups(third.stdout)) == ["cluster_with_12/cluster_1"]
+    assert sorted(p.name for p in (out / "cluster_with_12" / "cluster_0").iterdir()) == ["ukbench00001.jpg"]
+    assert len(list((out / "cluster_with_12" / "cluster_1").iterdir())) == 12
+
+
+def test_cluster_copies_are_removed_only_while_equal_to_their_photo(tmp_path, run_cli):
+    photos = _photos(tmp_path / "photos", range(1))
+    out = tmp_path / "out"
+    run_cli("cluster", photos, "--model", "phash", "--sim", "0", "--copy", out, "--sheet")
+    folder = out / "cluster_with_4" / "cluster_0"
+    (folder / "ukbench00000.jpg").write_bytes(b"edited in OUT")  # no longer what lookalike wrote
+    (photos / "ukbench00001.jpg").write_bytes(b"the photo changed: the copy is the old version's only copy")
+    res = run_cli("cluster", photos, "--model", "phash", "--sim", "1", "--copy", out, check=False)
+    assert "left in place" in res.stderr and "ukbench00001.jpg" in res.stderr
+    assert (folder / "ukbench00000.jpg").read_bytes() == b"edited in OUT"
+    assert (folder / "ukbench00001.jpg").read_bytes() == (shared_data("photos") / "ukbench00001.jpg").read_bytes()
+    assert not (folder / "ukbench00002.jpg").exists() and not (folder / "ukbench00003.jpg").exists()
+    assert "cluster_0_sheet.jpg" in res.stderr  # a sheet nothing replaces has no keeper: left, and said so
+
+
+def test_unlink_names_the_photo_it_points_to_as_keeper(tmp_path):
+    photos = _tree(tmp_path / "p", 2)
+    link = tmp_path / "caf\udce9.jpg"  # a name that is not UTF-8
+    link.symlink_to(photos / "img_0.jpg")
+    plan = Plan()
+    plan.unlink(link)
+    assert plan.operations[0].keep == str(photos / "img_0.jpg")
+    link.unlink()
+    link.symlink_to(photos / "img_1.jpg")  # re-pointed between plan and apply
+    report = apply_plan(plan)
+    assert report.done == 0 and "changed since the plan" in report.failed[0]["error"]
+    from lookalike.journal import Op
+
+    wrong = apply_plan(Plan([Op("delete", path=str(link), kind="symbolic", keep=str(photos / "img_0.jpg"),
+                                keep_sha256=plan.operations[0].keep_sha256)]))
+    assert wrong.done == 0 and "not at its keeper" in wrong.failed[0]["error"]
+    again = Plan()
+    again.unlink(link)
+    assert apply_plan(again).done == 1 and not os.path.lexists(link)
+    assert undo().ok and os.readlink(link) == str(photos / "img_1.jpg")
+    (photos / "img_1.jpg").unlink()  # the photo is gone: its link is never removed as a link of it
+    gone = Plan([Op("delete", path=str(link), kind="symbolic", keep=str(photos / "img_1.jpg"), keep_sha256="0" * 64)])
+    assert apply_plan(gone).done == 0 and os.path.islink(link)
+
+
+def test_relative_says_how_it_compares_with_the_absolute_cut(tmp_path, run_cli):
+    import numpy as np
+
+    from lookalike.organise.cluster import cluster_vectors
+    from lookalike.organise.vectors import from_matrix
+
+    # the largest distance is 1 (two orthogonal photos): the relative cut is the absolute one
+    vec = from_matrix(["/p/a.jpg", "/p/b.jpg", "/p/c.jpg"], np.array([[1, 0], [0, 1], [1, 0.05]], "f4"), "embedding")
+    same = cluster_vectors(vec, sim=0.5, relative=True)
+    assert same.absolute_cut == same.threshold == 0.5 and same.same_as_absolute is True
+    other = cluster_vectors(from_matrix(["/p/a.jpg", "/p/b.jpg", "/p/c.jpg"],
+                                        np.array([[1, 0], [1, 1], [1, 0.05]], "f4"), "embedding"),
+                            sim=0.5, relative=True)
+    assert other.threshold < other.absolute_cut == 0.5 and other.same_as_absolute is False
+    assert cluster_vectors(vec, sim=0.5).absolute_cut is None  # only said with --relative
+    photos = _photos(tmp_path / "photos", range(2))
+    res = run_cli("cluster", photos, "--model", "phash", "--sim", "0.5", "--relative")
+    assert "--relative: cut at (1 - sim) x the largest distance in this set; the absolute cut would be at 0.5000, " \
+           "with" in res.stderr
+
+
+def test_dry_run_of_a_rerun_shows_the_names_it_will_use(tmp_path, run_cli):
+    photos = _photos(tmp_path / "photos", range(1))
+    out = tmp_path / "out"
+    run_cli("cluster", photos, "--model", "phash", "--sim", "0", "--links", out)
+    dry = run_cli("cluster", photos, "--model", "phash", "--sim", "0", "--links", out, "--dry-run").stderr
+    name = out / "cluster_with_4" / "cluster_0" / "ukbench00000.jpg"
+    assert f"delete {name} (keeper {photos / 'ukbench00000.jpg'})" in dry
+    assert f"-> {name}\n" in dry and "(1).jpg" not in dry
