@@ -41,8 +41,13 @@ def dupes_cmd(
         "--keep", help=f"Keeper criteria in order, comma-separated (default: {','.join(DEFAULT_POLICY)}).")] = None,
     keep_in: Annotated[list[Path] | None, typer.Option(
         "--keep-in", help="Folder whose files are never touched and win the keeper choice (repeatable).")] = None,
-    action: Annotated[str, typer.Option("--action", help=f"One of {', '.join(ACTIONS)}.")] = "report",
-    dest: Annotated[Path | None, typer.Option("--dest", help="Destination folder for copy/move.")] = None,
+    action: Annotated[str, typer.Option("--action", help=f"One of {', '.join(ACTIONS)}. copy/move: each group, "
+                                        "keeper included (named KEEP_<name>), into DEST/group_NNNN; move-dupes: "
+                                        "only the duplicates into DEST/group_NNNN, the keepers stay in place; "
+                                        "trash/delete: the duplicates; link: each duplicate becomes a link to its "
+                                        "keeper.")] = "report",
+    dest: Annotated[Path | None, typer.Option("--dest", help="Destination folder for copy, move and move-dupes.")
+                    ] = None,
     link_kind: Annotated[str, typer.Option("--link-kind", help="hard or symbolic (for --action link).")] = "hard",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
     plan_file: Annotated[Path | None, typer.Option(
