@@ -331,9 +331,10 @@ def test_data_folder_inside_the_searched_folder_is_never_walked(tmp_path, run_cl
     out = run_cli("index", lib, "-m", "phash", "--json", env=env).json()
     skipped = {f["path"]: f["error"] for f in out["skipped"]}
     assert skipped == {str(home): DATA_FOLDER, str(lib / "link_to_kept.jpg"): LINK_INTO_DATA}
-    # A root inside the data folder is not searched either.
-    inside = run_cli("index", kept[0].parent, "-m", "phash", "--json", env=env).json()
-    assert inside["new"] == 0 and inside["skipped"][0]["path"] == str(kept[0].parent)
+    # A root inside the data folder is not searched either: nothing to index there, an error (issue 13).
+    inside = run_cli("index", kept[0].parent, "-m", "phash", "--json", env=env, check=False)
+    assert inside.returncode == 1 and not inside.stdout
+    assert f"no pictures in {kept[0].parent}: it lies in lookalike's own data folder" in inside.stderr
 
 
 def test_model_dir_inside_the_searched_folder_is_never_walked(tmp_path, monkeypatch):
