@@ -252,8 +252,9 @@ def test_latin1_names_export_csv_round_trips(latin1_folder, tmp_path):
     res = run_raw("export", "features", latin1_folder, "--csv", target, "-m", "phash", "--catalog", cat)
     assert res.returncode == 0, res.stderr
     with open(target, newline="", encoding="utf-8", errors="surrogateescape") as fh:
-        paths = [row[0] for row in csv.reader(fh)]
-    assert os.path.join(str(latin1_folder), CAFE_STR) in paths and len(paths) == 5
+        header, *rows = csv.reader(fh)
+    paths = [row[0] for row in rows]
+    assert header[0] == "path" and os.path.join(str(latin1_folder), CAFE_STR) in paths and len(paths) == 5
 
 
 def test_latin1_catalog_rows_are_lossless(tmp_path):

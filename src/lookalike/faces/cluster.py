@@ -23,7 +23,7 @@ from lookalike.faces.embed import FaceEmbedder, load_face_embedder
 from lookalike.faces.scan import scan_paths
 from lookalike.faces.store import FaceModel, active_face_model
 from lookalike.faces.train import TrainReport, add_examples
-from lookalike.media import WalkError, check_inputs, walk_inputs
+from lookalike.media import WalkError, walk_inputs
 
 MANIFEST = ".faces.json"
 
@@ -119,13 +119,14 @@ def cluster_faces(
 ) -> FaceClusterReport:
     """Group every face found under a folder into people. The threshold defaults to the named (or active)
     face model's calibrated one, else the embedder's default tolerance."""
-    roots = check_inputs([folder] if isinstance(folder, str | Path) else list(folder))
+    walk_errors: list[WalkError] = []  # a FIFO or device named like a picture: one error each
+    # a misspelt path or a folder without pictures: UsageError, before any model is loaded
+    paths = walk_inputs([folder] if isinstance(folder, str | Path) else list(folder), recursive=recursive,
+                        errors=walk_errors)
     fm = FaceModel.load(model) if model else (FaceModel.load(active_face_model()) if active_face_model() else None)
     emb = load_face_embedder(embedder or (fm.embedder if fm else None))
     if threshold is None:
         threshold = fm.threshold if fm and fm.threshold and fm.embedder == emb.id else emb.default_tolerance
-    walk_errors: list[WalkError] = []  # a FIFO or device named like a picture: one error each
-    paths = walk_inputs(roots, recursive=recursive, errors=walk_errors)  # a folder without pictures: UsageError
     photos = scan_paths(paths, catalog, emb.id, detector, workers=workers, progress=progress)
     rep = FaceClusterReport(threshold=float(threshold), embedder=emb.id)
     rep.failed.extend((e.path, e.error) for e in walk_errors if not e.skipped)

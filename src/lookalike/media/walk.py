@@ -152,13 +152,13 @@ def check_found(roots: Sequence[str], found: Iterable[str], errors: Sequence[Wal
         raise UsageError(f"no {what} in {root}: it lies in lookalike's own data folder, which is never searched")
     try:
         with os.scandir(root) as it:
-            entries = [e for e in it if not e.name.startswith(".")]
+            entries = list(it)
     except OSError as exc:
         raise UsageError(f"no {what} in {root}: cannot list it ({exc.strerror or exc})") from exc
     why = ""
     if not entries:
         why = ": the folder is empty"
-    elif not recursive and any(e.is_dir() for e in entries):
+    elif not recursive and any(e.is_dir() and not e.name.startswith(".") for e in entries):
         why = " (its sub-folders are not searched with --no-recursive)"
     if mine:
         first = mine[0]
