@@ -52,6 +52,7 @@ def commands(path: Path, tmp: Path) -> dict[str, list[object]]:
         "faces who": ["faces", "who", path],
         "faces cluster": ["faces", "cluster", path],
         "faces train": ["faces", "train", path, "-m", "family"],
+        "faces name": ["faces", "name", path, "--as", "Carol", "-m", "family"],
         "export features": ["export", "features", path, "-m", "phash", "--csv", tmp / "features.csv"],
     }
 
@@ -73,6 +74,8 @@ def test_an_empty_folder_is_one_clear_error_in_every_command(name, tmp_path):
     message = usage_error(*commands(empty, tmp_path)[name])
     if name == "faces train":  # its folder holds one folder per person
         assert message.startswith(f"{empty} has no sub-folders")
+    elif name == "faces name":  # a folder of links written by `faces cluster --links`
+        assert message == f"no pictures in {empty}"
     else:
         what = "videos" if name == "video" else "pictures"
         assert message == f"no {what} in {empty}: the folder is empty"

@@ -23,7 +23,7 @@ from lookalike.faces.embed import FaceEmbedder, load_face_embedder
 from lookalike.faces.scan import scan_paths
 from lookalike.faces.store import FaceModel, active_face_model
 from lookalike.faces.train import TrainReport, add_examples
-from lookalike.media import WalkError, walk_inputs
+from lookalike.media import WalkError, check_inputs, walk_inputs
 
 MANIFEST = ".faces.json"
 
@@ -200,9 +200,9 @@ def name_cluster(
 
     The folder's manifest says which face of each photo is the person; photos the user removed from the
     folder are left out; photos without a manifest entry contribute their largest face."""
-    d = Path(cluster_dir).expanduser()
+    d = Path(check_inputs([cluster_dir])[0])  # a misspelt path: "no such file or folder", as everywhere
     if not d.is_dir():
-        raise UsageError(f"not a folder: {d}")
+        raise UsageError(f"{d} is a file: give a folder written by `lookalike faces cluster --links`")
     if not label or label == "unknown" or "/" in label:
         raise UsageError(f"bad label {label!r}")
     manifest = {}
@@ -220,5 +220,5 @@ def name_cluster(
         else:
             examples.append((label, target, None))
     if not examples:
-        raise UsageError(f"{d} holds no photos")
+        raise UsageError(f"no pictures in {d}")
     return add_examples(model, examples, catalog=catalog, progress=progress)
