@@ -292,3 +292,27 @@ def test_cli_move_dupes_needs_dest_and_prints_a_plan(exact_set, run_cli, tmp_pat
     assert tree(root) == before  # --plan changes nothing
     run_cli("apply", plan_file)
     assert os.path.isfile(keep) and (tmp_path / "d" / "group_0001" / os.path.basename(ops[0]["src"])).is_file()
+
+
+def test_move_dupes_refuses_a_duplicate_changed_after_the_plan_and_moves_odd_names(tmp_path, catalog):
+    from lookalike.journal import apply_plan, undo
+
+    root = tmp_path / "pics"
+    root.mkdir()
+    src = shared_data("photos", "ukbench00010.jpg")
+    shutil.copyfile(src, root / "a.jpg")
+    odd = os.fsdecode(os.fsencode(str(root)) + b"/caf\xe9.jpg")  # a name that is not UTF-8
+    shutil.copyfile(src, odd)
+    shutil.copyfile(src, root / "zz_third.jpg")
+    rep = find_duplicates([root], tier="exact", catalog=catalog)
+    [g] = rep.groups
+    plan = plan_for(rep, "move-dupes", dest=tmp_path / "dest")
+    assert sorted(op.src for op in plan) == sorted(m.path for m in g.members) and g.keep not in {op.src for op in plan}
+    late = next(op.src for op in plan if op.src != odd)
+    Path(late).write_bytes(b"rewritten after the plan was made")
+    result = apply_plan(plan)
+    assert [f["path"] for f in result.failed] == [late] and "changed" in result.failed[0]["error"]
+    assert os.path.isfile(late) and os.path.isfile(g.keep)  # refused: it stays; the keeper never moves
+    assert os.listdir(os.fsencode(tmp_path / "dest" / "group_0001")) == [b"caf\xe9.jpg"]
+    undo(result.journal)
+    assert os.path.isfile(odd) and not any((tmp_path / "dest").rglob("*.jpg"))

@@ -45,7 +45,8 @@ class FileError:
 class IndexReport:
     """What an indexing run did. ``paths`` lists every good (indexed) file in walk order.
 
-    ``failed``: files that could not be read or decoded (and inputs that do not exist); ``skipped``: paths
+    ``failed``: files that could not be read or decoded (an input that does not exist is an error before
+    the run, see :func:`index`); ``skipped``: paths
     the walk left out on purpose, with the reason (symlinks out of the searched folders, lookalike's own
     data folder, broken links)."""
 

@@ -67,8 +67,8 @@ def index_cmd(
 
     Incremental: unchanged files are not read again; moved or renamed files reuse their features.
     Bad files are reported with a reason and never stop the run; so are paths left out on purpose
-    (symlinks out of the given folders, lookalike's own data folder). An input that does not exist is
-    an error (exit status 1) and nothing is indexed.
+    (symlinks out of the given folders, lookalike's own data folder). An input that does not exist, or a
+    folder in which no picture is found, is an error (exit status 1) and nothing is indexed.
     """
     models = model or [DEFAULT_MODEL]
     col = Collection(*paths, catalog=open_catalog(catalog), recursive=recursive)
