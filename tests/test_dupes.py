@@ -4,6 +4,7 @@ awkward files, JSON shape, and every action round-tripping through the journal (
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -166,7 +167,7 @@ def test_no_chaining_through_weak_links():
     assert split_component([0, 1, 2, 3, 4], linked, pick_keeper=min) == [(0, [1, 2, 3])]
 
 
-@pytest.mark.parametrize("action", ["copy", "move", "delete", "link"])
+@pytest.mark.parametrize("action", ["copy", "move", "move-dupes", "delete", "link"])
 def test_actions_round_trip_through_the_journal(exact_set, catalog, tmp_path, action):
     from lookalike.journal import apply_plan, undo
 
@@ -174,13 +175,20 @@ def test_actions_round_trip_through_the_journal(exact_set, catalog, tmp_path, ac
     before = tree(root)
     rep = find_duplicates([root], tier="pixel", catalog=catalog)
     dest = tmp_path / "dest"
-    plan = plan_for(rep, action, dest=dest if action in ("copy", "move") else None)
+    plan = plan_for(rep, action, dest=dest if action in ("copy", "move", "move-dupes") else None)
     result = apply_plan(plan)
     assert not result.failed and result.done == len(plan)
     if action in ("copy", "move"):
         names = sorted(p.name for p in (dest / "group_0001").iterdir())
         assert len(names) == 3 and len(set(names)) == 3  # IMG_1.jpg twice: renamed, never overwritten
-    if action in ("delete", "move"):
+        # the keeper's copy says so (issue 13): KEEP_<its name>, the others keep theirs
+        assert f"KEEP_{os.path.basename(rep.groups[0].keep)}" in names
+        assert sum(n.startswith("KEEP_") for n in names) == 1
+    if action == "move-dupes":
+        names = sorted(p.name for p in (dest / "group_0001").iterdir())
+        assert names == sorted(os.path.basename(m.path) for m in rep.groups[0].members)
+        assert os.path.isfile(rep.groups[0].keep)  # the keeper stays where it was
+    if action in ("delete", "move", "move-dupes"):
         assert not os.path.exists(rep.groups[0].members[0].path)
     if action == "link":
         assert all(os.stat(m.path).st_ino == os.stat(rep.groups[0].keep).st_ino for m in rep.groups[0].members)
@@ -242,3 +250,75 @@ def test_cli_trash_goes_to_the_os_trash_and_undo_restores(exact_set, run_cli, tm
     assert any(p.is_file() for p in (tmp_path / "xdg" / "Trash" / "files").iterdir())
     run_cli("undo", data["apply"]["journal"], env=env)
     assert tree(root) == before
+
+
+def test_move_dupes_leaves_keepers_and_keep_in_files_in_place(exact_set, catalog, tmp_path, run_cli):
+    """Issue 13 (siamese's clean_move): only the duplicates go to DEST; the keeper and every --keep-in file stay,
+    another name (hard link) of a duplicate is not acted on, a duplicate changed since the search is left out."""
+    from lookalike.journal import apply_plan, undo
+
+    root = exact_set
+    os.link(root / "a" / "IMG_1.jpg", root / "a" / "IMG_1_hardlink.jpg")
+    before = tree(root)
+    rep = find_duplicates([root], tier="pixel", keep_in=[root / "b"], catalog=catalog)
+    [g] = rep.groups
+    assert g.keep.startswith(str(root / "b")) and g.protected  # keeper and another file under --keep-in
+    dest = tmp_path / "dest"
+    plan = plan_for(rep, "move-dupes", dest=dest)
+    moved = [op.src for op in plan]
+    assert moved == [str(root / "a" / "IMG_1.jpg")]  # neither the keeper nor the --keep-in file
+    assert all(op.op == "move" and op.sha256 and g.keep in op.note for op in plan)
+    result = apply_plan(plan)
+    assert not result.failed and sorted(p.name for p in (dest / "group_0001").iterdir()) == ["IMG_1.jpg"]
+    assert (root / "a" / "IMG_1_hardlink.jpg").is_file() and os.path.isfile(g.keep)
+    assert set(tree(root / "b")) == {"IMG_1.jpg", "resaved.jpg"}
+    undo(result.journal)
+    assert tree(root) == before
+
+    # A duplicate rewritten after the search is not moved: it is listed with the reason.
+    rep = find_duplicates([root], tier="pixel", catalog=catalog)
+    victim = next(m.path for m in rep.groups[0].members if not os.path.samefile(m.path, rep.groups[0].keep))
+    Path(victim).write_bytes(Path(victim).read_bytes() + b"changed")
+    plan = plan_for(rep, "move-dupes", dest=dest)
+    assert victim not in [op.src for op in plan]
+    assert {s["path"]: s["reason"] for s in plan.skipped}[victim] == "changed since the duplicates were found"
+
+
+def test_cli_move_dupes_needs_dest_and_prints_a_plan(exact_set, run_cli, tmp_path):
+    root = exact_set
+    res = run_cli("dupes", root, "--tier", "exact", "--action", "move-dupes", check=False)
+    assert res.returncode == 1 and "--action move-dupes needs --dest DIR" in res.stderr
+    before = tree(root)
+    plan_file = tmp_path / "plan.json"
+    data = run_cli("dupes", root, "--tier", "exact", "--action", "move-dupes", "--dest", tmp_path / "d",
+                   "--plan", plan_file, "--json", "--catalog", tmp_path / "c.sqlite").json()
+    keep = data["groups"][0]["keep"]
+    ops = json.loads(plan_file.read_text())["operations"]
+    assert [op["op"] for op in ops] == ["move"] and ops[0]["src"] != keep and keep in ops[0]["note"]
+    assert tree(root) == before  # --plan changes nothing
+    run_cli("apply", plan_file)
+    assert os.path.isfile(keep) and (tmp_path / "d" / "group_0001" / os.path.basename(ops[0]["src"])).is_file()
+
+
+def test_move_dupes_refuses_a_duplicate_changed_after_the_plan_and_moves_odd_names(tmp_path, catalog):
+    from lookalike.journal import apply_plan, undo
+
+    root = tmp_path / "pics"
+    root.mkdir()
+    src = shared_data("photos", "ukbench00010.jpg")
+    shutil.copyfile(src, root / "a.jpg")
+    odd = os.fsdecode(os.fsencode(str(root)) + b"/caf\xe9.jpg")  # a name that is not UTF-8
+    shutil.copyfile(src, odd)
+    shutil.copyfile(src, root / "zz_third.jpg")
+    rep = find_duplicates([root], tier="exact", catalog=catalog)
+    [g] = rep.groups
+    plan = plan_for(rep, "move-dupes", dest=tmp_path / "dest")
+    assert sorted(op.src for op in plan) == sorted(m.path for m in g.members) and g.keep not in {op.src for op in plan}
+    late = next(op.src for op in plan if op.src != odd)
+    Path(late).write_bytes(b"rewritten after the plan was made")
+    result = apply_plan(plan)
+    assert [f["path"] for f in result.failed] == [late] and "changed" in result.failed[0]["error"]
+    assert os.path.isfile(late) and os.path.isfile(g.keep)  # refused: it stays; the keeper never moves
+    assert os.listdir(os.fsencode(tmp_path / "dest" / "group_0001")) == [b"caf\xe9.jpg"]
+    undo(result.journal)
+    assert os.path.isfile(odd) and not any((tmp_path / "dest").rglob("*.jpg"))

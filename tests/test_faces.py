@@ -101,7 +101,7 @@ def test_train_add_person_retrain_incrementally(dataset, face_catalog):
     assert [f.label for f in stranger.faces] == ["unknown"]
     assert stranger.faces[0].distance > stranger.threshold
     # --tolerance overrides the calibrated threshold.
-    lax = recognize(_photos("Will_Smith")[0], model="family", tolerance=1.5, catalog=face_catalog)
+    lax = recognize(_photos("Will_Smith")[0], model="family", tolerance=1.5, catalog=face_catalog)  # the most allowed
     assert lax.faces[0].label != "unknown" and lax.threshold == 1.5
 
 
@@ -133,11 +133,13 @@ def test_several_models_use_info_rm(dataset, face_catalog, run_cli, tmp_path):
     res = run_cli("--catalog", face_catalog, "faces", "train", dataset, "--model", "two", "--json").json()
     assert res["people"] == 3 and res["photos_added"] == 12
 
+    # Training a second model keeps the first one active (issue 13): it is used until `models use` says otherwise.
     listed = run_cli("faces", "models", "list", "--json").json()
-    assert [m["name"] for m in listed] == ["one", "two"] and not any(m["active"] for m in listed)
+    assert [m["name"] for m in listed] == ["one", "two"] and [m["name"] for m in listed if m["active"]] == ["one"]
     probe = _photos("Natalie_Portman")[9]
-    err = run_cli("--catalog", face_catalog, "faces", "recognize", probe, check=False)
-    assert err.returncode == 1 and "models use" in err.stderr
+    got = run_cli("--catalog", face_catalog, "faces", "recognize", probe, "--json").json()
+    assert got["faces"][0]["label"] == "unknown"  # model one does not know her
+    assert run_cli("faces", "models", "info", "--json").json()["name"] == "one"
 
     run_cli("faces", "models", "use", "two")
     listed = run_cli("faces", "models", "list", "--json").json()
@@ -301,3 +303,22 @@ def test_yunet_detector_from_file(run_cli, tmp_path, monkeypatch):
     hog = run_cli("faces", "detect", img, "--detector", "hog", "--json", env=env).json()
     (l1, t1, r1, b1), (l2, t2, r2, b2) = got["faces"][0]["box"], hog["faces"][0]["box"]
     assert max(l1, l2) < min(r1, r2) and max(t1, t2) < min(b1, b2)  # both boxes cover the same face
+
+
+def test_a_new_model_never_changes_which_model_is_active():
+    """Issue 13: creating (training) another model keeps the active one, whether it was chosen with `use` or
+    was active as the only model; the first model ever made is active."""
+    from lookalike.faces import active_face_model, remove_face_model, use_face_model
+    from lookalike.faces.store import FaceModel
+
+    FaceModel.create("first", "dlib-face", "1", "auto")
+    assert active_face_model() == "first"
+    FaceModel.create("second", "dlib-face", "1", "auto")
+    assert active_face_model() == "first"
+    use_face_model("second")
+    FaceModel.create("third", "dlib-face", "1", "auto")
+    assert active_face_model() == "second"
+    remove_face_model("second")  # the active one removed: two left, none chosen for the user
+    assert active_face_model() is None
+    FaceModel.create("fourth", "dlib-face", "1", "auto")
+    assert active_face_model() is None

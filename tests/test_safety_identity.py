@@ -252,8 +252,9 @@ def test_latin1_names_export_csv_round_trips(latin1_folder, tmp_path):
     res = run_raw("export", "features", latin1_folder, "--csv", target, "-m", "phash", "--catalog", cat)
     assert res.returncode == 0, res.stderr
     with open(target, newline="", encoding="utf-8", errors="surrogateescape") as fh:
-        paths = [row[0] for row in csv.reader(fh)]
-    assert os.path.join(str(latin1_folder), CAFE_STR) in paths and len(paths) == 5
+        header, *rows = csv.reader(fh)
+    paths = [row[0] for row in rows]
+    assert header[0] == "path" and os.path.join(str(latin1_folder), CAFE_STR) in paths and len(paths) == 5
 
 
 def test_latin1_catalog_rows_are_lossless(tmp_path):
@@ -331,9 +332,10 @@ def test_data_folder_inside_the_searched_folder_is_never_walked(tmp_path, run_cl
     out = run_cli("index", lib, "-m", "phash", "--json", env=env).json()
     skipped = {f["path"]: f["error"] for f in out["skipped"]}
     assert skipped == {str(home): DATA_FOLDER, str(lib / "link_to_kept.jpg"): LINK_INTO_DATA}
-    # A root inside the data folder is not searched either.
-    inside = run_cli("index", kept[0].parent, "-m", "phash", "--json", env=env).json()
-    assert inside["new"] == 0 and inside["skipped"][0]["path"] == str(kept[0].parent)
+    # A root inside the data folder is not searched either: nothing to index there, an error (issue 13).
+    inside = run_cli("index", kept[0].parent, "-m", "phash", "--json", env=env, check=False)
+    assert inside.returncode == 1 and not inside.stdout
+    assert f"no pictures in {kept[0].parent}: it lies in lookalike's own data folder" in inside.stderr
 
 
 def test_model_dir_inside_the_searched_folder_is_never_walked(tmp_path, monkeypatch):

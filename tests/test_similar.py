@@ -104,7 +104,8 @@ def test_export_features_csv(tmp_path, run_cli):
         shutil.copy(shared_data("photos", f"ukbench{i:05d}.jpg"), folder)
     target = tmp_path / "features.csv"
     run_cli("export", "features", folder, "--csv", target, "--catalog", tmp_path / "c.sqlite")
-    rows = list(csv.reader(target.open()))
+    header, *rows = list(csv.reader(target.open()))
+    assert header == ["path", *(f"v{i}" for i in range(1280))]  # issue 13: a header row
     assert len(rows) == 3 and all(len(r) == 1281 for r in rows)
     vec = np.array(rows[0][1:], dtype=np.float32)
     assert abs(np.linalg.norm(vec) - 1) < 1e-2
@@ -116,7 +117,8 @@ def test_export_hash_features_as_bits(tmp_path, run_cli):
     shutil.copy(shared_data("photos", "ukbench00000.jpg"), folder)
     target = tmp_path / "h.csv"
     run_cli("export", "features", folder, "--csv", target, "--model", "dhash")
-    rows = list(csv.reader(target.open()))
+    header, *rows = list(csv.reader(target.open()))
+    assert header == ["path", *(f"bit{i}" for i in range(64))]  # issue 13: a header row
     assert len(rows) == 1 and len(rows[0]) == 65 and set(rows[0][1:]) <= {"0", "1"}
 
 

@@ -205,16 +205,19 @@ def test_bad_files_are_reported_and_the_run_goes_on(tmp_path):
     empty = tmp_path / "empty.avi"
     empty.write_bytes(b"")
     still = shared_data("photos", "ukbench00000.jpg")
-    report = unique_frames([bad, empty, still, tmp_path / "missing.mov", clip(VTEST)], tmp_path / "out", every=200)
+    report = unique_frames([bad, empty, still, clip(VTEST)], tmp_path / "out", every=200)
     by_path = {Path(v.path).name: v for v in report.videos}
     assert "not a readable video" in by_path["notes.mp4"].error
     assert "empty" in by_path["empty.avi"].error
     assert "still image" in by_path["ukbench00000.jpg"].error
-    assert "no such file" in by_path["missing.mov"].error
     good = by_path[VTEST]
     assert good.error is None and good.kept and all(Path(k.path).is_file() for k in good.kept)
-    assert {e["path"] for e in report.to_json()["errors"]} == {
-        str(bad), str(empty), str(still), str(tmp_path / "missing.mov")}
+    assert {e["path"] for e in report.to_json()["errors"]} == {str(bad), str(empty), str(still)}
+    # A misspelt path is not a bad video: like in every command, it stops the run before anything is written
+    # (issue 13).
+    with pytest.raises(UsageError, match="^no such file or folder: .*missing.mov$"):
+        unique_frames([clip(VTEST), tmp_path / "missing.mov"], tmp_path / "out2", every=200)
+    assert not (tmp_path / "out2").exists()
 
 
 def test_truncated_video_keeps_its_frames_and_warns(tmp_path):

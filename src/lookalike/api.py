@@ -19,7 +19,7 @@ from PIL import Image
 from lookalike.catalog import Catalog
 from lookalike.errors import DecodeError, UsageError
 from lookalike.features import DEFAULT_MODEL, Extractor, load_extractor
-from lookalike.media import decode
+from lookalike.media import check_inputs, decode
 from lookalike.options import check_k
 from lookalike.pipeline import IndexReport, Progress, features_of, index
 from lookalike.search import make_searcher
@@ -81,10 +81,7 @@ class Collection:
     ) -> None:
         if not paths:
             raise UsageError("a Collection needs at least one folder")
-        self.paths = [os.path.abspath(os.path.expanduser(str(p))) for p in paths]
-        for p in self.paths:
-            if not os.path.exists(p):
-                raise UsageError(f"no such file or folder: {p}")
+        self.paths = check_inputs(str(p) for p in paths)  # a misspelt path: UsageError, nothing read
         self.catalog = open_catalog(catalog)
         self.recursive = recursive
         self._last: dict[tuple[str, ...], IndexReport] = {}

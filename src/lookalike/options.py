@@ -20,7 +20,9 @@ from lookalike.errors import UsageError
 #: Duplicate tiers, loosest last (``dupes.TIERS`` is this tuple).
 DUPES_TIERS = ("exact", "pixel", "near", "similar")
 #: What ``dupes --action`` may do (``dupes.ACTIONS`` must stay equal; a test checks it).
-DUPES_ACTIONS = ("report", "copy", "move", "trash", "delete", "link")
+DUPES_ACTIONS = ("report", "copy", "move", "move-dupes", "trash", "delete", "link")
+#: The actions that put files into ``--dest`` (``move-dupes``: the duplicates only, keepers stay in place).
+DUPES_DEST_ACTIONS = ("copy", "move", "move-dupes")
 LINK_KINDS = ("hard", "symbolic")
 
 #: ``--threshold`` per tier: (lowest, highest, what it is, why nothing looser is allowed).
@@ -157,7 +159,7 @@ def check_dupes_options(
 ) -> None:
     """Every option of a duplicate search (and, when given, of its action), before any work starts.
 
-    ``action`` None: a search only (``find_duplicates``). copy/move need ``dest``."""
+    ``action`` None: a search only (``find_duplicates``). copy, move and move-dupes need ``dest``."""
     check_threshold(check_tier(tier), threshold)
     if keep is not None:
         from lookalike.dupes.keeper import parse_policy  # light: no journal, no model
@@ -165,7 +167,7 @@ def check_dupes_options(
         parse_policy(keep)
     if action is not None:
         check_choice("--action", action, DUPES_ACTIONS)
-        if action in ("copy", "move") and (dest is None or str(dest) == ""):
+        if action in DUPES_DEST_ACTIONS and (dest is None or str(dest) == ""):
             raise UsageError(f"--action {action} needs --dest DIR")
     if link_kind is not None:
         check_choice("--link-kind", link_kind, LINK_KINDS)

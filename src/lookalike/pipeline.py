@@ -25,7 +25,7 @@ from lookalike.catalog import Catalog, DamagedFeatureError, encode_feature, feat
 from lookalike.config import cpu_count
 from lookalike.errors import DecodeError, ModelError
 from lookalike.features import Extractor, load_extractor
-from lookalike.media import decode, iter_images, read_bytes
+from lookalike.media import check_inputs, decode, read_bytes, walk_inputs
 from lookalike.media.files import kind_of
 
 #: progress(done, total) -- called from the calling thread.
@@ -45,7 +45,8 @@ class FileError:
 class IndexReport:
     """What an indexing run did. ``paths`` lists every good (indexed) file in walk order.
 
-    ``failed``: files that could not be read or decoded (and inputs that do not exist); ``skipped``: paths
+    ``failed``: files that could not be read or decoded (an input that does not exist is an error before
+    the run, see :func:`index`); ``skipped``: paths
     the walk left out on purpose, with the reason (symlinks out of the searched folders, lookalike's own
     data folder, broken links)."""
 
@@ -147,14 +148,18 @@ def index(
     progress: Progress | None = None,
     workers: int | None = None,
 ) -> IndexReport:
-    """Bring the catalog up to date for every image under ``paths`` and the given models."""
+    """Bring the catalog up to date for every image under ``paths`` and the given models.
+
+    A path that does not exist, or a folder that holds no picture, is a UsageError raised before anything is
+    decoded (``media.walk.walk_inputs``: the one check of every command's inputs)."""
     t0 = time.perf_counter()
     report = IndexReport()
+    paths = check_inputs(paths)
     extractors = [load_extractor(m) for m in dict.fromkeys(models)]
     by_id = {e.id: e for e in extractors}
 
     walk_errors: list = []
-    files = list(dict.fromkeys(iter_images(paths, recursive=recursive, errors=walk_errors)))
+    files = walk_inputs(paths, recursive=recursive, errors=walk_errors)
     for e in walk_errors:
         (report.skipped if e.skipped else report.failed).append(FileError(e.path, e.error))
     known = catalog.lookup_files(files)

@@ -23,6 +23,7 @@ import numpy as np
 
 from lookalike.errors import DecodeError, UsageError
 from lookalike.features.hashes import pack_bits
+from lookalike.media import WalkError, check_found, check_inputs
 from lookalike.media.video import DEFAULT_SAMPLE_FPS, VideoReader, centre_crop_box, format_timestamp, iter_videos
 from lookalike.search import hamming_distances
 
@@ -218,6 +219,10 @@ def unique_frames(
         raise UsageError(f"--threshold is a Hamming distance in bits, 0 to 64, not {threshold}")
     if isinstance(sources, (str, Path)):
         sources = [sources]
+    sources = check_inputs(sources)  # a misspelt path: UsageError before the output folder is made
+    found = list(iter_videos(list(sources), recursive=recursive))
+    check_found(sources, [p for p, e in found if e is None], [WalkError(p, e) for p, e in found if e is not None],
+                recursive, what="videos")  # a folder without videos: UsageError, as for pictures
     out = Path(out_dir).expanduser().absolute()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -234,7 +239,7 @@ def unique_frames(
     # Probe every source first: errors come early and the progress total is known.
     plan: list[tuple[VideoResult, int]] = []
     named = {os.path.abspath(os.fspath(s)) for s in sources if not os.path.isdir(s)}
-    for path, error in iter_videos(list(sources), recursive=recursive):
+    for path, error in found:
         res = VideoResult(path, error=error, named=path in named)
         estimate = 0
         if error is None:

@@ -22,6 +22,48 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from lookalike.catalog import Catalog
 from lookalike.errors import LookalikeError
 
+
+def _plain_help_types() -> None:
+    """``--help`` without Python types: typer (0.2x) shows every flag as ``<bool>`` and a repeatable option as
+    ``<list[Path]>``. A flag takes no value, so it shows none; a list shows its element (``<path>``). Patched
+    here, once for every command, and only where typer has these hooks (another typer prints its own help)."""
+    try:
+        from typer import core as typer_core
+    except ImportError:  # pragma: no cover
+        return
+    for cls in (getattr(typer_core, "_TyperParameter", None), getattr(typer_core, "TyperOption", None)):
+        original = getattr(cls, "display_type_rich", None) if cls is not None else None
+        if original is None or getattr(original, "_lookalike", False):
+            continue
+
+        def display_type_rich(self, ctx, _original=original):
+            if getattr(self, "is_flag", False):
+                return None
+            text = _original(self, ctx)
+            return _LIST_TYPE.sub(lambda m: f"<{m.group(1).lower()}>", text) if isinstance(text, str) else text
+
+        display_type_rich._lookalike = True  # type: ignore[attr-defined]
+        cls.display_type_rich = display_type_rich  # type: ignore[method-assign]
+    # Later paragraphs of a docstring keep their line breaks in typer's help (the first one is joined): join
+    # them too, except a paragraph whose lines are a list or indented (or marked verbatim with \b).
+    try:
+        from typer import rich_utils
+    except ImportError:  # pragma: no cover
+        return
+    fix = getattr(rich_utils, "_fix_linebreaks", None)
+    if fix is not None and not getattr(fix, "_lookalike", False):
+
+        def _fix_linebreaks(paragraphs, markup_mode):
+            return "\n\n".join(p if _VERBATIM.search(p) else p.replace("\n", " ") for p in paragraphs)
+
+        _fix_linebreaks._lookalike = True  # type: ignore[attr-defined]
+        rich_utils._fix_linebreaks = _fix_linebreaks  # type: ignore[attr-defined]
+
+
+_LIST_TYPE = re.compile(r"<list\[(\w+)\]>")
+_VERBATIM = re.compile(r"^\x08|(^|\n)\s*([-*]|\d+\.)\s|\n\s")
+_plain_help_types()
+
 console = Console(stderr=True, soft_wrap=True)  # one error, one line, whatever the width
 out = Console(soft_wrap=True)
 

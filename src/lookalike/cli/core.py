@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 from pathlib import Path
 from typing import Annotated
@@ -66,8 +67,8 @@ def index_cmd(
 
     Incremental: unchanged files are not read again; moved or renamed files reuse their features.
     Bad files are reported with a reason and never stop the run; so are paths left out on purpose
-    (symlinks out of the given folders, lookalike's own data folder). An input that does not exist is
-    an error (exit status 1) and nothing is indexed.
+    (symlinks out of the given folders, lookalike's own data folder). An input that does not exist, or a
+    folder in which no picture is found, is an error (exit status 1) and nothing is indexed.
     """
     models = model or [DEFAULT_MODEL]
     col = Collection(*paths, catalog=open_catalog(catalog), recursive=recursive)
@@ -128,6 +129,9 @@ def export_features_cmd(
 ) -> None:
     """Write one CSV row per image: its path, then the feature's values (hashes: their 64 bits).
 
+    The first row is a header: ``path,v0,v1,...`` for an embedding, ``path,bit0,...,bit63`` for a hash
+    (bit0 is the hash's most significant bit).
+
     The file is UTF-8; a file name that is not UTF-8 is written as its own bytes (read the CSV with
     ``errors="surrogateescape"`` in Python to get the same path back)."""
     col = Collection(folder, catalog=open_catalog(catalog))
@@ -141,10 +145,21 @@ def export_features_cmd(
         raise fail(f"cannot write {shown(target)}: {exc.strerror or exc}") from exc
     with fh:
         w = csv.writer(fh)
-        for path, values in col.iter_feature_rows(model):
+        rows = iter(col.iter_feature_rows(model))
+        first = next(rows, None)
+        w.writerow(feature_header(model, len(first[1]) if first else None))
+        for path, values in itertools.chain([first] if first else [], rows):
             w.writerow([path, *values])
             n += 1
     console.print(f"wrote {n} rows to {shown(target)}", highlight=False, markup=False)
+
+
+def feature_header(model: str, width: int | None = None) -> list[str]:
+    """The header row of ``export features``: path, then one name per value (``width`` values; default: the
+    model's size)."""
+    spec = registry.get_spec(model)
+    n = spec.dim if width is None else width
+    return ["path", *(f"{'bit' if spec.kind == 'hash' else 'v'}{i}" for i in range(n))]
 
 
 def models_list(json_out: JsonOption = False) -> None:
@@ -211,10 +226,29 @@ def cache_stats(catalog: CatalogOption = None, json_out: JsonOption = False) -> 
     if json_out:
         print_json(stats)
         return
-    out.print(f"catalog: {stats['catalog']} ({stats['bytes_on_disk'] / 1e6:.1f} MB)", highlight=False)
-    out.print(f"files: {stats['files']} {stats['by_status']}; images: {stats['images']}", highlight=False)
+    out.print(Text(f"catalog: {shown(stats['catalog'])} ({_size(stats['bytes_on_disk'])} on disk)"))
+    files = Table("files", Column("count", justify="right"))
+    statuses = sorted(stats["by_status"].items())
+    for i, (status, n) in enumerate(statuses):
+        files.add_row(f"status {status}", f"{n:,}", end_section=i == len(statuses) - 1)
+    files.add_row("all files", f"{stats['files']:,}")
+    files.add_row("pictures (distinct contents)", f"{stats['images']:,}")
+    out.print(files)
+    if not stats["features"]:
+        out.print("no features stored yet: `lookalike index FOLDER` computes them", highlight=False)
+        return
+    feats = Table("model", "version", Column("features", justify="right"), Column("size", justify="right"))
     for m in stats["features"]:
-        out.print(f"  {m['model']} ({m['version']}): {m['count']} features, {m['bytes'] / 1e6:.1f} MB")
+        feats.add_row(str(m["model"]), str(m["version"]), f"{m['count']:,}", _size(m["bytes"] or 0))
+    out.print(feats)
+
+
+def _size(n: int) -> str:
+    """Bytes for a person: 812 B, 4.1 KB, 12.3 MB, 1.2 GB."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
 
 
 def cache_clear(

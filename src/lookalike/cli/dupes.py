@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from lookalike.cli.common import (
     CatalogOption,
@@ -17,6 +18,7 @@ from lookalike.cli.common import (
     print_csv,
     print_json,
     progress_bar,
+    shown,
 )
 from lookalike.dupes import ACTIONS, DEFAULT_POLICY, TIERS, DupesReport, find_duplicates, plan_for
 from lookalike.errors import UsageError
@@ -41,8 +43,13 @@ def dupes_cmd(
         "--keep", help=f"Keeper criteria in order, comma-separated (default: {','.join(DEFAULT_POLICY)}).")] = None,
     keep_in: Annotated[list[Path] | None, typer.Option(
         "--keep-in", help="Folder whose files are never touched and win the keeper choice (repeatable).")] = None,
-    action: Annotated[str, typer.Option("--action", help=f"One of {', '.join(ACTIONS)}.")] = "report",
-    dest: Annotated[Path | None, typer.Option("--dest", help="Destination folder for copy/move.")] = None,
+    action: Annotated[str, typer.Option("--action", help=f"One of {', '.join(ACTIONS)}. copy/move: each group, "
+                                        "keeper included (named KEEP_<name>), into DEST/group_NNNN; move-dupes: "
+                                        "only the duplicates into DEST/group_NNNN, the keepers stay in place; "
+                                        "trash/delete: the duplicates; link: each duplicate becomes a link to its "
+                                        "keeper.")] = "report",
+    dest: Annotated[Path | None, typer.Option("--dest", help="Destination folder for copy, move and move-dupes.")
+                    ] = None,
     link_kind: Annotated[str, typer.Option("--link-kind", help="hard or symbolic (for --action link).")] = "hard",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
     plan_file: Annotated[Path | None, typer.Option(
@@ -122,6 +129,9 @@ def _act(report: DupesReport, action: str, dest: Path | None, link_kind: str, dr
     with progress_bar(action, not json_out) as progress:
         applied = journal.apply_plan(plan, progress=progress, dry_run=dry_run)
     _report_apply(report, applied, plan.skipped, dry_run, json_out)
+    if action == "move-dupes" and not (json_out or dry_run) and applied.done:
+        out.print(Text(f"moved {applied.done} duplicates into {shown(dest)}/group_NNNN/; every keeper stays where "
+                       "it was"))
     if applied.failed or plan.skipped:  # a requested change was not (or would not be) made
         raise typer.Exit(1)
 

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
+from rich.text import Text
 
 from lookalike.cli.common import (
     CatalogOption,
@@ -18,6 +19,7 @@ from lookalike.cli.common import (
     print_csv,
     print_json,
     progress_bar,
+    shown,
 )
 
 DetectorOption = Annotated[
@@ -251,12 +253,32 @@ def models_info(
     if json_out:
         print_json(info)
         return
-    for key in ("name", "folder", "active", "embedder", "detector", "threshold", "people", "prototypes",
-                "photos_seen", "created", "updated"):
-        out.print(f"{key}: {info[key]}")
-    out.print(f"calibration: {info['calibration']}")
-    for label, n in info["per_person"].items():
-        out.print(f"  {label}: {n}")
+    table = Table("", "value", title=Text(f"face model {info['name']}" + (" (active)" if info["active"] else "")),
+                  title_justify="left", show_header=False)
+    threshold = info["threshold"]
+    rows = [
+        ("folder", shown(info["folder"])),
+        ("active", "yes" if info["active"] else "no (`lookalike faces models use NAME` makes it active)"),
+        ("embedder", f"{info['embedder']} {info['embedder_version'] or ''}".strip()),
+        ("detector", str(info["detector"])),
+        ("unknown threshold", f"{threshold:.4f}" if isinstance(threshold, int | float) else "not calibrated yet"),
+        ("people", str(info["people"])),
+        ("prototypes", str(info["prototypes"])),
+        ("photos seen", str(info["photos_seen"])),
+        ("photos without a face", str(len(info["photos_without_face"]))),
+        ("created", str(info["created"])),
+        ("updated", str(info["updated"])),
+    ]
+    for i, (key, value) in enumerate(rows):
+        table.add_row(key, Text(value), end_section=i == len(rows) - 1 and bool(info["calibration"]))
+    for key, value in info["calibration"].items():
+        table.add_row(f"calibration: {key.replace('_', ' ')}", Text(str(value)))
+    out.print(table)
+    if info["per_person"]:
+        people = Table("person", Column("prototypes", justify="right"))
+        for label, n in info["per_person"].items():
+            people.add_row(Text(label), str(n))
+        out.print(people)
 
 
 def models_rm(name: Annotated[str, typer.Argument(help="Face model to remove.")]) -> None:

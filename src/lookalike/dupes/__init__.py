@@ -9,7 +9,7 @@ CNN nearest neighbours and a flip/rotation-invariant pHash; ORB + RANSAC + align
 verify each candidate; groups around a keeper without chaining; keeper chosen by an ordered policy.
 """
 
-from lookalike.dupes.actions import ACTIONS, plan_for
+from lookalike.dupes.actions import ACTIONS, DEST_ACTIONS, KEEPER_PREFIX, plan_for
 from lookalike.dupes.finder import find_duplicates
 from lookalike.dupes.keeper import CRITERIA, DEFAULT_POLICY, choose_keeper, parse_policy
 from lookalike.dupes.report import TIERS, Alias, DupesError, DupesReport, Group, Member
@@ -18,11 +18,13 @@ __all__ = [
     "ACTIONS",
     "CRITERIA",
     "DEFAULT_POLICY",
+    "DEST_ACTIONS",
     "TIERS",
     "Alias",
     "DupesError",
     "DupesReport",
     "Group",
+    "KEEPER_PREFIX",
     "Member",
     "choose_keeper",
     "find_duplicates",

@@ -1,6 +1,7 @@
-"""Turn a DupesReport into a journal Plan: copy/move groups into DEST/group_0001/..., trash, delete, or
-replace duplicates by links to their keeper. Files under --keep-in folders are never changed: a move
-copies them instead, and trash/delete/link leave them alone.
+"""Turn a DupesReport into a journal Plan: copy/move groups into DEST/group_0001/... (the keeper's copy named
+``KEEP_<name>``), move only the duplicates there (``move-dupes``: the keepers stay where they are), trash,
+delete, or replace duplicates by links to their keeper. Files under --keep-in folders are never changed: a
+move copies them instead, and move-dupes/trash/delete/link leave them alone.
 
 Every operation that removes or replaces a duplicate names its keeper (path and sha256) for the journal's
 pre-action check. Keeper and duplicates are hashed again here: a file whose content is not what the search saw
@@ -20,7 +21,11 @@ from lookalike.journal import Plan
 from lookalike.journal.fsops import fingerprint, kind_of, sha256_file
 from lookalike.journal.guard import Guard
 
-ACTIONS = ("report", "copy", "move", "trash", "delete", "link")
+ACTIONS = ("report", "copy", "move", "move-dupes", "trash", "delete", "link")
+#: Actions that put files into ``dest``.
+DEST_ACTIONS = ("copy", "move", "move-dupes")
+#: What the keeper's copy is called in a group folder of copy/move: ``KEEP_IMG_4711.jpg``.
+KEEPER_PREFIX = "KEEP_"
 
 
 def _free_name(name: str, used: set[str]) -> str:
@@ -36,11 +41,18 @@ def _free_name(name: str, used: set[str]) -> str:
 def plan_for(report: DupesReport, action: str, dest: str | Path | None = None, link_kind: str = "hard") -> Plan:
     """The journal plan that carries out ``action`` on every group of ``report``.
 
-    copy/move: every file of group n (keeper first) goes to ``dest/group_000n/``; trash/delete: the
-    duplicates (not the keeper); link: each duplicate is replaced by a ``link_kind`` link to its keeper."""
+    copy/move: every file of group n goes to ``dest/group_000n/``, the keeper first and named
+    ``KEEP_<its name>`` so that a person browsing the folder sees which one was kept; move-dupes: only the
+    duplicates of group n go to ``dest/group_000n/`` under their own names, the keeper stays where it is
+    (siamese's ``clean_move``: the searched folders are left with one copy of each picture); trash/delete:
+    the duplicates (not the keeper); link: each duplicate is replaced by a ``link_kind`` link to its keeper.
+
+    move-dupes never moves a keeper, a ``--keep-in`` file or a file that is one file with its keeper (a hard
+    link); like a removal, it leaves out a group whose keeper is gone or changed, and a duplicate that changed
+    since the search (the move carries its sha256: ``apply`` refuses it if it changes afterwards)."""
     if action not in ACTIONS or action == "report":
         raise UsageError(f"no plan for action {action!r}; choose from {', '.join(ACTIONS[1:])}")
-    if action in ("copy", "move") and dest is None:
+    if action in DEST_ACTIONS and dest is None:
         raise UsageError(f"--action {action} needs --dest DIR")
     plan = Plan(description=f"dupes --tier {report.tier} --action {action}" + (f" --dest {dest}" if dest else ""))
     dest_dir = Path(dest).expanduser().absolute() if dest is not None else None
@@ -51,11 +63,14 @@ def plan_for(report: DupesReport, action: str, dest: str | Path | None = None, l
             folder = dest_dir / f"group_{n:04d}"
             used: set[str] = set()
             for path in g.paths:
-                target = folder / _free_name(os.path.basename(path), used)
+                name = os.path.basename(path)
+                is_keeper = path == g.keep
+                target = folder / _free_name(KEEPER_PREFIX + name if is_keeper else name, used)
+                note = f"the keeper of group {n}" if is_keeper else f"duplicate of {g.keep}"
                 if action == "move" and path not in protected:
-                    plan.move(path, target)
+                    plan.move(path, target).note = note
                 else:
-                    plan.copy(path, target)
+                    plan.copy(path, target).note = note
             continue
         members = [m for m in g.members if m.path not in protected]
         if not members:
@@ -64,6 +79,7 @@ def plan_for(report: DupesReport, action: str, dest: str | Path | None = None, l
         if why:
             plan.skipped.extend({"path": m.path, "reason": why} for m in members)
             continue
+        used = set()
         for m in members:
             sha, why = _member_hash(m.path, g.keep, keep_sha, m.sha256, m.tier == "exact", guard)
             if why:
@@ -71,7 +87,10 @@ def plan_for(report: DupesReport, action: str, dest: str | Path | None = None, l
                 continue
             if sha is None:  # one file with its keeper already (a hard link, or a symlink to it): nothing to do
                 continue
-            if action == "trash":
+            if action == "move-dupes":  # not a removal (the file goes on in dest): no keeper to name
+                target = dest_dir / f"group_{n:04d}" / _free_name(os.path.basename(m.path), used)
+                plan.move(m.path, target, sha256=sha).note = f"duplicate of {g.keep} (kept in place)"
+            elif action == "trash":
                 plan.trash(m.path, sha256=sha, keep=g.keep, keep_sha256=keep_sha)
             elif action == "delete":
                 plan.delete(m.path, sha256=sha, keep=g.keep, keep_sha256=keep_sha)

@@ -17,9 +17,9 @@ from lookalike.dupes.grouping import components, split_component
 from lookalike.dupes.keeper import FileFacts, choose_keeper, parse_policy, resolve_folder, under_any
 from lookalike.dupes.report import Alias, DupesError, DupesReport, Group, Member, file_facts_json
 from lookalike.dupes.verify import Verifier
-from lookalike.errors import UsageError
 from lookalike.features import load_extractor
 from lookalike.features.hashes import hash_to_hex
+from lookalike.media import check_inputs
 from lookalike.options import check_dupes_options
 from lookalike.pipeline import Progress, index
 
@@ -66,11 +66,8 @@ def find_duplicates(
     validated (options.check_dupes_options) before anything is read."""
     check_dupes_options(tier, threshold, keep=keep)
     policy = parse_policy(keep)
-    keep_args = [os.path.abspath(os.path.expanduser(str(d))) for d in keep_in]
-    roots = [os.path.abspath(os.path.expanduser(str(p))) for p in paths]
-    for p in roots + keep_args:
-        if not os.path.exists(p):
-            raise UsageError(f"no such file or folder: {p}")
+    keep_args = check_inputs(str(d) for d in keep_in)  # a misspelt path: UsageError, nothing read
+    roots = check_inputs(str(p) for p in paths)
     keep_dirs = [resolve_folder(d) for d in keep_args]  # compared resolved: see keeper.under
     cat = open_catalog(catalog)
     report = DupesReport(tier)

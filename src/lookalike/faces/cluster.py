@@ -23,7 +23,7 @@ from lookalike.faces.embed import FaceEmbedder, load_face_embedder
 from lookalike.faces.scan import scan_paths
 from lookalike.faces.store import FaceModel, active_face_model
 from lookalike.faces.train import TrainReport, add_examples
-from lookalike.media import WalkError, iter_images
+from lookalike.media import WalkError, check_inputs, walk_inputs
 
 MANIFEST = ".faces.json"
 
@@ -119,16 +119,14 @@ def cluster_faces(
 ) -> FaceClusterReport:
     """Group every face found under a folder into people. The threshold defaults to the named (or active)
     face model's calibrated one, else the embedder's default tolerance."""
-    roots = [folder] if isinstance(folder, str | Path) else list(folder)
-    for r in roots:
-        if not os.path.exists(r):
-            raise UsageError(f"no such file or folder: {r}")
+    walk_errors: list[WalkError] = []  # a FIFO or device named like a picture: one error each
+    # a misspelt path or a folder without pictures: UsageError, before any model is loaded
+    paths = walk_inputs([folder] if isinstance(folder, str | Path) else list(folder), recursive=recursive,
+                        errors=walk_errors)
     fm = FaceModel.load(model) if model else (FaceModel.load(active_face_model()) if active_face_model() else None)
     emb = load_face_embedder(embedder or (fm.embedder if fm else None))
     if threshold is None:
         threshold = fm.threshold if fm and fm.threshold and fm.embedder == emb.id else emb.default_tolerance
-    walk_errors: list[WalkError] = []  # a FIFO or device named like a picture: one error each
-    paths = list(dict.fromkeys(iter_images(roots, recursive=recursive, errors=walk_errors)))
     photos = scan_paths(paths, catalog, emb.id, detector, workers=workers, progress=progress)
     rep = FaceClusterReport(threshold=float(threshold), embedder=emb.id)
     rep.failed.extend((e.path, e.error) for e in walk_errors if not e.skipped)
@@ -202,9 +200,9 @@ def name_cluster(
 
     The folder's manifest says which face of each photo is the person; photos the user removed from the
     folder are left out; photos without a manifest entry contribute their largest face."""
-    d = Path(cluster_dir).expanduser()
+    d = Path(check_inputs([cluster_dir])[0])  # a misspelt path: "no such file or folder", as everywhere
     if not d.is_dir():
-        raise UsageError(f"not a folder: {d}")
+        raise UsageError(f"{d} is a file: give a folder written by `lookalike faces cluster --links`")
     if not label or label == "unknown" or "/" in label:
         raise UsageError(f"bad label {label!r}")
     manifest = {}
@@ -222,5 +220,5 @@ def name_cluster(
         else:
             examples.append((label, target, None))
     if not examples:
-        raise UsageError(f"{d} holds no photos")
+        raise UsageError(f"no pictures in {d}")
     return add_examples(model, examples, catalog=catalog, progress=progress)

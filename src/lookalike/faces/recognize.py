@@ -10,7 +10,6 @@ into the gap above the last same-person distance it accepts.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from lookalike.errors import DecodeError, UsageError
 from lookalike.faces.embed import FaceEmbedder, load_face_embedder
 from lookalike.faces.scan import PhotoFaces, scan_image, scan_paths
 from lookalike.faces.store import FaceModel, resolve_model
-from lookalike.media import WalkError, iter_images
+from lookalike.media import WalkError, walk_inputs
 from lookalike.options import check_k, check_tolerance
 
 UNKNOWN = "unknown"
@@ -219,13 +218,11 @@ def who(
 ) -> WhoReport:
     """Recognise every face of every photo under a folder (or list of paths)."""
     tolerance = check_tolerance(tolerance)  # before anything is loaded or read
-    matcher = Matcher(FaceModel.load(resolve_model(model)), tolerance)
-    roots = [folder] if isinstance(folder, str | Path) else list(folder)
-    for r in roots:
-        if not os.path.exists(r):
-            raise UsageError(f"no such file or folder: {r}")
     walk_errors: list[WalkError] = []  # a FIFO or device named like a picture: one error each
-    paths = list(dict.fromkeys(iter_images(roots, recursive=recursive, errors=walk_errors)))
+    # a misspelt path or a folder without pictures: UsageError, whatever the face models
+    paths = walk_inputs([folder] if isinstance(folder, str | Path) else list(folder), recursive=recursive,
+                        errors=walk_errors)
+    matcher = Matcher(FaceModel.load(resolve_model(model)), tolerance)
     photos = scan_paths(paths, catalog, matcher.model.embedder, detector or matcher.model.detector, direct,
                         workers=workers, progress=progress)
     rep = WhoReport(photos=len(photos), model=matcher.model.name, threshold=matcher.threshold)

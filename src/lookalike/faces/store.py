@@ -107,9 +107,17 @@ class FaceModel:
     # -- persistence ------------------------------------------------------------------------------------------
     @classmethod
     def create(cls, name: str, embedder: str, embedder_version: str, detector: str) -> FaceModel:
+        """A new, empty model on disk. The active model stays the active one: the model that was active (chosen
+        with `use`, or the only one there was) is written down as active before the new one appears, so
+        training a second model never leaves the first one unchosen; the very first model becomes active."""
         folder = faces_root() / check_name(name)
         if (folder / "model.json").exists():
             raise UsageError(f"face model {name!r} already exists")
+        active = active_face_model()
+        if active is None and not list_face_models():
+            active = name
+        if active is not None:
+            _write_json_text(faces_root() / "active", active + "\n")
         folder.mkdir(parents=True, exist_ok=True)
         now = time.strftime("%Y-%m-%dT%H:%M:%S")
         model = cls(name, folder, {"name": name, "embedder": embedder, "embedder_version": embedder_version,
@@ -183,7 +191,8 @@ def list_face_models() -> list[str]:
 
 
 def active_face_model() -> str | None:
-    """Name of the active model: the one `use` chose, else the only one there is, else None."""
+    """Name of the active model: the one `use` chose (or that was active when another model was created), else
+    the only one there is, else None."""
     f = faces_root() / "active"
     names = list_face_models()
     if f.is_file():

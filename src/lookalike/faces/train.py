@@ -19,7 +19,7 @@ from lookalike.faces.embed import load_face_embedder
 from lookalike.faces.recognize import calibrate
 from lookalike.faces.scan import FoundFace, as_catalog, content_hashes, scan_paths
 from lookalike.faces.store import FaceModel, Prototype, check_name, faces_root, list_face_models
-from lookalike.media import WalkError, iter_images
+from lookalike.media import WalkError, check_inputs, iter_images
 from lookalike.media.walk import SKIPPED_DIRS
 
 Box = tuple[int, int, int, int]
@@ -176,9 +176,9 @@ def train(
     ``nested_skipped`` (give it its own person folder to use it). A file that is not a regular picture (a
     FIFO, a device) is listed in ``failed`` and the run goes on.
     """
-    root = Path(dataset).expanduser()
+    root = Path(check_inputs([dataset])[0])  # a misspelt path: UsageError "no such file or folder"
     if not root.is_dir():
-        raise UsageError(f"not a folder: {root}")
+        raise UsageError(f"{root} is a file: give a folder holding one sub-folder of photos per person")
     people = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not people:
         raise UsageError(f"{root} has no sub-folders: put each person's photos in a folder named after them")
@@ -191,6 +191,10 @@ def train(
         examples.extend((person.name, path, None)
                         for path in iter_images([person], recursive=False, errors=walk_errors))
         nested.extend(_nested_photo_folders(person))
+    if not examples:
+        why = f" ({len(nested)} only in folders inside them, which are not used)" if nested else ""
+        raise UsageError(f"no pictures in the person folders of {root}{why}: put each person's photos directly "
+                         "in a folder named after them")
     report = add_examples(model, examples, embedder, detector, catalog, workers, progress)
     report.failed.extend((e.path, e.error) for e in walk_errors if not e.skipped)
     report.nested_skipped = nested

@@ -19,18 +19,23 @@ What the walk yields and what it leaves out (each left-out path that could be a 
 Paths are yielded under the inputs as given (made absolute, not resolved), sorted by name within each
 folder, so output order is deterministic. Names that are not UTF-8 come as ``str`` with surrogate
 escapes (``os.fsdecode``), like every path in lookalike.
+
+The inputs a person named are checked here, once for every command (:func:`walk_inputs`, or
+:func:`check_inputs` then :func:`check_found`): a path that does not exist and a folder in which the walk
+finds nothing to work on are both a :class:`UsageError` (one line naming the path and why; exit status 1 in
+the CLI, 400 in the service), never an empty result.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from lookalike.config import data_dirs, is_inside
-from lookalike.errors import DecodeError
+from lookalike.errors import DecodeError, UsageError
 from lookalike.media.decode import sniff
 from lookalike.media.files import kind_of, open_regular
 
@@ -111,6 +116,69 @@ def iter_files(
     every rule of the module's docstring. Files given as inputs are yielded whatever their extension."""
     roots = [os.path.abspath(os.path.expanduser(os.fsdecode(raw))) for raw in paths]
     yield from _Walk(roots, recursive, errors, extensions, sniff_unknown).run()
+
+
+def check_inputs(paths: Iterable[str | Path | bytes]) -> list[str]:
+    """The inputs made absolute, once each one exists: a misspelt path (or a broken symbolic link) is a
+    :class:`UsageError` naming it, raised before anything is read."""
+    roots = [os.path.abspath(os.path.expanduser(os.fsdecode(raw))) for raw in paths]
+    for root in roots:
+        if not os.path.exists(root):
+            broken = " (a broken symbolic link)" if os.path.lexists(root) else ""
+            raise UsageError(f"no such file or folder: {root}{broken}")
+    return roots
+
+
+def check_found(roots: Sequence[str], found: Iterable[str], errors: Sequence[WalkError] = (),
+                recursive: bool = True, what: str = "pictures") -> None:
+    """Raise :class:`UsageError` for the first folder among ``roots`` (absolute, as :func:`check_inputs` gives
+    them) under which the walk found nothing (``found``: what it yielded; ``errors``: what it reported). The
+    message says why when it can: the folder is empty, its sub-folders were not searched (--no-recursive),
+    it lies in lookalike's data folder, or what was left out. Files given as inputs are not checked here
+    (an unreadable file gets its own error from the command)."""
+    folders = [r for r in roots if os.path.isdir(r)]
+    if not folders:
+        return
+    found = list(found)
+    left = [r for r in folders if not any(is_inside(f, r) for f in found)]
+    if left:  # the same folder given twice (through a link): walked once, under the other name
+        reals = {os.path.realpath(f) for f in found}
+        left = [r for r in left if not any(is_inside(f, os.path.realpath(r)) for f in reals)]
+    if not left:
+        return
+    root = left[0]
+    mine = [e for e in errors if is_inside(e.path, root)]
+    if any(e.path == root and e.skipped for e in mine):
+        raise UsageError(f"no {what} in {root}: it lies in lookalike's own data folder, which is never searched")
+    try:
+        with os.scandir(root) as it:
+            entries = list(it)
+    except OSError as exc:
+        raise UsageError(f"no {what} in {root}: cannot list it ({exc.strerror or exc})") from exc
+    why = ""
+    if not entries:
+        why = ": the folder is empty"
+    elif not recursive and any(e.is_dir() and not e.name.startswith(".") for e in entries):
+        why = " (its sub-folders are not searched with --no-recursive)"
+    if mine:
+        first = mine[0]
+        why += f" ({len(mine)} left out, e.g. {first.path}: {first.error})"
+    raise UsageError(f"no {what} in {root}{why}")
+
+
+def walk_inputs(
+    paths: Iterable[str | Path | bytes], recursive: bool = True, errors: list[WalkError] | None = None,
+    extensions: frozenset[str] = IMAGE_EXTENSIONS, sniff_unknown: bool = True, what: str = "pictures",
+) -> list[str]:
+    """The walk of the inputs a person named, checked: every input exists (:func:`check_inputs`, before
+    anything is read), and every folder among them holds at least one picture (:func:`check_found`).
+    Returns the files found, each once, in walk order; ``errors`` as for :func:`iter_images`."""
+    roots = check_inputs(paths)
+    errs: list[WalkError] = [] if errors is None else errors
+    start = len(errs)
+    files = list(dict.fromkeys(iter_files(roots, extensions, recursive, errs, sniff_unknown)))
+    check_found(roots, files, errs[start:], recursive, what)
+    return files
 
 
 class _Walk:

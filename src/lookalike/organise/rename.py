@@ -39,7 +39,7 @@ from lookalike.catalog import organise as records
 from lookalike.catalog.organise import Written
 from lookalike.journal import ApplyReport, Journal, Plan, apply_plan, load_plan, write_plan
 from lookalike.journal.fsops import fingerprint
-from lookalike.media import iter_images
+from lookalike.media import walk_inputs
 from lookalike.organise.sort import rank_width
 
 _TMP = ".lookalike-renaming"
@@ -163,7 +163,7 @@ def plan_strip(
 ) -> Plan:
     """A journal plan removing, from the photos under ``paths``, exactly the rank prefixes lookalike wrote."""
     cat = open_catalog(catalog)
-    files = sorted(set(iter_images([str(p) for p in paths], recursive=recursive)))
+    files = sorted(walk_inputs([str(p) for p in paths], recursive=recursive))  # misspelt or empty: UsageError
     known = recognise(files, cat)
     plan = Plan(description=f"sort --strip ({len(known)} photos)")
     for path in files:
