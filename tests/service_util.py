@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -12,8 +13,9 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
-from conftest import MODEL_DIR
+from conftest import MODEL_DIR, needs_effnet
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
@@ -108,3 +110,19 @@ def copy_photos(shared_photos: Path, dest: Path, names: list[str]) -> list[Path]
 
 def ukbench(i: int) -> str:
     return f"ukbench{i:05d}.jpg"
+
+
+CHROMIUM = os.environ.get("LOOKALIKE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+#: Marks of the review-page tests in headless Chromium (Debian's, driven by Playwright), with the reasons.
+BROWSER_MARKS = [
+    needs_effnet,
+    pytest.mark.skipif(importlib.util.find_spec("playwright") is None,
+                       reason="playwright is not installed (pip install -e '.[dev]')"),
+    pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                       reason=f"no Chromium at {CHROMIUM}: setup.sh installs Debian's chromium (needs root)"),
+    pytest.mark.skipif(importlib.util.find_spec("lookalike.dupes") is None,
+                       reason="lookalike.dupes is not part of this build"),
+]

@@ -5,7 +5,6 @@ undo, and check the files on disk."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import os
 import shutil
@@ -13,22 +12,10 @@ import shutil
 import pytest
 from PIL import Image
 
-from conftest import needs_effnet, shared_data
-from service_util import Server, ukbench
+from conftest import shared_data
+from service_util import BROWSER_MARKS, CHROMIUM, CHROMIUM_FLAGS, Server, ukbench
 
-CHROMIUM = os.environ.get("LOOKALIKE_CHROMIUM", "/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-pytestmark = [
-    needs_effnet,
-    pytest.mark.skipif(importlib.util.find_spec("playwright") is None,
-                       reason="playwright is not installed (pip install -e '.[dev]')"),
-    pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                       reason=f"no Chromium at {CHROMIUM}: setup.sh installs Debian's chromium (needs root)"),
-    pytest.mark.skipif(importlib.util.find_spec("lookalike.dupes") is None,
-                       reason="lookalike.dupes is not part of this build"),
-]
+pytestmark = BROWSER_MARKS
 
 
 def sha(p) -> str:
@@ -59,7 +46,7 @@ def test_review_page_dupes_apply_undo(album, tmp_path):
     before = {p.name: sha(p) for p in folder.iterdir()}
     with sync_playwright() as pw:
         ctx = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=FLAGS)
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         try:
             page = ctx.new_page()
             errors: list[str] = []

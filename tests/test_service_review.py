@@ -7,7 +7,6 @@ plain words. Screenshots of the key views go to the test's tmp folder (``screens
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import os
 import shutil
@@ -16,22 +15,10 @@ import httpx
 import pytest
 from PIL import Image
 
-from conftest import needs_effnet, shared_data
-from service_util import Server, ukbench
+from conftest import shared_data
+from service_util import BROWSER_MARKS, CHROMIUM, CHROMIUM_FLAGS, Server, ukbench
 
-CHROMIUM = os.environ.get("LOOKALIKE_CHROMIUM", "/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-pytestmark = [
-    needs_effnet,
-    pytest.mark.skipif(importlib.util.find_spec("playwright") is None,
-                       reason="playwright is not installed (pip install -e '.[dev]')"),
-    pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                       reason=f"no Chromium at {CHROMIUM}: setup.sh installs Debian's chromium (needs root)"),
-    pytest.mark.skipif(importlib.util.find_spec("lookalike.dupes") is None,
-                       reason="lookalike.dupes is not part of this build"),
-]
+pytestmark = BROWSER_MARKS
 
 LONG = "a folder with a rather long name, as people make them, from the holiday of summer 2024"
 
@@ -79,7 +66,7 @@ def browser(tmp_path):
 
     with sync_playwright() as pw:
         ctx = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
             viewport={"width": 1280, "height": 900})
         try:
             page = ctx.new_page()
