@@ -58,7 +58,13 @@ def test_review_page_dupes_apply_undo(album, tmp_path):
             page.click("[data-testid=run-dupes]")
             page.wait_for_selector(".group", timeout=120_000)
             groups = page.locator("#groups .group")
-            expect(groups).to_have_count(2)
+            try:
+                expect(groups).to_have_count(2, timeout=20_000)
+            except AssertionError:
+                print("STATUS:", page.locator("[data-testid=status]").inner_text())
+                print("BODY:", page.locator("body").inner_text()[:3000])
+                print("SERVER:", server.output()[-3000:])
+                raise
 
             def group_of(name: str):
                 return groups.filter(has=page.locator(f".card[data-path$='/{name}']"))
