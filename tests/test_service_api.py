@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import time
 
 import httpx
@@ -67,12 +68,47 @@ def test_healthz_needs_no_token(svc):
     assert r.status_code == 200 and r.json()["status"] == "ok" and r.json()["service"] == "lookalike"
 
 
-@pytest.mark.parametrize("route", ["/v1/info", "/metrics", "/docs", "/openapi.json", "/v1/models"])
+@pytest.mark.parametrize("route", ["/v1/info", "/metrics", "/openapi.json", "/v1/models"])
 def test_routes_need_the_token(svc, route):
     assert_error(httpx.get(svc.url + route), 401, "unauthorized")
     assert_error(httpx.get(svc.url + route, headers={"Authorization": "Bearer wrong-token-xx"}), 401)
     assert_error(httpx.get(svc.url + route, headers={"Authorization": f"Basic {TOKEN}"}), 401)
     assert httpx.get(svc.url + route, headers=svc.headers).status_code == 200
+
+
+def test_docs_page_loads_swagger_ui_from_this_service(svc):
+    """Issue 13: /docs works offline: every asset it references is a local URL this service answers
+    (FastAPI's default loads Swagger UI from a CDN). The page and its assets hold no data, so, like the
+    review page's shell, they need no token; the schema they load (/openapi.json) still does."""
+    r = httpx.get(svc.url + "/docs")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "http://" not in r.text and "https://" not in r.text and "//cdn" not in r.text
+    refs = re.findall(r'(?:src|href)\s*=\s*["\']([^"\']+)["\']', r.text)
+    assert len(refs) >= 2
+    kinds = set()
+    for ref in refs:
+        assert ref.startswith("/") and not ref.startswith("//"), ref
+        a = httpx.get(svc.url + ref)
+        assert a.status_code == 200, (ref, a.text[:200])
+        ctype = a.headers["content-type"]
+        assert ctype.split(";")[0] in ("text/javascript", "application/javascript", "text/css", "image/png"), ctype
+        kinds.add(ctype.split(";")[0].split("/")[1])
+        assert len(a.content) > 100
+    assert {"css"} <= kinds and kinds & {"javascript"}
+    assert "url: '/openapi.json'" in r.text
+    assert_error(httpx.get(svc.url + "/openapi.json"), 401, "unauthorized")
+
+
+@pytest.mark.parametrize("name", ["redoc.standalone.js", "..%2Fcore.py", ".hidden", "nope.js", "__init__.py"])
+def test_docs_assets_serve_only_swagger_files(svc, name):
+    assert_error(httpx.get(svc.url + "/docs-assets/" + name), 404)
+
+
+def test_docs_page_keeps_the_site_guard(svc):
+    r = httpx.get(svc.url + "/docs", headers={"Host": "evil.example:80"})
+    assert_error(r, 400, "host_refused")
+    r = httpx.get(svc.url + "/docs-assets/swagger-ui.css", headers={"Host": "evil.example"})
+    assert_error(r, 400, "host_refused")
 
 
 def test_post_routes_need_the_token(svc):

@@ -8,6 +8,7 @@ batcher."""
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import io
 import logging
 import os
@@ -19,6 +20,7 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
 from PIL import Image
 from starlette.datastructures import UploadFile
@@ -51,6 +53,10 @@ from lookalike.service.security import (
 
 log = logging.getLogger("lookalike.service")
 STATIC = Path(__file__).parent / "static"
+# Swagger UI's dist files (JS, CSS, favicon), shipped by the fastapi-offline package, served from
+# /docs-assets/ so the /docs page works offline (FastAPI's default loads them from a CDN).
+DOCS_ASSETS = Path(str(importlib.resources.files("fastapi_offline") / "static"))
+DOCS_FILES = {"js": "swagger-ui-bundle.js", "css": "swagger-ui.css", "favicon": "favicon.png"}
 
 IMAGE_BODY = {
     "requestBody": {
@@ -253,6 +259,7 @@ def create_app(cfg: ServiceConfig | None = None) -> FastAPI:
         st.models.close()
 
     app = FastAPI(title="lookalike", version=__version__, lifespan=lifespan, default_response_class=JSONResponse,
+                  docs_url=None, redoc_url=None,
                   description="Local photo similarity service. Every route but /healthz needs the bearer token "
                               "when the service was started with --token. Requests must name this service in "
                               "their Host header (or an --allowed-host); requests that start work or change "
@@ -285,6 +292,21 @@ def create_app(cfg: ServiceConfig | None = None) -> FastAPI:
         if "/" in name or name.startswith(".") or not target.is_file():
             raise ApiError(404, "not_found", "no such file")
         return FileResponse(target)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs_page() -> HTMLResponse:
+        """The OpenAPI docs (Swagger UI), every asset served by this service: works offline."""
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title="lookalike API",
+                                   swagger_js_url=f"/docs-assets/{DOCS_FILES['js']}",
+                                   swagger_css_url=f"/docs-assets/{DOCS_FILES['css']}",
+                                   swagger_favicon_url=f"/docs-assets/{DOCS_FILES['favicon']}",
+                                   swagger_ui_parameters={"validatorUrl": None})
+
+    @app.get("/docs-assets/{name}", include_in_schema=False)
+    async def docs_asset(name: str) -> FileResponse:
+        if name not in DOCS_FILES.values():
+            raise ApiError(404, "not_found", "no such file")
+        return FileResponse(DOCS_ASSETS / name)
 
     @app.get("/v1/info", tags=["service"])
     async def info() -> dict:

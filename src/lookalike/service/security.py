@@ -1,7 +1,8 @@
 """Who may call, which files may be touched, and what an upload may be.
 
 * Bearer token: when the service has a token, every request but the public ones (``/healthz``, the
-  klik ``/health``, the review page's static shell, which carries no data) needs
+  klik ``/health``, the review page's static shell and the ``/docs`` page with its Swagger UI assets,
+  which carry no data) needs
   ``Authorization: Bearer <token>``; compared in constant time.
 * Roots: a path is served only when its real location (symlinks resolved) lies under one of the
   ``--root`` folders. ``..`` components are refused outright; relative paths are taken inside the only
@@ -36,8 +37,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lookalike.service.errors import ApiError, error_body
 
-PUBLIC_PATHS = {"/healthz", "/", "/favicon.ico"}
-PUBLIC_PREFIXES = ("/static/",)
+PUBLIC_PATHS = {"/healthz", "/", "/favicon.ico", "/docs"}
+PUBLIC_PREFIXES = ("/static/", "/docs-assets/")
 
 
 def resolve_roots(roots: list[str]) -> list[str]:
