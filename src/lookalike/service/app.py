@@ -260,7 +260,8 @@ def create_app(cfg: ServiceConfig | None = None) -> FastAPI:
 
     app = FastAPI(title="lookalike", version=__version__, lifespan=lifespan, default_response_class=JSONResponse,
                   docs_url=None, redoc_url=None,
-                  description="Local photo similarity service. Every route but /healthz needs the bearer token "
+                  description="Local photo similarity service. Every route but /healthz and the static pages "
+                              "(the review page's shell, /docs) needs the bearer token "
                               "when the service was started with --token. Requests must name this service in "
                               "their Host header (or an --allowed-host); requests that start work or change "
                               "anything must come from no browser or from this service's own page (Origin), "
