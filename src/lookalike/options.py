@@ -51,16 +51,21 @@ def _fmt(value: object) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def check_number(name: str, value: object, lo: float, hi: float, why: str = "") -> float:
-    """``value`` as a float in [lo, hi]; nan, infinities, bools and non-numbers are refused."""
-    rng = f"between {lo:g} and {hi:g}"
+def check_number(name: str, value: object, lo: float, hi: float, why: str = "", what: str | None = None,
+                 where: str = "", digits: int | None = None) -> float:
+    """``value`` as a float in [lo, hi]; nan, infinities, bools and non-numbers are refused.
+
+    The message names the option (``name``, then ``where``: e.g. " for --tier near"), what it measures
+    (``what``, default "a number"/"a value"), the range (``digits`` decimals, default ``:g``) and ``why``."""
+    rng = (f"between {lo:g} and {hi:g}" if digits is None else f"between {lo:.{digits}f} and {hi:.{digits}f}")
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise UsageError(f"{name} must be a number {rng}, not {_fmt(value)}")
+        raise UsageError(f"{name}{where} must be {what or 'a number'} {rng}, not {_fmt(value)}")
     v = float(value)
     if not math.isfinite(v):
-        raise UsageError(f"{name} {_fmt(v)} is not a finite number: give a value {rng}")
+        raise UsageError(f"{name} {_fmt(v)} is not a finite number{where}: give {what or 'a value'} {rng}")
     if not lo <= v <= hi:
-        raise UsageError(f"{name} {_fmt(v)} is out of range: give a value {rng}" + (f" ({why})" if why else ""))
+        raise UsageError(f"{name} {_fmt(v)} is out of range{where}: give {what or 'a value'} {rng}"
+                         + (f" ({why})" if why else ""))
     return v
 
 
@@ -138,15 +143,7 @@ def check_threshold(tier: str, value: object) -> float | None:
                          f"{'bytes' if tier == 'exact' else 'decoded pixels'}); it is for --tier near "
                          f"({THRESHOLDS['near'][0]:.2f}-1.00) and --tier similar ({THRESHOLDS['similar'][0]:.2f}-1.00)")
     lo, hi, what, why = THRESHOLDS[tier]
-    rng = f"between {lo:.2f} and {hi:.2f}"
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise UsageError(f"--threshold for --tier {tier} must be {what} {rng}, not {_fmt(value)}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise UsageError(f"--threshold {_fmt(v)} is not a finite number: --tier {tier} needs {what} {rng}")
-    if not lo <= v <= hi:
-        raise UsageError(f"--threshold {_fmt(v)} is out of range for --tier {tier}: give {what} {rng} ({why})")
-    return v
+    return check_number("--threshold", value, lo, hi, why, what=what, where=f" for --tier {tier}", digits=2)
 
 
 def check_dupes_options(
