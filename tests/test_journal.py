@@ -34,17 +34,7 @@ SRC = ROOT / "src"
 MTIME = 1_600_000_000_000_000_000  # a fixed, old mtime: undo must bring it back
 
 
-@pytest.fixture(autouse=True)
-def private_trash(tmp_path_factory, monkeypatch) -> Path:
-    """Send trashed files to a throw-away XDG trash (here and in subprocesses), never the real one."""
-    data_home = tmp_path_factory.mktemp("xdg-data")
-    monkeypatch.setenv("XDG_DATA_HOME", str(data_home))
-    from send2trash import plat_other
-
-    monkeypatch.setattr(plat_other, "XDG_DATA_HOME", os.fsencode(data_home))
-    monkeypatch.setattr(plat_other, "HOMETRASH_B", os.fsencode(data_home / "Trash"))
-    monkeypatch.setattr(plat_other, "HOMETRASH", str(data_home / "Trash"))
-    return data_home
+pytestmark = pytest.mark.usefixtures("private_trash")  # trash goes to a throw-away folder (conftest)
 
 
 # ----------------------------------------------------------------------------- helpers
