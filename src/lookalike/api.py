@@ -19,9 +19,9 @@ from PIL import Image
 from lookalike.catalog import Catalog
 from lookalike.errors import DecodeError, UsageError
 from lookalike.features import DEFAULT_MODEL, Extractor, load_extractor
+from lookalike.index import IndexReport, Progress, features_of, index_paths
 from lookalike.media import check_inputs, decode
 from lookalike.options import check_k
-from lookalike.pipeline import IndexReport, Progress, features_of, index
 from lookalike.search import make_searcher
 
 ImageInput = str | Path | bytes | Image.Image
@@ -88,7 +88,7 @@ class Collection:
 
     def index(self, models: Sequence[str] = (DEFAULT_MODEL,), progress: Progress | None = None) -> IndexReport:
         """Bring the catalog up to date for these folders (reads only new or changed files)."""
-        report = index(self.catalog, self.paths, models, recursive=self.recursive, progress=progress)
+        report = index_paths(self.paths, self.catalog, models, recursive=self.recursive, progress=progress)
         self._last[tuple(models)] = report
         return report
 
@@ -110,10 +110,10 @@ class Collection:
             if os.path.isdir(path):
                 raise UsageError(f"{path} is a folder, not an image file")
             # a FIFO or device: the walk reports "not a regular file" and it is never opened
-            report = index(self.catalog, [path], [model])
+            report = index_paths([path], self.catalog, [model])
             if report.failed:
                 raise DecodeError(f"{path}: {report.failed[0].error}")
-            _, mat = features_of(self.catalog, [path], model, lambda: index(self.catalog, [path], [model]).paths)
+            _, mat = features_of(self.catalog, [path], model, lambda: index_paths([path], self.catalog, [model]).paths)
             if len(mat):
                 return mat[0]
         return ext.extract([_as_rgb(image, ext)])[0]

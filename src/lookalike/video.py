@@ -23,7 +23,7 @@ import numpy as np
 
 from lookalike.errors import DecodeError, UsageError
 from lookalike.features.hashes import pack_bits
-from lookalike.media import WalkError, check_found, check_inputs
+from lookalike.media import WalkProblem, check_found, check_inputs
 from lookalike.media.video import DEFAULT_SAMPLE_FPS, VideoReader, centre_crop_box, format_timestamp, iter_videos
 from lookalike.search import hamming_distances
 
@@ -221,7 +221,7 @@ def unique_frames(
         sources = [sources]
     sources = check_inputs(sources)  # a misspelt path: UsageError before the output folder is made
     found = list(iter_videos(list(sources), recursive=recursive))
-    check_found(sources, [p for p, e in found if e is None], [WalkError(p, e) for p, e in found if e is not None],
+    check_found(sources, [p for p, e in found if e is None], [WalkProblem(p, e) for p, e in found if e is not None],
                 recursive, what="videos")  # a folder without videos: UsageError, as for pictures
     out = Path(out_dir).expanduser().absolute()
     try:

@@ -17,9 +17,10 @@ from lookalike.catalog import Catalog
 from lookalike.errors import UsageError
 from lookalike.faces.embed import load_face_embedder
 from lookalike.faces.recognize import calibrate
-from lookalike.faces.scan import FoundFace, as_catalog, content_hashes, scan_paths
+from lookalike.faces.scan import FoundFace, as_catalog, scan_paths
 from lookalike.faces.store import FaceModel, Prototype, check_name, faces_root, list_face_models
-from lookalike.media import WalkError, check_inputs, iter_images
+from lookalike.index import content_hashes
+from lookalike.media import WalkProblem, check_inputs, iter_images
 from lookalike.media.walk import SKIPPED_DIRS
 
 Box = tuple[int, int, int, int]
@@ -186,7 +187,7 @@ def train(
         raise UsageError("cannot train from the face models folder itself")
     examples: list[tuple[str, str, Box | None]] = []
     nested: list[str] = []
-    walk_errors: list[WalkError] = []  # a FIFO or device named like a picture: one error each
+    walk_errors: list[WalkProblem] = []  # a FIFO or device named like a picture: one error each
     for person in people:
         examples.extend((person.name, path, None)
                         for path in iter_images([person], recursive=False, errors=walk_errors))

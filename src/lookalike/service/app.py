@@ -454,10 +454,10 @@ def create_app(cfg: ServiceConfig | None = None) -> FastAPI:
         model = model_field(body)
 
         def run(progress):
-            from lookalike.pipeline import index
+            from lookalike.index import index_paths
 
             st.models.touch(model)
-            return index(st.catalog, paths, [model], progress=progress).to_json()
+            return index_paths(paths, st.catalog, [model], progress=progress).to_json()
 
         return start_job("index", run, {"folders": paths, "model": model})
 
