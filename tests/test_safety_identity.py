@@ -435,7 +435,7 @@ def test_index_of_a_missing_input_exits_non_zero(tmp_path, run_cli):
 _NOBODY_PRELOAD = (
     "import os, sys, zoneinfo, importlib.metadata\n"
     "from PIL import Image; Image.init()\n"
-    "import lookalike.cli, lookalike.index, lookalike.api\n"
+    "import lookalike.cli, lookalike.index, lookalike.collection\n"
     "from lookalike.features import load_extractor; load_extractor('phash'); load_extractor('dhash')\n"
     "if os.geteuid() == 0:\n"
     "    os.setgid(65534); os.setuid(65534)\n"

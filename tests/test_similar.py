@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import needs_effnet, shared_data
-from lookalike.api import Collection
+from lookalike.collection import Collection
 from lookalike.features.hashes import pack_bits
 from lookalike.search import ExactCosineSearcher, HammingSearcher, make_searcher
 

@@ -1,6 +1,6 @@
 """lookalike: an offline toolkit for photo collections.
 
-The public Python API lives in :mod:`lookalike.api`; the most used names are re-exported here::
+The most used names of the library are re-exported here::
 
     from lookalike import Collection
     hits = Collection("~/Pictures").similar("query.jpg", k=5)
@@ -15,7 +15,7 @@ __all__ = ["Collection", "CatalogError", "DecodeError", "LookalikeError", "Model
 
 def __getattr__(name: str):  # lazy, so that `import lookalike` stays cheap
     if name == "Collection":
-        from lookalike.api import Collection
+        from lookalike.collection import Collection
 
         return Collection
     raise AttributeError(name)

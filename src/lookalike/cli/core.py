@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import itertools
 import os
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +11,6 @@ import typer
 from rich.table import Column, Table
 from rich.text import Text
 
-from lookalike.api import Collection
 from lookalike.cli.common import (
     CatalogOption,
     CsvOption,
@@ -26,7 +24,10 @@ from lookalike.cli.common import (
     progress_bar,
     shown,
 )
+from lookalike.export import export_features
 from lookalike.features import DEFAULT_MODEL, registry
+from lookalike.index import index_paths
+from lookalike.similar import find_similar
 
 ModelOption = Annotated[
     str,
@@ -71,9 +72,8 @@ def index_cmd(
     folder in which no picture is found, is an error (exit status 1) and nothing is indexed.
     """
     models = model or [DEFAULT_MODEL]
-    col = Collection(*paths, catalog=open_catalog(catalog), recursive=recursive)
     with progress_bar("indexing", not json_out) as progress:
-        report = col.index(models, progress=progress)
+        report = index_paths(paths, open_catalog(catalog), models, recursive=recursive, progress=progress)
     if json_out:
         print_json(report.to_json())
         return
@@ -105,9 +105,8 @@ def similar_cmd(
     Scores are cosine similarity for embeddings (1 = identical) and Hamming distance in bits for
     hashes (0 = identical).
     """
-    col = Collection(*folder, catalog=open_catalog(catalog), recursive=recursive)
     with progress_bar("indexing", not (json_out or csv_out)) as progress:
-        result = col.similar(image, k=k, model=model, progress=progress)
+        result = find_similar(image, folder, k, model, open_catalog(catalog), recursive=recursive, progress=progress)
     if json_out:
         print_json(result.to_json())
     elif csv_out:
@@ -134,10 +133,8 @@ def export_features_cmd(
 
     The file is UTF-8; a file name that is not UTF-8 is written as its own bytes (read the CSV with
     ``errors="surrogateescape"`` in Python to get the same path back)."""
-    col = Collection(folder, catalog=open_catalog(catalog))
-    n = 0
     with progress_bar("indexing") as progress:
-        col.index([model], progress=progress)
+        export = export_features([folder], model, open_catalog(catalog), progress=progress)
     target = os.path.abspath(csv_path)
     try:
         fh = open(target, "w", newline="", encoding="utf-8", errors="lookalike.raw")
@@ -145,21 +142,10 @@ def export_features_cmd(
         raise fail(f"cannot write {shown(target)}: {exc.strerror or exc}") from exc
     with fh:
         w = csv.writer(fh)
-        rows = iter(col.iter_feature_rows(model))
-        first = next(rows, None)
-        w.writerow(feature_header(model, len(first[1]) if first else None))
-        for path, values in itertools.chain([first] if first else [], rows):
+        w.writerow(export.header)
+        for path, values in export.rows():
             w.writerow([path, *values])
-            n += 1
-    console.print(f"wrote {n} rows to {shown(target)}", highlight=False, markup=False)
-
-
-def feature_header(model: str, width: int | None = None) -> list[str]:
-    """The header row of ``export features``: path, then one name per value (``width`` values; default: the
-    model's size)."""
-    spec = registry.get_spec(model)
-    n = spec.dim if width is None else width
-    return ["path", *(f"{'bit' if spec.kind == 'hash' else 'v'}{i}" for i in range(n))]
+    console.print(f"wrote {len(export)} rows to {shown(target)}", highlight=False, markup=False)
 
 
 def models_list(json_out: JsonOption = False) -> None:

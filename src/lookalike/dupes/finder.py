@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lookalike.api import open_catalog
-from lookalike.catalog import Catalog
+from lookalike.catalog import Catalog, open_catalog
 from lookalike.dupes.candidates import dihedral_distance, dihedral_pairs, dihedral_pairs_indexed, embedding_pairs
 from lookalike.dupes.grouping import components, split_component
 from lookalike.dupes.keeper import FileFacts, choose_keeper, parse_policy, resolve_folder, under_any

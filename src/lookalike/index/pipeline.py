@@ -350,3 +350,21 @@ def features_of(
         if reindex is None:
             raise
     return catalog.feature_matrix(reindex(), ext.id, ext.version, ext.kind, _nbytes(ext))
+
+
+def indexed_features(
+    paths: Iterable[str | Path],
+    catalog: Catalog | str | Path | None = None,
+    model: str = DEFAULT_MODEL,
+    recursive: bool = True,
+    progress: Progress | None = None,
+) -> tuple[list[str], np.ndarray]:
+    """(paths, matrix) of every good picture under ``paths``, indexing first as needed.
+
+    Embeddings come as float16 rows (L2-normalised); hashes as uint64 words. A damaged stored feature is
+    removed by the catalog, then computed again by one more indexing run."""
+    cat = open_catalog(catalog)
+    roots = list(paths)
+    report = index_paths(roots, cat, [model], recursive=recursive, progress=progress)
+    return features_of(cat, report.paths, model,
+                       lambda: index_paths(roots, cat, [model], recursive=recursive).paths)

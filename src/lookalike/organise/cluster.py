@@ -37,8 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lookalike.api import open_catalog
-from lookalike.catalog import Catalog
+from lookalike.catalog import Catalog, open_catalog
 from lookalike.errors import UsageError
 from lookalike.features import DEFAULT_MODEL
 from lookalike.index import Progress
