@@ -11,13 +11,14 @@ import typer
 from rich.table import Column, Table
 from rich.text import Text
 
+from lookalike.catalog import open_catalog
 from lookalike.cli.common import (
     CatalogOption,
     CsvOption,
     JsonOption,
+    chosen_catalog,
     console,
     fail,
-    open_catalog,
     out,
     print_csv,
     print_json,
@@ -73,7 +74,7 @@ def index_cmd(
     """
     models = model or [DEFAULT_MODEL]
     with progress_bar("indexing", not json_out) as progress:
-        report = index_paths(paths, open_catalog(catalog), models, recursive=recursive, progress=progress)
+        report = index_paths(paths, chosen_catalog(catalog), models, recursive=recursive, progress=progress)
     if json_out:
         print_json(report.to_json())
         return
@@ -106,7 +107,7 @@ def similar_cmd(
     hashes (0 = identical).
     """
     with progress_bar("indexing", not (json_out or csv_out)) as progress:
-        result = find_similar(image, folder, k, model, open_catalog(catalog), recursive=recursive, progress=progress)
+        result = find_similar(image, folder, k, model, chosen_catalog(catalog), recursive=recursive, progress=progress)
     if json_out:
         print_json(result.to_json())
     elif csv_out:
@@ -134,7 +135,7 @@ def export_features_cmd(
     The file is UTF-8; a file name that is not UTF-8 is written as its own bytes (read the CSV with
     ``errors="surrogateescape"`` in Python to get the same path back)."""
     with progress_bar("indexing") as progress:
-        export = export_features([folder], model, open_catalog(catalog), progress=progress)
+        export = export_features([folder], model, chosen_catalog(catalog), progress=progress)
     target = os.path.abspath(csv_path)
     try:
         fh = open(target, "w", newline="", encoding="utf-8", errors="lookalike.raw")
@@ -208,7 +209,7 @@ def models_remove(name: Annotated[str, typer.Argument(help="Model whose files to
 
 def cache_stats(catalog: CatalogOption = None, json_out: JsonOption = False) -> None:
     """Show what the catalog holds: files by status, features per model, size on disk."""
-    stats = open_catalog(catalog).stats()
+    stats = open_catalog(chosen_catalog(catalog)).stats()
     if json_out:
         print_json(stats)
         return
@@ -242,11 +243,11 @@ def cache_clear(
     catalog: CatalogOption = None,
 ) -> None:
     """Drop stored features (of one model, or everything). Your photos are not touched."""
-    n = open_catalog(catalog).clear(model)
+    n = open_catalog(chosen_catalog(catalog)).clear(model)
     console.print(f"removed {n} rows")
 
 
 def cache_prune(catalog: CatalogOption = None) -> None:
     """Drop entries of files that no longer exist, and features no file refers to."""
-    res = open_catalog(catalog).prune()
+    res = open_catalog(chosen_catalog(catalog)).prune()
     console.print(f"removed {res['files_removed']} missing files and {res['features_removed']} orphan features")

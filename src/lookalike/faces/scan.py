@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lookalike.catalog import Catalog
+from lookalike.catalog import Catalog, open_catalog
 from lookalike.catalog import faces as face_table
 from lookalike.config import cpu_count
 from lookalike.errors import DecodeError
@@ -110,11 +110,6 @@ def _pool_init() -> None:
         os.environ.setdefault(var, "1")
 
 
-def as_catalog(catalog: Catalog | str | Path | None) -> Catalog:
-    """A Catalog from a handle, a path, or None (the default catalog)."""
-    return catalog if isinstance(catalog, Catalog) else Catalog(catalog)
-
-
 # -- the scanner --------------------------------------------------------------------------------------------------
 def scan_paths(
     paths: Sequence[str | Path],
@@ -132,7 +127,7 @@ def scan_paths(
     return aligned face chips (recomputed from stored boxes when cached). Errors are reported per picture.
     """
     paths = [os.path.abspath(str(p)) for p in paths]
-    cat = as_catalog(catalog)
+    cat = open_catalog(catalog)
     emb = load_face_embedder(embedder)
     chain = get_detector(detector)
     hashes, errors = content_hashes(cat, paths)
@@ -245,7 +240,7 @@ def scan_image(
 ) -> PhotoFaces:
     """Faces of one picture: a path or bytes (cached in the catalog when one is given) or a PIL picture."""
     if isinstance(image, str | Path):
-        return scan_paths([image], as_catalog(catalog), embedder, detector, direct,
+        return scan_paths([image], open_catalog(catalog), embedder, detector, direct,
                           chips, workers=1)[0]
     emb = load_face_embedder(embedder)
     if isinstance(image, Image.Image):

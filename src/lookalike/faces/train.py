@@ -13,11 +13,11 @@ from typing import Any
 
 from PIL import Image
 
-from lookalike.catalog import Catalog
+from lookalike.catalog import Catalog, open_catalog
 from lookalike.errors import UsageError
 from lookalike.faces.embed import load_face_embedder
 from lookalike.faces.recognize import calibrate
-from lookalike.faces.scan import FoundFace, as_catalog, scan_paths
+from lookalike.faces.scan import FoundFace, scan_paths
 from lookalike.faces.store import FaceModel, Prototype, check_name, faces_root, list_face_models
 from lookalike.index import content_hashes
 from lookalike.media import WalkProblem, check_inputs, iter_images
@@ -93,7 +93,7 @@ def add_examples(
     t0 = time.perf_counter()
     model = _open_or_create(name, embedder, detector)
     report = TrainReport(model=name)
-    cat = as_catalog(catalog)
+    cat = open_catalog(catalog)
     old_labels = set(model.labels) | {v["label"] for v in model.sources.values()}
     paths = [os.path.abspath(p) for _, p, _ in examples]
     hashes, errors = content_hashes(cat, list(dict.fromkeys(paths)))
