@@ -153,11 +153,7 @@ def models_list(json_out: JsonOption = False) -> None:
     """List known models, their kind and size, and whether their weights are installed."""
     entries = registry.list_models()
     if json_out:
-        print_json(
-            [{"name": e.spec.id, "version": e.spec.version, "kind": e.spec.kind, "dim": e.spec.dim,
-              "installed": e.installed, "path": str(e.path) if e.path else None,
-              "description": e.spec.description} for e in entries]
-        )
+        print_json([e.to_json() for e in entries])
         return
     table = Table("name", "kind", "dim", "installed", "description")
     for e in entries:
