@@ -203,3 +203,21 @@ def test_cache_stats_prune_clear(photos, run_cli, tmp_path):
 def test_unknown_model_is_a_clear_error(photos, run_cli):
     res = run_cli("index", photos, "--model", "nosuch", check=False)
     assert res.returncode == 1 and "unknown model 'nosuch'" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_content_hashes_share_the_index_fast_path(photos, catalog, monkeypatch):
+    """Face scans ask lookalike.index.content_hashes for content keys: files the index saw unchanged are not
+    read at all (the index's own fast path, not a copy); a changed one is read and hashed again."""
+    import lookalike.index.fastpath as fastpath
+    from lookalike.index import content_hashes, file_sha256, index_paths
+
+    rep = index_paths([photos], catalog, ["phash"])
+    reads: list[str] = []
+    real = fastpath.read_bytes
+    monkeypatch.setattr(fastpath, "read_bytes", lambda p: reads.append(p) or real(p))
+    hashes, errors = content_hashes(catalog, rep.paths)
+    assert not errors and reads == [] and len(hashes) == len(rep.paths)
+    os.utime(rep.paths[0], ns=(0, 0))  # ctime and mtime move: no longer the file the catalog saw
+    hashes, _ = content_hashes(catalog, rep.paths)
+    assert reads == [rep.paths[0]]
+    assert hashes[rep.paths[0]] == file_sha256(rep.paths[0])

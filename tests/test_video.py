@@ -247,6 +247,18 @@ def test_existing_files_are_never_overwritten(tmp_path):
     assert len(list(out.iterdir())) == 7
 
 
+def test_taken_names_follow_the_journal_rule_and_links_are_not_written_through(tmp_path):
+    """A frame's name taken by a dangling symlink gets the journal's free name `` (1)`` (fsops.free_name, the one
+    rule of every writer); the link's target is never created (the file is opened with O_EXCL)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    target = tmp_path / "elsewhere.jpg"
+    (out / "vtest_00-00-00.000.jpg").symlink_to(target)
+    report = unique_frames([clip(VTEST)], out, every=300, threshold=0)
+    assert Path(report.videos[0].kept[0].path).name == "vtest_00-00-00.000 (1).jpg"
+    assert not target.exists() and (out / "vtest_00-00-00.000.jpg").is_symlink()
+
+
 def test_progress_exception_propagates(tmp_path):
     def stop(done: int, total: int) -> None:
         if done > 100:
