@@ -26,10 +26,11 @@ from PIL import Image
 from starlette.datastructures import UploadFile
 
 from lookalike import __version__, options
-from lookalike.api import Collection
 from lookalike.catalog import Catalog
+from lookalike.collection import Collection
 from lookalike.config import home_dir
 from lookalike.errors import LookalikeError
+from lookalike.export import feature_values
 from lookalike.features import DEFAULT_MODEL, registry
 from lookalike.media import decode
 from lookalike.service import errors as service_errors
@@ -349,13 +350,7 @@ def create_app(cfg: ServiceConfig | None = None) -> FastAPI:
         model = model_field(inp.fields)
         vec = await in_thread(_embed_input, inp, model)
         ext = st.models.get(model)
-        if ext.kind == "hash":
-            import numpy as np
-
-            values = np.unpackbits(np.asarray(vec, dtype=">u8").view(np.uint8)).tolist()
-        else:
-            values = [float(x) for x in vec]
-        return JSONResponse({"model": model, "vector": values})
+        return JSONResponse({"model": model, "vector": feature_values(vec, ext.kind)})
 
     def _similar(inp: ImageInput, model: str, k: int, folder: str | None) -> dict:
         if inp.path is not None:
@@ -454,10 +449,10 @@ def create_app(cfg: ServiceConfig | None = None) -> FastAPI:
         model = model_field(body)
 
         def run(progress):
-            from lookalike.pipeline import index
+            from lookalike.index import index_paths
 
             st.models.touch(model)
-            return index(st.catalog, paths, [model], progress=progress).to_json()
+            return index_paths(paths, st.catalog, [model], progress=progress).to_json()
 
         return start_job("index", run, {"folders": paths, "model": model})
 
