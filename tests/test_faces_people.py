@@ -99,6 +99,11 @@ def test_merge_refuses_two_faces_of_one_photo():
         merge_people(people, "person-001", "person-002")
     with pytest.raises(UsageError, match="never one person"):
         move_face(people, Face("/a.jpg", (50, 50, 60, 60)), to="person-001")
+    lone = People(people.groups, [Face("/c.jpg", (0, 0, 10, 10))])
+    joined = move_face(lone, Face("/c.jpg", (1, 1, 10, 10)), to="person-002")
+    assert joined.alone == [] and joined.group("person-002").faces[-1] == Face("/c.jpg", (0, 0, 10, 10))
+    with pytest.raises(UsageError, match="on its own already"):
+        move_face(lone, Face("/c.jpg", (0, 0, 10, 10)))
     out = move_face(people, Face("/b.jpg", (0, 0, 10, 10)), to="person-002")
     assert [len(g.faces) for g in out.groups] == [1, 2] or [len(g.faces) for g in out.groups] == [2, 1]
     assert out.group("person-002").faces[-1] == Face("/b.jpg", (0, 0, 10, 10))

@@ -145,12 +145,14 @@ def group_people(
     progress: Callable[[int, int], None] | None = None,
 ) -> People:
     """Group the faces of a folder into people (:func:`cluster_faces`) and name each group after the
-    label of the named (or active) face model that already holds its faces, so names given before show."""
-    report = cluster_faces(folder, threshold=threshold, min_size=min_size, model=model, detector=detector,
-                           catalog=catalog, progress=progress)
-    people = People.from_report(report)
+    label of the named (or active) face model that already holds its faces, so names given before show.
+    A named model that does not exist yet (the one the names will go to) is no error: no names yet."""
     name = model or active_face_model()
-    if name and name in list_face_models():
+    known = name is not None and name in list_face_models()
+    report = cluster_faces(folder, threshold=threshold, min_size=min_size, model=name if known else None,
+                           detector=detector, catalog=catalog, progress=progress)
+    people = People.from_report(report)
+    if known:
         people.model = name
         label_groups(people, FaceModel.load(name))
     return people
@@ -194,12 +196,22 @@ def merge_people(people: People, into: str, other: str) -> People:
 
 
 def move_face(people: People, face: Face, to: str | None = None, model: str | None = None) -> People:
-    """Move a face out of its group: to the group ``to``, or (None) to the faces left alone. A group left
-    empty goes. With ``model``, a named group's face is also taken out of that model (:func:`forget_faces`),
-    so recognition stops taking it for that person."""
+    """Move a face out of its group: to the group ``to``, or (None) to the faces left alone; a face left
+    alone may join a group (``to``). A group left empty goes. With ``model``, a named group's face is also
+    taken out of that model (:func:`forget_faces`), so recognition stops taking it for that person."""
     source = next((g for g in people.groups if any(_same(f, face) for f in g.faces)), None)
     if source is None:
-        raise UsageError(f"no group holds the face {list(face.box)} of {face.path}")
+        lone = next((f for f in people.alone if _same(f, face)), None)
+        if lone is None:
+            raise UsageError(f"no group holds the face {list(face.box)} of {face.path}")
+        if to is None:
+            raise UsageError("that face is on its own already: give the group it belongs to")
+        target = people.group(to)
+        if _real(lone.path) in _photos(target.faces):
+            raise UsageError(f"{to} holds another face of {lone.path}: two faces of one photo are never one person")
+        groups = [Person(g.id, [*g.faces, lone], g.label) if g is target else g for g in people.groups]
+        groups.sort(key=lambda g: -len(g.faces))
+        return replace(people, groups=groups, alone=[f for f in people.alone if f is not lone])
     moved = next(f for f in source.faces if _same(f, face))
     target = None
     if to is not None:

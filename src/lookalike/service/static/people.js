@@ -28,13 +28,28 @@ function faceTile(face, group) {
   div.append(img);
   const name = Object.assign(document.createElement("div"), { className: "name", textContent: basename(face.path), title: face.path });
   div.append(name);
+  const readOnly = "read only: start the service with --allow-changes";
   if (group) {
     const out = Object.assign(document.createElement("button"), { type: "button", className: "move-out",
                                                                 textContent: "not this person", disabled: !people.canChange });
-    out.title = people.canChange ? "move this face out of the group" : "read only: start the service with --allow-changes";
+    out.title = people.canChange ? "move this face out of the group" : readOnly;
     out.dataset.testid = "move-out";
     out.onclick = () => moveOut(face);
     div.append(out);
+  }
+  // to another person's group (or, a face on its own, to the person it is)
+  const others = people.grouping.groups.filter((g) => g !== group);
+  if (others.length) {
+    const sel = Object.assign(document.createElement("select"), { className: "move-to", disabled: !people.canChange,
+                                                                title: people.canChange ? "move this face to another person" : readOnly });
+    sel.dataset.testid = "move-to";
+    sel.append(Object.assign(document.createElement("option"), { value: "", textContent: group ? "move to…" : "this is…" }));
+    others.forEach((g) => {
+      const i = people.grouping.groups.indexOf(g);
+      sel.append(Object.assign(document.createElement("option"), { value: g.id, textContent: g.label || `Person ${i + 1}` }));
+    });
+    sel.onchange = () => { if (sel.value) moveOut(face, sel.value); };
+    div.append(sel);
   }
   return div;
 }
@@ -143,14 +158,16 @@ async function mergeTicked() {
   } catch (e) { say("merge: " + e.message, true); }
 }
 
-async function moveOut(face) {
+async function moveOut(face, to) {
   try {
     const body = { people: people.grouping, face };
+    if (to) body.to = to;
     if (people.grouping.model) body.model = people.grouping.model;
     people.grouping = await api("POST", "/v1/faces/people/move", body);
     renderPeople();
-    say(`Moved ${basename(face.path)}'s face out of the group`);
-  } catch (e) { say("move: " + e.message, true); }
+    const g = to && people.grouping.groups.find((x) => x.id === to);
+    say(g ? `Moved ${basename(face.path)}'s face to ${g.label || "that group"}` : `Moved ${basename(face.path)}'s face out of the group`);
+  } catch (e) { say("move: " + e.message, true); renderPeople(); }
 }
 
 $("#run-people").onclick = runPeople;
