@@ -121,3 +121,43 @@ def test_similar_by_drag_and_drop(site, page, tmp_path):
     page.dispatch_event("[data-testid=drop]", "drop", {"dataTransfer": bad})
     expect(page.locator("[data-testid=status]")).to_have_text("That is not a photo: drop a picture file")
     assert page.errors == []
+
+
+def test_photo_routes_hostile(site, tmp_path):
+    """The grid's listing and the full-size picture name only what lies under the roots: a symbolic link
+    out of the root is neither listed nor served, a FIFO named like a photo is refused at once (not waited
+    on), '..' and folders outside are refused, and a name that is not UTF-8 is listed and served."""
+    import os
+
+    import httpx
+
+    server, album = site
+    odd = album.parent / "odd"
+    odd.mkdir()
+    outside = tmp_path / "secret.jpg"
+    shutil.copy(shared_data("photos", ukbench(50)), outside)
+    (odd / "link out.jpg").symlink_to(outside)
+    os.mkfifo(odd / "pipe.jpg")
+    name = os.path.join(os.fsencode(odd), b"caf\xe9.jpg")
+    shutil.copy(shared_data("photos", ukbench(51)), name)
+    h, url = server.headers, server.url
+    listed = httpx.get(f"{url}/v1/photos", params={"path": str(odd)}, headers=h, timeout=30)
+    assert listed.status_code == 200, listed.text
+    photos = listed.json()["photos"]
+    assert os.fsdecode(name) in photos
+    assert str(odd / "link out.jpg") not in photos and str(odd / "pipe.jpg") not in photos
+    raw = f"{url}/v1/photo?path=" + "".join(f"%{b:02X}" for b in name)
+    got = httpx.get(raw, headers=h, timeout=30)
+    assert got.status_code == 200 and got.headers["content-type"] == "image/jpeg"
+    assert got.content == open(name, "rb").read()
+    for path, status in ((odd / "link out.jpg", 403), (odd / "pipe.jpg", 400), (f"{album}/../../x.jpg", 403),
+                         (tmp_path, 403)):
+        r = httpx.get(f"{url}/v1/photo", params={"path": str(path)}, headers=h, timeout=10)
+        assert r.status_code == status, (path, r.status_code, r.text)
+    assert httpx.get(f"{url}/v1/photos", params={"path": str(tmp_path)}, headers=h, timeout=10).status_code == 403
+    assert httpx.get(f"{url}/v1/photos", params={"path": str(odd)}, timeout=10).status_code == 401
+    # a PNG is served as it is; a format browsers do not show (TIFF) as a JPEG rendering
+    Image.open(shared_data("photos", ukbench(52))).save(odd / "scan.tif")
+    r = httpx.get(f"{url}/v1/photo", params={"path": str(odd / "scan.tif")}, headers=h, timeout=30)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(r.content)).size == (640, 480)
