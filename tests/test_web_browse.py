@@ -65,7 +65,7 @@ def test_folder_grid_and_similar_by_click(site, page, tmp_path):
     tops = page.eval_on_selector_all("[data-testid=photos] .card", "els => els.map(e => e.getBoundingClientRect().top)")
     assert len(set(tops[:5])) == 1
     assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
-    shot(page, tmp_path, "web-photos")
+    shot(page, tmp_path, "web-photos", docs=True)
     page.click(".folder-tile[title$='/trip']")
     expect(grid).to_have_count(4)
     page.click(".folder-tile:has-text('up')")
@@ -113,7 +113,7 @@ def test_similar_by_drag_and_drop(site, page, tmp_path):
     expect(page.locator("[data-testid=similar] .card.query")).to_contain_text("from my phone.jpg")
     expect(page.locator("[data-testid=drop]")).to_have_class("drop")
     images_loaded(page, "[data-testid=similar]")
-    shot(page, tmp_path, "web-similar-drop")
+    shot(page, tmp_path, "web-similar-drop", docs=True)
     # a dropped file that is not a picture: said so, nothing asked of the service
     bad = page.evaluate_handle(
         """() => { const dt = new DataTransfer();

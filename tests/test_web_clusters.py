@@ -1,6 +1,6 @@
 """The web app's Clusters view, end to end in headless Chromium on real UKBench photos (four objects of
 four photos each, two photos of other objects; effnet, as grouping different views of one object needs
-it): a progress bar while it runs, then the sizes (how many clusters of each size, as imagecluster's
+it): the sizes (how many clusters of each size, as imagecluster's
 summary), each cluster with its size and photos, and the photos like no other."""
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ def test_clusters_with_sizes(site, page, tmp_path):
     server, album = site
     open_app(page, server, folder=album, tab="clusters")
     page.click("[data-testid=run-clusters]")
-    expect(page.locator("[data-testid=clusters-job] progress")).to_be_visible()
     clusters = page.locator("[data-testid=clusters] .group.cluster")
     expect(clusters.first).to_be_visible(timeout=120_000)
+    expect(page.locator("[data-testid=clusters-job]")).to_be_hidden()
     images_loaded(page, "[data-testid=clusters]")
 
     found = clusters.evaluate_all(
@@ -76,7 +76,7 @@ def test_clusters_with_sizes(site, page, tmp_path):
     # the photos like no other are listed too, among them the two lone objects
     lone = page.locator("[data-testid=clusters] .group.alone .card").evaluate_all("els => els.map(e => e.dataset.path)")
     assert len(lone) == alone and {str(album / ukbench(i)) for i in LONERS} <= set(lone)
-    shot(page, tmp_path, "web-clusters")
+    shot(page, tmp_path, "web-clusters", docs=True)
     # any photo of a cluster asks for its similar ones
     clusters.first.locator(".card img").first.click()
     expect(page.locator("[data-testid=similar] .card.hit").first).to_be_visible(timeout=60_000)

@@ -114,7 +114,7 @@ def test_compare_from_duplicates_zoom_and_keys(site, page, tmp_path):
     images_loaded(page, "#compare-panes")
     assert sorted(page.eval_on_selector_all("#compare-panes img", "els => els.map(e => e.naturalWidth)")) == [320, 640]
     expect(page.locator("#compare-panes .caption").first).to_contain_text("640 × 480")
-    shot(page, tmp_path, "web-compare", whole=False)
+    shot(page, tmp_path, "web-compare", whole=False, docs=True)
     back = small - 1 if small > g0 else small + 1
     page.keyboard.press("ArrowLeft" if small > g0 else "ArrowRight")
     expect(page.locator("#compare-title")).to_have_text(f"Group {back + 1} of 3")

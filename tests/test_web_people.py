@@ -125,7 +125,7 @@ def test_people_group_name_merge_move_out(site, page, tmp_path):
     expect(box.locator(".face")).to_have_count(2)
     expect(page.locator("[data-testid=alone] .face")).to_have_count(2)
     assert sorted(p["source"] for p in prototypes(server)) == sorted(set(tom["paths"]) - {out})
-    shot(page, tmp_path, "web-people-named")
+    shot(page, tmp_path, "web-people-named", docs=True)
 
     # grouping the folder again shows the name given before
     page.reload()

@@ -5,7 +5,6 @@ the page opened with its token, and screenshots (to the test's tmp folder; with
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,14 +17,16 @@ DOCS_SHOTS = ROOT / "docs" / "screenshots"
 @contextmanager
 def chromium_page(tmp_path: Path) -> Iterator:
     """A fresh headless Chromium page (1280 x 900); ``page.errors`` collects uncaught page errors."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=20_000)  # a shared machine under load: a view may take seconds to draw
     with sync_playwright() as pw:
         ctx = pw.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
             viewport={"width": 1280, "height": 900})
         try:
             pg = ctx.new_page()
+            pg.set_default_timeout(30_000)
             pg.errors = []
             pg.on("pageerror", lambda e: pg.errors.append(str(e)))
             yield pg
@@ -44,10 +45,10 @@ def open_app(page, server, tab: str | None = None, folder: Path | str | None = N
         page.click(f"[data-testid=tab-{tab}]")
 
 
-def shot(page, tmp_path: Path, name: str, whole: bool = True) -> Path:
+def shot(page, tmp_path: Path, name: str, whole: bool = True, docs: bool = False) -> Path:
     """A screenshot of the view: ``whole``: the page down to its content's end in one viewport (the
-    sticky bars stay in place), else the viewport as it is (a dialog). Saved as tmp_path/screens/NAME.png,
-    and as docs/screenshots/NAME.png when LOOKALIKE_SCREENSHOTS=docs."""
+    sticky bars stay in place), else the viewport as it is (a dialog). Saved as tmp_path/screens/NAME.png;
+    a key view (``docs``) also as docs/screenshots/NAME.png when LOOKALIKE_SCREENSHOTS=docs."""
     out = tmp_path / "screens" / f"{name}.png"
     out.parent.mkdir(exist_ok=True)
     size = page.viewport_size
@@ -59,9 +60,14 @@ def shot(page, tmp_path: Path, name: str, whole: bool = True) -> Path:
     page.screenshot(path=str(out))
     if whole:
         page.set_viewport_size(size)
-    if os.environ.get("LOOKALIKE_SCREENSHOTS") == "docs":
+    if docs and os.environ.get("LOOKALIKE_SCREENSHOTS") == "docs":
+        # kept small for the repository: 256 colours (dithered), which photos survive well enough
+        from PIL import Image
+
         DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copy(out, DOCS_SHOTS / out.name)
+        Image.open(out).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT,
+                                                dither=Image.Dither.FLOYDSTEINBERG).save(
+            DOCS_SHOTS / out.name, optimize=True)
     return out
 
 

@@ -5,8 +5,11 @@ routes that change a face model are in ``CHANGING_ROUTES`` (they need ``--allow-
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import threading
+from pathlib import Path
 
 import anyio
 from fastapi import FastAPI, Request
@@ -27,6 +30,8 @@ from lookalike.service.app import (
 from lookalike.service.errors import ApiError
 from lookalike.service.security import confine, inside_roots, paths_inside
 
+#: One change of a face model at a time (naming reads, extends and writes the model's files).
+_model_lock = threading.Lock()
 #: The most photos one folder listing names (the grid asks for thumbnails as they come into view).
 MAX_LISTED = 5000
 FACE_SCHEMA = {"type": "object", "properties": {"path": {"type": "string"},
@@ -83,7 +88,7 @@ def register(app: FastAPI, st: State, start_job) -> None:
             face = []
         if len(face) != 4 or not (0 <= face[0] < face[2] and 0 <= face[1] < face[3]):
             raise ApiError(400, "bad_parameter", "box must be left,top,right,bottom (whole pixels, left < right)")
-        return Response(await in_thread(_crop, real, face, size), media_type="image/jpeg",
+        return Response(await in_thread(_cached_crop, st.thumbs, real, face, size), media_type="image/jpeg",
                         headers={"Cache-Control": "private, max-age=3600"})
 
     @app.post("/v1/faces/people", tags=["faces"], status_code=202, openapi_extra=json_body(
@@ -134,8 +139,11 @@ def register(app: FastAPI, st: State, start_job) -> None:
         face = await in_thread(people.Face.from_json, body.get("face"))
         to = body.get("to")
         model = _model_name(body.get("model"))
-        return (await in_thread(lambda: people.move_face(grouping, face, to=str(to) if to else None,
-                                                         model=model))).to_json()
+        def move():
+            with _model_lock:
+                return people.move_face(grouping, face, to=str(to) if to else None, model=model)
+
+        return (await in_thread(move)).to_json()
 
     @app.post("/v1/faces/people/name", tags=["faces"], openapi_extra=json_body(
         {"type": "object", "required": ["people", "group", "label", "model"], "properties": {
@@ -152,8 +160,12 @@ def register(app: FastAPI, st: State, start_job) -> None:
         model = _model_name(body.get("model"))
         if not model:
             raise ApiError(400, "bad_parameter", "give 'model': the face model that learns the name")
-        grouped, report = await in_thread(lambda: people.name_person(
-            grouping, str(body.get("group") or ""), body.get("label"), model, catalog=st.catalog))
+        def name():
+            with _model_lock:
+                return people.name_person(grouping, str(body.get("group") or ""), body.get("label"), model,
+                                          catalog=st.catalog)
+
+        grouped, report = await in_thread(name)
         return {"people": grouped.to_json(), "report": report.to_json()}
 
 
@@ -216,6 +228,22 @@ def _full_picture(path: str) -> tuple[bytes, str]:
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=92)
     return buf.getvalue(), "image/jpeg"
+
+
+def _cached_crop(thumbs: Path, path: str, box: list[int], size: int) -> bytes:
+    """A face crop, kept beside the thumbnails (keyed by the photo's path, mtime and size, the box and
+    the crop's size), so a People view of many faces decodes each photo once."""
+    stt = os.stat(path)
+    key = hashlib.sha1(os.fsencode(path) + f"|{stt.st_mtime_ns}|{stt.st_size}|{box}|{size}".encode()).hexdigest()
+    out = thumbs / "faces" / key[:2] / f"{key}.jpg"
+    if out.is_file():
+        return out.read_bytes()
+    data = _crop(path, box, size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, out)
+    return data
 
 
 def _crop(path: str, box: list[int], size: int) -> bytes:

@@ -119,6 +119,8 @@ function card(path, extra) {
   img.dataset.path = path;
   lazyImage(img);
   img.onclick = () => showSimilar(path);
+  img.tabIndex = 0;
+  img.onkeydown = (e) => { if (e.key === "Enter") { e.preventDefault(); showSimilar(path); } };
   const name = document.createElement("div");
   name.className = "name";
   name.textContent = basename(path);
