@@ -51,6 +51,12 @@ def test_group_name_merge_move_out(album):
     assert report.photos_added == len(first.faces) and people.group(first.id).label == who
     fm = FaceModel.load("friends")
     assert {p.label for p in fm.prototypes} == {who} and len(fm.prototypes) == len(first.faces)
+    # renamed: the faces leave the old name (one face is never two people), and come back when named again
+    people, report = name_person(people, first.id, "Someone Else", "friends", catalog=cat)
+    assert {p.label for p in FaceModel.load("friends").prototypes} == {"Someone Else"}
+    people, report = name_person(people, first.id, who, "friends", catalog=cat)
+    assert report.photos_added == len(first.faces)
+    assert [p.label for p in FaceModel.load("friends").prototypes] == [who] * len(first.faces)
 
     # merge two groups (whatever they are: the rule is only "never two faces of one photo")
     if len(people.groups) >= 2:

@@ -248,14 +248,19 @@ def name_person(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[People, TrainReport]:
     """Name a group: its faces become examples of ``label`` in face model ``model`` (created when new), as
-    ``lookalike faces name`` does with a reviewed folder. A group named before under another label has its
-    faces taken out of that label first, so one face is never two people."""
+    ``lookalike faces name`` does with a reviewed folder. Faces of the group the model holds under another
+    label (a group renamed, or merged from two named ones) are taken out of that label first, so one face
+    is never two people."""
     label = check_label(label)
     group = people.group(group_id)
     if not group.faces:
         raise UsageError(f"{group_id} has no faces")
-    if group.label and group.label != label and model in list_face_models():
-        forget_faces(model, group.label, group.faces)
+    if model in list_face_models():
+        fm = FaceModel.load(model)
+        others = {p.label for p in fm.prototypes if p.label != label
+                  and any(_real(p.source) == _real(f.path) and overlap(p.box, f.box) >= SAME_FACE for f in group.faces)}
+        for old in sorted(others):
+            forget_faces(model, old, group.faces)
     report = add_examples(model, [(label, f.path, f.box) for f in group.faces], catalog=catalog, progress=progress)
     groups = [Person(g.id, g.faces, label) if g is group else g for g in people.groups]
     return replace(people, groups=groups, model=model), report
