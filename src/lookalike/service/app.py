@@ -459,6 +459,9 @@ def create_app(cfg: ServiceConfig | None = None) -> FastAPI:
     from lookalike.service import routes_features
 
     routes_features.register(app, st, start_job)
+    from lookalike.service import routes_web  # the web app's views: photo grid, face crops, People
+
+    routes_web.register(app, st, start_job)
 
     return app
 
