@@ -322,3 +322,29 @@ def test_move_dupes_refuses_a_duplicate_changed_after_the_plan_and_moves_odd_nam
     assert os.listdir(os.fsencode(tmp_path / "dest" / "group_0001")) == [b"caf\xe9.jpg"]
     undo(result.journal)
     assert os.path.isfile(odd) and not any((tmp_path / "dest").rglob("*.jpg"))
+
+
+def test_reviewed_report_keeps_only_what_the_search_grouped_and_the_keep_in_files():
+    """dupes.reviewed_report (was the service's private _reviewed_report): a review may only regroup files of one
+    group of the search; hashes and --keep-in files travel beside the JSON (review_state)."""
+    from lookalike.dupes import DupesReport, Group, Member, review_state, reviewed_report
+    from lookalike.errors import UsageError
+
+    search = DupesReport("near", [Group("/p/a.jpg", "sharpest", [Member("/p/b.jpg", "near", 0.93, sha256="bb"),
+                                                              Member("/k/c.jpg", "exact", 1.0, sha256="cc")],
+                                        protected=["/k/c.jpg"], keep_sha256="aa"),
+                                  Group("/p/x.jpg", "largest", [Member("/p/y.jpg", "exact", 1.0)])])
+    state = review_state(search)
+    assert state == {"hashes": {"/p/a.jpg": "aa", "/p/b.jpg": "bb", "/k/c.jpg": "cc"}, "protected": ["/k/c.jpg"]}
+    result = search.to_json()
+    rep = reviewed_report(result, [{"keep": "/p/b.jpg", "members": ["/p/a.jpg", "/k/c.jpg"]}], state)
+    (g,) = rep.groups
+    assert (g.keep, g.keep_sha256, g.protected, g.reason) == ("/p/b.jpg", "bb", ["/k/c.jpg"], "chosen in review")
+    # the search's keeper, now acted on, is to the new keeper what the new keeper was to it
+    assert [(m.path, m.tier, m.score, m.sha256) for m in g.members] == [("/p/a.jpg", "near", 0.93, "aa"),
+                                                                       ("/k/c.jpg", "exact", 1.0, "cc")]
+    assert reviewed_report(result, [{"keep": "/p/x.jpg", "members": []}]).groups == []
+    for bad in ({"groups": "all"}, [{"keep": "/p/a.jpg", "members": ["/p/y.jpg"]}],
+                [{"keep": "/p/a.jpg", "members": ["/p/a.jpg"]}], [{"keep": "/elsewhere.jpg"}], [{"members": []}]):
+        with pytest.raises(UsageError):
+            reviewed_report(result, bad, state)

@@ -509,3 +509,16 @@ def test_plan_file_round_trip_and_validation(tmp_path):
         load_plan(tmp_path / "bad.json")
     (tmp_path / "rel.json").write_text('{"operations": [{"op": "delete", "path": "p/img_003.jpg"}]}')
     assert load_plan(tmp_path / "rel.json").operations[0].path == str(root / "img_003.jpg")
+
+
+def test_the_latest_journal_is_one_rule_the_run_undo_reverses(tmp_path):
+    """show_journal() / open_journal() without an id name the run a plain undo reverses (latest_to_undo), not
+    the newest folder: after undoing the newest run, it is the one before."""
+    from lookalike.journal import latest_to_undo, open_journal
+
+    root = build_tree(tmp_path / "r")
+    first = apply_plan(make_plan(root, "rename"))
+    second = apply_plan(make_plan(build_tree(tmp_path / "s"), "copy"))
+    assert open_journal().id == show_journal()["id"] == latest_to_undo().id == second.id
+    assert undo().ok
+    assert open_journal().id == show_journal()["id"] == latest_to_undo().id == first.id

@@ -20,7 +20,17 @@ from lookalike.cli.common import (
     progress_bar,
     shown,
 )
-from lookalike.dupes import ACTIONS, DEFAULT_POLICY, TIERS, DupesReport, find_duplicates, plan_for
+from lookalike.dupes import (
+    ACTIONS,
+    DEFAULT_POLICY,
+    DEFAULT_TIER,
+    NEAR_MIN_NCC,
+    SIMILAR_MIN_COS,
+    TIERS,
+    DupesReport,
+    find_duplicates,
+    plan_for,
+)
 from lookalike.errors import UsageError
 from lookalike.options import check_dupes_options
 
@@ -35,10 +45,10 @@ def dupes_cmd(
         show_default=False)] = None,
     tier: Annotated[str, typer.Option("--tier", help=f"One of {', '.join(TIERS)}; each includes the previous ones: "
                                       "exact = same bytes, pixel = same decoded pixels, near = edited copies "
-                                      "(default), similar = same scene (looser).")] = "near",
+                                      "(default), similar = same scene (looser).")] = DEFAULT_TIER,
     threshold: Annotated[float | None, typer.Option(
-        "--threshold", help="near: minimum aligned local correlation (default 0.87); similar: minimum CNN "
-        "cosine (default 0.80).")] = None,
+        "--threshold", help=f"near: minimum aligned local correlation (default {NEAR_MIN_NCC:.2f}); similar: "
+        f"minimum CNN cosine (default {SIMILAR_MIN_COS:.2f}).")] = None,
     keep: Annotated[str | None, typer.Option(
         "--keep", help=f"Keeper criteria in order, comma-separated (default: {','.join(DEFAULT_POLICY)}).")] = None,
     keep_in: Annotated[list[Path] | None, typer.Option(

@@ -10,14 +10,16 @@ verify each candidate; groups around a keeper without chaining; keeper chosen by
 """
 
 from lookalike.dupes.actions import ACTIONS, DEST_ACTIONS, KEEPER_PREFIX, plan_for
-from lookalike.dupes.finder import find_duplicates
+from lookalike.dupes.finder import DEFAULT_TIER, NEAR_MIN_NCC, SIMILAR_MIN_COS, find_duplicates
 from lookalike.dupes.keeper import CRITERIA, DEFAULT_POLICY, choose_keeper, parse_policy
 from lookalike.dupes.report import TIERS, Alias, DupesError, DupesReport, Group, Member
+from lookalike.dupes.review import review_plan, review_state, reviewed_report
 
 __all__ = [
     "ACTIONS",
     "CRITERIA",
     "DEFAULT_POLICY",
+    "DEFAULT_TIER",
     "DEST_ACTIONS",
     "TIERS",
     "Alias",
@@ -26,8 +28,13 @@ __all__ = [
     "Group",
     "KEEPER_PREFIX",
     "Member",
+    "NEAR_MIN_NCC",
+    "SIMILAR_MIN_COS",
     "choose_keeper",
     "find_duplicates",
     "parse_policy",
     "plan_for",
+    "review_plan",
+    "review_state",
+    "reviewed_report",
 ]

@@ -23,6 +23,8 @@ from lookalike.media import check_inputs
 from lookalike.options import check_dupes_options
 from lookalike.pipeline import Progress, index
 
+#: The tier searched when none is given (edited copies; the CLI and the HTTP service use it too).
+DEFAULT_TIER = "near"
 #: Defaults, measured on bench/dupes_quality.py (see docs/BENCHMARKS.md).
 NEAR_MIN_NCC = 0.87  # lower quartile of local aligned correlations for an edited copy
 SIMILAR_MIN_COS = 0.80  # CNN cosine for "same scene" (similar tier)
@@ -43,7 +45,7 @@ MODELS_FOR_TIER = {
 
 def find_duplicates(
     paths: Sequence[str | Path],
-    tier: str = "near",
+    tier: str = DEFAULT_TIER,
     threshold: float | None = None,
     keep: str | Sequence[str] | None = None,
     keep_in: Sequence[str | Path] = (),
