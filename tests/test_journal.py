@@ -522,3 +522,29 @@ def test_the_latest_journal_is_one_rule_the_run_undo_reverses(tmp_path):
     assert open_journal().id == show_journal()["id"] == latest_to_undo().id == second.id
     assert undo().ok
     assert open_journal().id == show_journal()["id"] == latest_to_undo().id == first.id
+
+
+def test_one_free_name_rule_for_every_writer(tmp_path):
+    """journal.fsops.numbered_names is the one rule (name, name (1), name (2), ...): free_name (the journal),
+    create_new_file (files written outside a plan, e.g. video frames) and the link trees all follow it."""
+    from lookalike.journal.fsops import create_new_file, free_name, numbered_names
+    from lookalike.journal.links import plan_link_tree
+
+    first = [n for n, _ in zip(numbered_names(str(tmp_path / "a.jpg")), range(3), strict=False)]
+    assert first == [str(tmp_path / "a.jpg"), str(tmp_path / "a (1).jpg"), str(tmp_path / "a (2).jpg")]
+    assert next(iter(numbered_names(".profile"))) == ".profile" and list(zip(numbered_names(".profile"), range(2),
+                                                                               strict=False))[1][0] == ".profile (1)"
+    (tmp_path / "a.jpg").write_bytes(b"user")
+    made = [create_new_file(tmp_path / "a.jpg", bytes([i])) for i in range(2)]
+    assert made == first[1:] and (tmp_path / "a.jpg").read_bytes() == b"user"
+    assert free_name(str(tmp_path / "a.jpg")) == str(tmp_path / "a (3).jpg")
+    assert free_name(str(tmp_path / "a.jpg"), {str(tmp_path / "a.jpg")}, on_disk=False) == first[1]
+    # two photos of one name in one group folder: numbered in the plan itself, not left to clash at apply time
+    for sub in ("x", "y"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "IMG.jpg").write_bytes(sub.encode())
+    x, y = str(tmp_path / "x" / "IMG.jpg"), str(tmp_path / "y" / "IMG.jpg")
+    plan = plan_link_tree([(tmp_path / "out" / "g", [x, y])], "test tree")
+    assert [Path(op.path).name for op in plan] == ["IMG.jpg", "IMG (1).jpg"]
+    report = apply_plan(plan)
+    assert report.failed == [] and os.readlink(tmp_path / "out" / "g" / "IMG (1).jpg") == y

@@ -18,7 +18,7 @@ from pathlib import Path
 from lookalike.dupes.report import DupesReport, Group
 from lookalike.errors import UsageError
 from lookalike.journal import Plan
-from lookalike.journal.fsops import fingerprint, kind_of, sha256_file
+from lookalike.journal.fsops import fingerprint, kind_of, numbered_names, sha256_file
 from lookalike.journal.guard import Guard
 
 ACTIONS = ("report", "copy", "move", "move-dupes", "trash", "delete", "link")
@@ -29,11 +29,9 @@ KEEPER_PREFIX = "KEEP_"
 
 
 def _free_name(name: str, used: set[str]) -> str:
-    stem, ext = os.path.splitext(name)
-    n, cand = 1, name
-    while cand.lower() in used:
-        cand = f"{stem} ({n}){ext}"
-        n += 1
+    """The first of the journal's numbered names (``IMG (1).jpg``) not yet used in the group folder, compared
+    without case (the folder may be on a case-insensitive file system)."""
+    cand = next(c for c in numbered_names(name) if c.lower() not in used)
     used.add(cand.lower())
     return cand
 
