@@ -350,3 +350,26 @@ def test_cluster_folder_writes_links_in_one_journal_run_and_checks_its_options_f
                 {"sim": 2.0}, {"method": "median"}):
         with pytest.raises(UsageError):
             cluster_folder(folder, model="phash", catalog=catalog, **bad)
+
+
+def test_cluster_and_dupes_defaults_are_the_librarys():
+    """The defaults live next to the function that uses them; the CLI's options take them from there."""
+    import importlib
+    import inspect
+
+    from lookalike import dupes
+    from lookalike.cli.dupes import dupes_cmd
+    from lookalike.cli.organise import cluster_cmd
+
+    cluster_mod = importlib.import_module("lookalike.organise.cluster")  # (organise.cluster is the function)
+
+    cli = inspect.signature(cluster_cmd).parameters
+    lib = inspect.signature(cluster_mod.cluster_folder).parameters
+    for name, value in (("sim", 0.5), ("method", "average"), ("min_size", 2), ("time_weight", 0.0)):
+        assert cli[name].default == lib[name].default == inspect.signature(cluster_mod.cluster).parameters[
+            name].default == getattr(cluster_mod, f"DEFAULT_{name.upper()}") == value
+    cli = inspect.signature(dupes_cmd).parameters
+    assert cli["tier"].default == inspect.signature(dupes.find_duplicates).parameters["tier"].default == \
+        dupes.DEFAULT_TIER
+    assert cli["link_kind"].default == inspect.signature(dupes.plan_for).parameters["link_kind"].default == \
+        dupes.DEFAULT_LINK_KIND

@@ -22,6 +22,7 @@ from lookalike.cli.common import (
 )
 from lookalike.dupes import (
     ACTIONS,
+    DEFAULT_LINK_KIND,
     DEFAULT_POLICY,
     DEFAULT_TIER,
     NEAR_MIN_NCC,
@@ -60,7 +61,8 @@ def dupes_cmd(
                                         "keeper.")] = "report",
     dest: Annotated[Path | None, typer.Option("--dest", help="Destination folder for copy, move and move-dupes.")
                     ] = None,
-    link_kind: Annotated[str, typer.Option("--link-kind", help="hard or symbolic (for --action link).")] = "hard",
+    link_kind: Annotated[str, typer.Option("--link-kind", help="hard or symbolic (for --action link).")
+                         ] = DEFAULT_LINK_KIND,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
     plan_file: Annotated[Path | None, typer.Option(
         "--plan", help="Write the plan to FILE (edit it, then `lookalike apply FILE`); change nothing.")] = None,

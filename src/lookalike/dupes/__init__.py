@@ -9,16 +9,18 @@ CNN nearest neighbours and a flip/rotation-invariant pHash; ORB + RANSAC + align
 verify each candidate; groups around a keeper without chaining; keeper chosen by an ordered policy.
 """
 
-from lookalike.dupes.actions import ACTIONS, DEST_ACTIONS, KEEPER_PREFIX, plan_for
+from lookalike.dupes.actions import ACTIONS, DEFAULT_LINK_KIND, DEST_ACTIONS, KEEPER_PREFIX, plan_for
 from lookalike.dupes.finder import DEFAULT_TIER, NEAR_MIN_NCC, SIMILAR_MIN_COS, find_duplicates
 from lookalike.dupes.keeper import CRITERIA, DEFAULT_POLICY, choose_keeper, parse_policy
 from lookalike.dupes.report import TIERS, Alias, DupesError, DupesReport, Group, Member
-from lookalike.dupes.review import review_plan, review_state, reviewed_report
+from lookalike.dupes.review import DEFAULT_REVIEW_ACTION, review_plan, review_state, reviewed_report
 
 __all__ = [
     "ACTIONS",
     "CRITERIA",
+    "DEFAULT_LINK_KIND",
     "DEFAULT_POLICY",
+    "DEFAULT_REVIEW_ACTION",
     "DEFAULT_TIER",
     "DEST_ACTIONS",
     "TIERS",

@@ -26,6 +26,8 @@ ACTIONS = ("report", "copy", "move", "move-dupes", "trash", "delete", "link")
 DEST_ACTIONS = ("copy", "move", "move-dupes")
 #: What the keeper's copy is called in a group folder of copy/move: ``KEEP_IMG_4711.jpg``.
 KEEPER_PREFIX = "KEEP_"
+#: What ``--action link`` makes by default: a hard link (same file, no space; a symbolic one can dangle).
+DEFAULT_LINK_KIND = "hard"
 
 
 def _free_name(name: str, used: set[str]) -> str:
@@ -36,7 +38,8 @@ def _free_name(name: str, used: set[str]) -> str:
     return cand
 
 
-def plan_for(report: DupesReport, action: str, dest: str | Path | None = None, link_kind: str = "hard") -> Plan:
+def plan_for(report: DupesReport, action: str, dest: str | Path | None = None,
+             link_kind: str = DEFAULT_LINK_KIND) -> Plan:
     """The journal plan that carries out ``action`` on every group of ``report``.
 
     copy/move: every file of group n goes to ``dest/group_000n/``, the keeper first and named

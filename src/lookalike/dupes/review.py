@@ -13,10 +13,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from lookalike.dupes.actions import DEFAULT_LINK_KIND, plan_for
 from lookalike.dupes.finder import DEFAULT_TIER
 from lookalike.dupes.report import DupesReport, Group, Member
 from lookalike.errors import UsageError
 from lookalike.journal import Plan
+
+#: What a reviewed plan does to the members ticked when no action is named: trash them (undoable).
+DEFAULT_REVIEW_ACTION = "trash"
 
 
 def review_state(report: DupesReport) -> dict:
@@ -75,10 +79,8 @@ def reviewed_report(result: Mapping, groups: object, state: Mapping | None = Non
     return DupesReport(tier=tier, groups=out)
 
 
-def review_plan(result: Mapping, groups: object, action: str = "trash", dest: str | Path | None = None,
-                state: Mapping | None = None, tier: str = DEFAULT_TIER, link_kind: str = "hard") -> Plan:
+def review_plan(result: Mapping, groups: object, action: str = DEFAULT_REVIEW_ACTION, dest: str | Path | None = None,
+                state: Mapping | None = None, tier: str = DEFAULT_TIER, link_kind: str = DEFAULT_LINK_KIND) -> Plan:
     """The journal plan of a review (:func:`reviewed_report`), exactly as ``lookalike dupes --action ACTION
     --plan`` builds it (``plan.skipped``: what was left out, with why)."""
-    from lookalike.dupes.actions import plan_for
-
     return plan_for(reviewed_report(result, groups, state, tier), action, dest=dest, link_kind=link_kind)

@@ -26,6 +26,8 @@ from lookalike.faces.train import TrainReport, add_examples
 from lookalike.media import WalkError, check_inputs, walk_inputs
 
 MANIFEST = ".faces.json"
+#: Smallest group of faces reported as a person (``faces cluster --min-size``).
+DEFAULT_MIN_SIZE = 2
 
 
 def chinese_whispers(
@@ -108,7 +110,7 @@ class FaceClusterReport:
 def cluster_faces(
     folder: str | Path | Sequence[str | Path],
     threshold: float | None = None,
-    min_size: int = 2,
+    min_size: int = DEFAULT_MIN_SIZE,
     model: str | None = None,
     embedder: str | None = None,
     detector: str | None = None,

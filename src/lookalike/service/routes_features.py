@@ -7,6 +7,7 @@ from fastapi import FastAPI, Request
 
 from lookalike import options
 from lookalike.dupes.finder import DEFAULT_TIER
+from lookalike.dupes.review import DEFAULT_REVIEW_ACTION
 from lookalike.organise.cluster import DEFAULT_METHOD, DEFAULT_MIN_SIZE, DEFAULT_SIM, DEFAULT_TIME_WEIGHT, METHODS
 from lookalike.service.app import (
     State,
@@ -67,7 +68,7 @@ def register(app: FastAPI, st: State, start_job) -> None:
             raise ApiError(404, "no_such_job", "give 'job': the id of a finished duplicates job")
         if job["state"] != "done":
             raise ApiError(409, "job_not_done", f"the duplicates job is {job['state']}")
-        action = str(body.get("action") or "trash")
+        action = str(body.get("action") or DEFAULT_REVIEW_ACTION)
         dest = body.get("dest")
         if dest:
             from lookalike.service.security import confine_target
