@@ -13,10 +13,10 @@ import pytest
 
 from conftest import needs_effnet, shared_data
 from lookalike.dupes import choose_keeper, find_duplicates, parse_policy, plan_for
-from lookalike.dupes.edits import relabel_jpeg, write_edits
 from lookalike.dupes.grouping import split_component
 from lookalike.dupes.keeper import FileFacts
 from lookalike.errors import UsageError
+from photo_edits import relabel_jpeg, write_edits
 
 NEAR_EDITS = ["meta", "crop70", "rot90", "flip", "grey", "watermark", "border20", "rot5"]
 
