@@ -348,3 +348,16 @@ def test_reviewed_report_keeps_only_what_the_search_grouped_and_the_keep_in_file
                 [{"keep": "/p/a.jpg", "members": ["/p/a.jpg"]}], [{"keep": "/elsewhere.jpg"}], [{"members": []}]):
         with pytest.raises(UsageError):
             reviewed_report(result, bad, state)
+
+
+def test_unreadable_files_are_dupes_failure_records_not_exceptions(tmp_path, catalog):
+    """issue 14: a record that is not an exception does not end in Error (DupesError -> DupesFailure)."""
+    import lookalike.dupes as dupes
+    from lookalike.dupes import DupesFailure
+
+    assert not hasattr(dupes, "DupesError") and not issubclass(DupesFailure, BaseException)
+    shutil.copyfile(shared_data("photos") / "ukbench00000.jpg", tmp_path / "a.jpg")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not a picture")
+    report = find_duplicates([tmp_path], tier="exact", catalog=catalog)
+    assert [type(e) for e in report.errors] == [DupesFailure]
+    assert report.to_json()["errors"] == [{"path": str(tmp_path / "broken.jpg"), "error": report.errors[0].error}]

@@ -12,7 +12,7 @@ verify each candidate; groups around a keeper without chaining; keeper chosen by
 from lookalike.dupes.actions import ACTIONS, DEFAULT_LINK_KIND, DEST_ACTIONS, KEEPER_PREFIX, plan_for
 from lookalike.dupes.finder import DEFAULT_TIER, NEAR_MIN_NCC, SIMILAR_MIN_COS, find_duplicates
 from lookalike.dupes.keeper import CRITERIA, DEFAULT_POLICY, choose_keeper, parse_policy
-from lookalike.dupes.report import TIERS, Alias, DupesError, DupesReport, Group, Member
+from lookalike.dupes.report import TIERS, Alias, DupesFailure, DupesReport, Group, Member
 from lookalike.dupes.review import DEFAULT_REVIEW_ACTION, review_plan, review_state, reviewed_report
 
 __all__ = [
@@ -25,7 +25,7 @@ __all__ = [
     "DEST_ACTIONS",
     "TIERS",
     "Alias",
-    "DupesError",
+    "DupesFailure",
     "DupesReport",
     "Group",
     "KEEPER_PREFIX",

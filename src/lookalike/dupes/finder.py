@@ -15,7 +15,7 @@ from lookalike.catalog import Catalog
 from lookalike.dupes.candidates import dihedral_distance, dihedral_pairs, dihedral_pairs_indexed, embedding_pairs
 from lookalike.dupes.grouping import components, split_component
 from lookalike.dupes.keeper import FileFacts, choose_keeper, parse_policy, resolve_folder, under_any
-from lookalike.dupes.report import Alias, DupesError, DupesReport, Group, Member, file_facts_json
+from lookalike.dupes.report import Alias, DupesFailure, DupesReport, Group, Member, file_facts_json
 from lookalike.dupes.verify import Verifier
 from lookalike.features import load_extractor
 from lookalike.features.hashes import hash_to_hex
@@ -78,7 +78,7 @@ def find_duplicates(
 
     idx = index(cat, list(dict.fromkeys(roots + keep_args)), MODELS_FOR_TIER[tier], recursive=recursive,
                 progress=progress)
-    report.errors = [DupesError(f.path, f.error) for f in idx.failed]
+    report.errors = [DupesFailure(f.path, f.error) for f in idx.failed]
     stats.update(files=len(idx.paths), errors=len(idx.failed), index_s=round(time.perf_counter() - t0, 2))
     files, aliases, protected, links = _identities(idx.paths, keep_dirs, report, stats)
     if not files:
@@ -134,10 +134,10 @@ def _identities(paths: list[str], keep_dirs: list[str], report: DupesReport, sta
             is_link = stat_mod.S_ISLNK(os.lstat(p).st_mode)
             st = os.stat(p)
         except OSError as exc:
-            report.errors.append(DupesError(p, f"vanished during the search: {exc.strerror or exc}"))
+            report.errors.append(DupesFailure(p, f"vanished during the search: {exc.strerror or exc}"))
             continue
         if not stat_mod.S_ISREG(st.st_mode):
-            report.errors.append(DupesError(p, "not a regular file"))
+            report.errors.append(DupesFailure(p, "not a regular file"))
             continue
         names.setdefault((st.st_dev, st.st_ino), []).append((p, is_link))
     inside = under_any(keep_dirs)
