@@ -361,3 +361,25 @@ def test_unreadable_files_are_dupes_failure_records_not_exceptions(tmp_path, cat
     report = find_duplicates([tmp_path], tier="exact", catalog=catalog)
     assert [type(e) for e in report.errors] == [DupesFailure]
     assert report.to_json()["errors"] == [{"path": str(tmp_path / "broken.jpg"), "error": report.errors[0].error}]
+
+
+def test_act_on_is_the_dupes_action_of_the_cli(tmp_path, catalog, run_cli):
+    """`dupes --action` is one library call (dupes.act_on): its JSON is the CLI's, with --plan and applied."""
+    from lookalike.dupes import act_on
+    from lookalike.journal import load_plan, undo
+
+    (tmp_path / "S").mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        shutil.copyfile(shared_data("photos") / "ukbench00000.jpg", tmp_path / "S" / name)
+    cli = run_cli("--catalog", tmp_path / "cli.sqlite", "dupes", tmp_path / "S", "--tier", "exact", "--action",
+                  "trash", "--plan", tmp_path / "cli.json", "--json").json()
+    report = find_duplicates([tmp_path / "S"], tier="exact", catalog=catalog)
+    planned = act_on(report, "trash", plan_file=tmp_path / "lib.json")
+    assert planned.applied is None and not planned.failed
+    assert planned.to_json() == {**cli, "plan": str(tmp_path / "lib.json")}
+    assert load_plan(tmp_path / "lib.json").to_json()["operations"] == load_plan(tmp_path / "cli.json").to_json()[
+        "operations"]
+    done = act_on(report, "trash")
+    assert done.applied.done == 1 and done.to_json()["apply"]["done"] == 1
+    assert len(list((tmp_path / "S").iterdir())) == 1
+    assert undo(done.applied.journal).ok and len(list((tmp_path / "S").iterdir())) == 2
