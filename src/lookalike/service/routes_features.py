@@ -6,7 +6,9 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 
 from lookalike import options
-from lookalike.organise.cluster import METHODS
+from lookalike.dupes.finder import DEFAULT_TIER
+from lookalike.dupes.review import DEFAULT_REVIEW_ACTION
+from lookalike.organise.cluster import DEFAULT_METHOD, DEFAULT_MIN_SIZE, DEFAULT_SIM, DEFAULT_TIME_WEIGHT, METHODS
 from lookalike.service.app import (
     State,
     feature_import,
@@ -37,7 +39,7 @@ def register(app: FastAPI, st: State, start_job) -> None:
         body = await read_json(request)
         paths = folders_field(body, st)
         mod = feature_import("lookalike.dupes", "duplicate finding")
-        tier = str(body.get("tier") or "near")
+        tier = str(body.get("tier") or DEFAULT_TIER)
         threshold = float_field(body, "threshold", None)
         keep = body.get("keep")
         keep_in = [_confine_dir(p, st) for p in (body.get("keep_in") or [])]
@@ -46,12 +48,7 @@ def register(app: FastAPI, st: State, start_job) -> None:
         def run(progress):
             report = mod.find_duplicates(paths, tier=tier, threshold=threshold, keep=keep, keep_in=keep_in,
                                          catalog=st.catalog, progress=progress)
-            # the content hashes the search saw, for the review's plan: a file changed since is left out
-            hashes = {}
-            for g in report.groups:
-                hashes[g.keep] = getattr(g, "keep_sha256", "")
-                hashes.update({m.path: getattr(m, "sha256", "") for m in g.members})
-            return JobOutput(report.to_json(), {"hashes": {p: h for p, h in hashes.items() if h}})
+            return JobOutput(report.to_json(), mod.review_state(report))  # hashes seen, --keep-in files
 
         return start_job("dupes", run, {"folders": paths, "tier": tier, "threshold": threshold})
 
@@ -71,14 +68,14 @@ def register(app: FastAPI, st: State, start_job) -> None:
             raise ApiError(404, "no_such_job", "give 'job': the id of a finished duplicates job")
         if job["state"] != "done":
             raise ApiError(409, "job_not_done", f"the duplicates job is {job['state']}")
-        action = str(body.get("action") or "trash")
+        action = str(body.get("action") or DEFAULT_REVIEW_ACTION)
         dest = body.get("dest")
         if dest:
             from lookalike.service.security import confine_target
 
             dest = confine_target(str(dest), st.cfg.roots)
-        report = _reviewed_report(mod, job, body.get("groups"))
-        plan = await in_thread(lambda: mod.plan_for(report, action, dest=dest))
+        plan = await in_thread(lambda: mod.review_plan(job["result"], body.get("groups"), action, dest=dest,
+                                                       state=job, tier=str(job["params"].get("tier", DEFAULT_TIER))))
         return {"plan": plan.to_json(), "operations": len(plan), "skipped": list(getattr(plan, "skipped", []))}
 
     @app.post("/v1/sort", tags=["jobs"], status_code=202, openapi_extra=json_body(
@@ -92,7 +89,7 @@ def register(app: FastAPI, st: State, start_job) -> None:
 
         def run(progress):
             st.models.touch(model)
-            return mod.sort_order(paths, model=model, catalog=st.catalog, progress=progress).to_json()
+            return mod.sort_folder(paths, model, catalog=st.catalog, progress=progress).to_json()
 
         return start_job("sort", run, {"folders": paths, "model": model})
 
@@ -105,17 +102,17 @@ def register(app: FastAPI, st: State, start_job) -> None:
         body = await read_json(request)
         paths = folders_field(body, st)
         model = model_field(body)
-        sim = float_field(body, "sim", 0.5)
-        method = str(body.get("method") or "average")
-        min_size = int_field(body, "min_size", 2, 1, 1_000_000)
-        time_weight = float_field(body, "time_weight", 0.0)
+        sim = float_field(body, "sim", DEFAULT_SIM)
+        method = str(body.get("method") or DEFAULT_METHOD)
+        min_size = int_field(body, "min_size", DEFAULT_MIN_SIZE, 1, 1_000_000)
+        time_weight = float_field(body, "time_weight", DEFAULT_TIME_WEIGHT)
         options.check_cluster_options(sim, min_size, time_weight, method, METHODS)
         mod = feature_import("lookalike.organise", "clustering")
 
         def run(progress):
             st.models.touch(model)
-            return mod.cluster(paths, sim=sim, method=method, min_size=min_size, time_weight=time_weight,
-                               model=model, catalog=st.catalog, progress=progress).to_json()
+            return mod.cluster_folder(paths, sim, method, min_size, time_weight, model, catalog=st.catalog,
+                                      progress=progress).to_json()
 
         return start_job("cluster", run, {"folders": paths, "model": model, "sim": sim})
 
@@ -218,52 +215,6 @@ def _to_json(obj):
 def _faces_detect(faces, inp) -> dict:
     found = faces.detect(_image_arg(inp))
     return {"query": inp.name, "faces": [_to_json(f) for f in found]}
-
-
-def _reviewed_report(mod, job: dict, groups) -> object:
-    """A DupesReport from the job's result with the reviewer's keepers and ticked members."""
-    if not isinstance(groups, list):
-        raise ApiError(400, "bad_parameter", "give 'groups': [{keep, members}] from the review")
-    original = job["result"]["groups"]
-    hashes = job.get("hashes") if isinstance(job.get("hashes"), dict) else {}
-    where: dict[str, tuple[int, dict]] = {}
-    for n, g in enumerate(original):
-        where[g["keep"]] = (n, {"path": g["keep"], "tier": "exact", "score": 1.0, "keeper": True,
-                                "sha256": g.get("keep_sha256") or hashes.get(g["keep"])})
-        for m in g["members"]:
-            where[m["path"]] = (n, {**m, "sha256": m.get("sha256") or hashes.get(m["path"])})
-    out = []
-    for g in groups:
-        if not isinstance(g, dict) or not isinstance(g.get("keep"), str):
-            raise ApiError(400, "bad_parameter", "each group needs 'keep' (a path) and 'members' (paths)")
-        members = [str(p) for p in g.get("members") or []]
-        ids = {where.get(p, (None,))[0] for p in [g["keep"], *members]}
-        if None in ids or len(ids) != 1:
-            raise ApiError(400, "bad_parameter", "a reviewed group may only hold files of one group of the job")
-        if g["keep"] in members:
-            raise ApiError(400, "bad_parameter", "the keeper cannot also be a member to act on")
-        keep = where[g["keep"]][1]
-        picked = []
-        for p in members:
-            m = where[p][1]
-            # the search's keeper, now acted on: it is to the new keeper what the new keeper was to it
-            rel = keep if m.get("keeper") and not keep.get("keeper") else m
-            picked.append(mod.Member(p, rel.get("tier", "near"), float(rel.get("score", 1.0)),
-                                     **_hash_of(mod.Member, "sha256", m.get("sha256"))))
-        if picked:
-            out.append(mod.Group(keep=g["keep"], reason="chosen in review", members=picked,
-                                 **_hash_of(mod.Group, "keep_sha256", keep.get("sha256"))))
-    return mod.DupesReport(tier=str(job["params"].get("tier", "near")), groups=out)
-
-
-def _hash_of(cls, name: str, value) -> dict:
-    """``{name: value}`` when the report class has that field and the job's result gave a hash (so the
-    plan checks that nothing changed since the search), else nothing (the plan hashes afresh)."""
-    from dataclasses import fields
-
-    if isinstance(value, str) and value and any(f.name == name for f in fields(cls)):
-        return {name: value}
-    return {}
 
 
 def _plan_paths_confined(plan, roots: list[str]) -> None:
