@@ -191,7 +191,11 @@ async function browse(path) {
       a.onclick = () => chooseFolder(f);
       sub.append(a);
     });
-    if (!$("#folder").value && res.folders.length) $("#folder").value = res.folders[0];
+    // the first root becomes the folder when none is chosen yet; a view already open follows it
+    if (!$("#folder").value && res.folders.length) {
+      $("#folder").value = res.folders[0];
+      if (window.onFolder) window.onFolder(res.folders[0]);
+    }
   } catch (e) { say("folders: " + e.message, true); }
 }
 
@@ -206,10 +210,10 @@ async function init() {
     state.info = info;
     $("#info").textContent = `${info.roots.length} root folder${info.roots.length === 1 ? "" : "s"}; `
       + (info.allow_changes ? "changes allowed" : "read only (start with --allow-changes to move files)");
-    document.body.dataset.ready = "1";
     if (window.dupesReady) window.dupesReady(info);
     if (window.peopleReady) window.peopleReady(info);
     await Promise.all([browse(null), loadModels()]);
+    document.body.dataset.ready = "1";  // folder and models known: every view can start
   } catch (e) { say(e.message, true); document.body.dataset.ready = "token"; }
 }
 
