@@ -37,8 +37,8 @@ from lookalike.service.config import ServiceConfig
 from lookalike.service.errors import ApiError, JSONResponse
 from lookalike.service.jobs import JobOutput, JobStore
 from lookalike.service.metrics import Metrics
-from lookalike.service.models import ModelHolder
-from lookalike.service.search import MatrixCache, rank
+from lookalike.service.model_pool import ModelPool
+from lookalike.service.matrix_cache import MatrixCache, rank
 from lookalike.service.security import (
     GuardMiddleware,
     SiteGuard,
@@ -103,7 +103,7 @@ class State:
         self.started = time.time()
         self.metrics = Metrics()
         self.catalog = Catalog(cfg.catalog)
-        self.models = ModelHolder(self.metrics, cfg.idle_unload_s, cfg.batching, cfg.batch_window_ms / 1000.0,
+        self.models = ModelPool(self.metrics, cfg.idle_unload_s, cfg.batching, cfg.batch_window_ms / 1000.0,
                                   cfg.batch_max)
         self.jobs = JobStore(Path(cfg.state_dir) / f"jobs-{cfg.port}", cfg.job_threads, self.metrics)
         self.matrices = MatrixCache(self.catalog, cfg.roots, self.metrics)
