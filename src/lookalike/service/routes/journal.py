@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from lookalike import journal
 from lookalike.config import journal_dir
 from lookalike.errors import UsageError
 from lookalike.service.errors import ApiError
@@ -40,6 +39,8 @@ async def undo(request: Request):
 
 def apply_confined(body: dict, roots: list[str]) -> dict:
     """Apply the body's ``plan`` (or only check it, ``dry_run``) when every path in it lies under a root."""
+    from lookalike import journal
+
     raw = body.get("plan")
     if not isinstance(raw, dict | list):
         raise ApiError(400, "bad_plan", "give 'plan': a plan as `lookalike dupes --plan` writes it")
@@ -58,6 +59,8 @@ def apply_confined(body: dict, roots: list[str]) -> dict:
 def undo_confined(which: str | None, roots: list[str]) -> dict:
     """Undo a journal by id (the name of its folder), or the latest one; only journals whose every
     path lies under the served roots."""
+    from lookalike import journal
+
     if which is not None:
         which = str(which)
         if not which or "/" in which or "\\" in which or which.startswith("."):
