@@ -92,4 +92,4 @@ def app_from_env() -> ASGIApp:
     return wrap_with_klik(guarded, app, cfg)
 
 
-__all__ = ["State", "app_from_env", "create_app"]
+__all__ = ["app_from_env", "create_app"]
