@@ -37,7 +37,7 @@ from lookalike.dupes import verify as _verify  # noqa: E402
 from lookalike.dupes.edits import EDITS, write_edits  # noqa: E402
 from lookalike.dupes.verify import Verifier  # noqa: E402
 from lookalike.features import load_extractor  # noqa: E402
-from lookalike.pipeline import index  # noqa: E402
+from lookalike.index import index_paths  # noqa: E402
 from lookalike.search import hamming_distances  # noqa: E402
 
 SHARED = Path(os.environ.get("LOOKALIKE_SHARED", ROOT.parent / "shared"))
@@ -244,7 +244,7 @@ def main() -> None:
         print("\n## What each stage finds alone (pairs vs near-tier truth)")
         truth = truth_pairs(files, family, edit, "near")
         paths = [str(f) for f in files]
-        index(cat, paths, ["phash"])
+        index_paths(paths, cat, ["phash"])
         stages = stage_pairs(cat, paths)
         names = list(rec)
         print("| stage | precision | recall | " + " | ".join(names) + " |")

@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from lookalike.catalog import Catalog  # noqa: E402
 from lookalike.config import cpu_count  # noqa: E402
 from lookalike.features import load_extractor  # noqa: E402
+from lookalike.index import index_paths  # noqa: E402
 from lookalike.media import decode, iter_images  # noqa: E402
-from lookalike.pipeline import index  # noqa: E402
 
 SHARED = Path(os.environ.get("LOOKALIKE_SHARED", ROOT.parent / "shared"))
 
@@ -84,7 +84,7 @@ def model_only(paths: list[str], batch: int = 16) -> float:
 
 def timed_index(cat: Catalog, folder: str, models: list[str]) -> tuple[float, object]:
     t = time.perf_counter()
-    rep = index(cat, [folder], models)
+    rep = index_paths([folder], cat, models)
     return time.perf_counter() - t, rep
 
 

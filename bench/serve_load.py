@@ -39,7 +39,7 @@ TOKEN = "bench-token-123"
 
 from lookalike.catalog import Catalog  # noqa: E402
 from lookalike.config import cpu_count  # noqa: E402
-from lookalike.pipeline import index  # noqa: E402
+from lookalike.index import index_paths  # noqa: E402
 
 
 def make_photos(n: int, dest: Path) -> list[Path]:
@@ -156,7 +156,7 @@ def main() -> None:
     uploads = [p.read_bytes() for p in photos[:400]]
     os.environ["LOOKALIKE_HOME"] = str(home)
     cat = Catalog(home / "catalog.sqlite")
-    rep = index(cat, [str(root)], ["effnet"])
+    rep = index_paths([str(root)], cat, ["effnet"])
     cat.close()
     print(f"catalog: {len(rep.paths)} photos in {root} (made and indexed in {time.perf_counter() - t0:.0f}s; "
           f"{rep.new} new, {rep.unchanged} unchanged, {len(rep.failed)} failed)")

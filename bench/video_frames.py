@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import cv2  # noqa: E402
 
-import lookalike.media.video as media_video  # noqa: E402
+import lookalike.media.video_reader as media_video  # noqa: E402
 from lookalike.video import unique_frames  # noqa: E402
 
 SHARED = Path(os.environ.get("LOOKALIKE_SHARED", ROOT.parent / "shared"))

@@ -15,8 +15,8 @@ import pytest
 
 from conftest import SRC, shared_data
 from lookalike.catalog import Catalog
+from lookalike.index import index_paths
 from lookalike.media import io_stats
-from lookalike.pipeline import index
 
 
 @pytest.fixture
@@ -38,47 +38,47 @@ def edge_copy(tmp_path):
 
 
 def test_unchanged_rerun_reads_no_image_bytes(photos, catalog):
-    first = index(catalog, [photos], ["phash", "dhash"])
+    first = index_paths([photos], catalog, ["phash", "dhash"])
     assert (first.new, first.changed, first.unchanged, first.failed) == (12, 0, 0, [])
     io_stats.reset()
-    again = index(catalog, [photos], ["phash", "dhash"])
+    again = index_paths([photos], catalog, ["phash", "dhash"])
     assert (again.new, again.changed, again.unchanged) == (0, 0, 12)
     assert io_stats.files_read == 0 and io_stats.bytes_read == 0
 
 
 def test_new_model_on_unchanged_files_reads_them_once(photos, catalog):
-    index(catalog, [photos], ["phash"])
+    index_paths([photos], catalog, ["phash"])
     io_stats.reset()
-    rep = index(catalog, [photos], ["phash", "ahash"])
+    rep = index_paths([photos], catalog, ["phash", "ahash"])
     assert rep.unchanged == 12 and io_stats.files_read == 12
     _, mat = catalog.feature_matrix(rep.paths, "ahash", "1", "hash")
     assert mat.shape == (12, 1)
 
 
 def test_renamed_file_reuses_features_without_decoding(photos, catalog):
-    index(catalog, [photos], ["phash"])
+    index_paths([photos], catalog, ["phash"])
     os.rename(photos / "ukbench00003.jpg", photos / "renamed.jpg")
-    rep = index(catalog, [photos], ["phash"])
+    rep = index_paths([photos], catalog, ["phash"])
     assert (rep.new, rep.unchanged, rep.decoded, rep.reused) == (1, 11, 0, 1)
     paths, mat = catalog.feature_matrix([str(photos / "renamed.jpg")], "phash", "1", "hash")
     assert len(paths) == 1
 
 
 def test_changed_file_is_reindexed(photos, catalog):
-    index(catalog, [photos], ["phash"])
+    index_paths([photos], catalog, ["phash"])
     target = photos / "ukbench00000.jpg"
     shutil.copy(photos / "ukbench00005.jpg", target)
-    rep = index(catalog, [photos], ["phash"])
+    rep = index_paths([photos], catalog, ["phash"])
     assert (rep.changed, rep.unchanged) == (1, 11)
     row = catalog.lookup_files([str(target)])[str(target)]
-    from lookalike.pipeline import file_sha256
+    from lookalike.index import file_sha256
 
     assert row.content_hash == file_sha256(str(photos / "ukbench00005.jpg"))
 
 
 def test_awkward_files_reported_and_good_ones_indexed(edge_copy, catalog):
     (edge_copy / "nested" / ".hidden").mkdir(parents=True)
-    rep = index(catalog, [edge_copy], ["phash"])
+    rep = index_paths([edge_copy], catalog, ["phash"])
     failed = {os.path.basename(f.path): f.error for f in rep.failed}
     assert set(failed) == {"empty.jpg", "not_an_image.jpg"}
     assert "empty" in failed["empty.jpg"] and "not an image" in failed["not_an_image.jpg"]
@@ -99,7 +99,7 @@ def test_file_vanishing_during_the_scan_is_reported(photos, catalog):
         if victim.exists():
             victim.unlink()  # the walk has seen it; the worker will not find it
 
-    rep = index(catalog, [photos], ["phash"], progress=progress)
+    rep = index_paths([photos], catalog, ["phash"], progress=progress)
     assert [(os.path.basename(f.path), f.error) for f in rep.failed] == [
         ("ukbench00007.jpg", "file vanished before it could be read")
     ]
@@ -130,10 +130,10 @@ def _index_as_nobody(photos: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(SRC), "LOOKALIKE_HOME": str(home), "LOOKALIKE_MODEL_DIR": str(home)}
     code = (
         "import json, os, sys; from PIL import Image; Image.init()\n"
-        "from lookalike.catalog import Catalog; from lookalike.pipeline import index\n"
+        "from lookalike.catalog import Catalog; from lookalike.index import index_paths\n"
         "cat = Catalog(sys.argv[2]); cat.connection()\n"
         "os.setgid(65534); os.setuid(65534)\n"
-        "print(json.dumps(index(cat, [sys.argv[1]], ['phash']).to_json()))"
+        "print(json.dumps(index_paths([sys.argv[1]], cat, ['phash']).to_json()))"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code, str(photos), str(home / "c.sqlite")],
@@ -160,7 +160,7 @@ def test_two_processes_indexing_at_once_do_not_corrupt(photos, tmp_path):
     assert conn.execute("SELECT COUNT(*) FROM features").fetchone()[0] == 36
     conn.close()
     with Catalog(db) as cat:
-        rep = index(cat, [photos], ["phash", "dhash", "whash"])
+        rep = index_paths([photos], cat, ["phash", "dhash", "whash"])
     assert rep.unchanged == 12
 
 
@@ -203,3 +203,21 @@ def test_cache_stats_prune_clear(photos, run_cli, tmp_path):
 def test_unknown_model_is_a_clear_error(photos, run_cli):
     res = run_cli("index", photos, "--model", "nosuch", check=False)
     assert res.returncode == 1 and "unknown model 'nosuch'" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_content_hashes_share_the_index_fast_path(photos, catalog, monkeypatch):
+    """Face scans ask lookalike.index.content_hashes for content keys: files the index saw unchanged are not
+    read at all (the index's own fast path, not a copy); a changed one is read and hashed again."""
+    import lookalike.index.fastpath as fastpath
+    from lookalike.index import content_hashes, file_sha256, index_paths
+
+    rep = index_paths([photos], catalog, ["phash"])
+    reads: list[str] = []
+    real = fastpath.read_bytes
+    monkeypatch.setattr(fastpath, "read_bytes", lambda p: reads.append(p) or real(p))
+    hashes, errors = content_hashes(catalog, rep.paths)
+    assert not errors and reads == [] and len(hashes) == len(rep.paths)
+    os.utime(rep.paths[0], ns=(0, 0))  # ctime and mtime move: no longer the file the catalog saw
+    hashes, _ = content_hashes(catalog, rep.paths)
+    assert reads == [rep.paths[0]]
+    assert hashes[rep.paths[0]] == file_sha256(rep.paths[0])

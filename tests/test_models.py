@@ -91,6 +91,14 @@ def test_models_list_and_unknown_model(run_cli):
     assert res.returncode == 1 and "unknown model" in res.stderr
 
 
+def test_models_list_json_is_the_library_record(run_cli):
+    """`models list --json` prints registry.list_models()'s records as they are (the one listing the HTTP
+    service shows too): every field, same order."""
+    rows = run_cli("models", "list", "--json").json()
+    assert rows == [e.to_json() for e in registry.list_models()]
+    assert set(rows[0]) == {"name", "version", "kind", "dim", "installed", "path", "description"}
+
+
 def test_add_builtin_weights_from_file_verifies_checksum(tmp_path, monkeypatch):
     monkeypatch.setenv("LOOKALIKE_MODEL_DIR", str(tmp_path / "models"))
     bogus = tmp_path / "bogus.onnx"

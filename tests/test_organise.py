@@ -233,10 +233,10 @@ def test_time_mixing_with_missing_and_equal_times(tmp_path):
     Image.new("RGB", (32, 32), "red").save(plain)
     os.utime(plain, (1_700_000_000, 1_700_000_000))
     from lookalike.catalog import Catalog
-    from lookalike.pipeline import index
+    from lookalike.index import index_paths
 
     cat = Catalog(tmp_path / "c.sqlite")
-    index(cat, [str(exif_photo), str(plain)], ["phash"])
+    index_paths([str(exif_photo), str(plain)], cat, ["phash"])
     t = capture_times([str(exif_photo), str(plain), str(tmp_path / "gone.jpg")], cat)
     assert 1.1e9 < t[0] < 1.15e9  # 2005, from EXIF
     assert t[1] == 1_700_000_000  # no EXIF: the file time

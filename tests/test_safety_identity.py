@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 
 from conftest import SRC, needs_effnet, shared_data
-from lookalike.catalog import Catalog, DamagedFeatureError
+from lookalike.catalog import Catalog, DamagedFeatureError, FileRow
 from lookalike.errors import CatalogError
+from lookalike.index import file_sha256, index_paths
 from lookalike.media import iter_images
-from lookalike.media.walk import DATA_FOLDER, LINK_INTO_DATA, LINK_OUTSIDE, WalkError
-from lookalike.pipeline import file_sha256, index
+from lookalike.media.walk import DATA_FOLDER, LINK_INTO_DATA, LINK_OUTSIDE, WalkProblem
 
 CAFE = b"caf\xe9.jpg"  # Latin-1 bytes: not UTF-8
 CAFE_STR = os.fsdecode(CAFE)  # 'caf\udce9.jpg'
@@ -101,20 +101,20 @@ def test_file_swapped_for_another_with_same_size_and_mtime(tmp_path, catalog):
     """Same path, size and mtime, another inode (a tool that writes a new file and renames it over)."""
     folder = tmp_path / "f"
     a = Path(put(folder, "a.jpg", photo(0)))
-    index(catalog, [folder], ["phash"])
+    index_paths([folder], catalog, ["phash"])
     st = a.stat()
     tmp = folder / "new.tmp"
     tmp.write_bytes(same_size_other_content(photo(8), a))
     os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
     os.replace(tmp, a)
-    rep = index(catalog, [folder], ["phash"])
+    rep = index_paths([folder], catalog, ["phash"])
     assert rep.changed == 1 and rep.unchanged == 0
 
 
 def test_file_rewritten_while_it_is_read_is_read_again(tmp_path, catalog, monkeypatch):
     """The rewrite lands right after the read, maybe in the same clock tick (so ctime may not move): the row
     must not pass the fast path with the old hash ("racily clean", as git calls it)."""
-    import lookalike.pipeline as pipeline
+    import lookalike.index.pipeline as pipeline
 
     folder = tmp_path / "f"
     a = Path(put(folder, "a.jpg", photo(0)))
@@ -131,11 +131,11 @@ def test_file_rewritten_while_it_is_read_is_read_again(tmp_path, catalog, monkey
         return data
 
     monkeypatch.setattr(pipeline, "read_bytes", sneaky_read)
-    index(catalog, [folder], ["phash"])
+    index_paths([folder], catalog, ["phash"])
     monkeypatch.setattr(pipeline, "read_bytes", real_read)
     row = catalog.lookup_files([str(a)])[str(a)]
     assert not row.same_file(a.stat()) or row.content_hash == file_sha256(str(a))
-    rep = index(catalog, [folder], ["phash"])
+    rep = index_paths([folder], catalog, ["phash"])
     assert rep.changed == 1
     assert catalog.lookup_files([str(a)])[str(a)].content_hash == file_sha256(str(a))
 
@@ -262,7 +262,7 @@ def test_latin1_catalog_rows_are_lossless(tmp_path):
     with Catalog(tmp_path / "c.sqlite") as c:
         good = str(tmp_path / "x.jpg")
         odd = os.fsdecode(os.fsencode(str(tmp_path)) + b"/\xff\xfe.jpg")
-        c.write(files=[(good, 1, 2, "h1", "ok", None, 3, 4), (odd, 5, 6, "h2", "ok", "odd \udcff", 7, 8)])
+        c.write(files=[FileRow(good, 1, 2, "h1", "ok", None, 3, 4), FileRow(odd, 5, 6, "h2", "ok", "odd \udcff", 7, 8)])
         rows = c.lookup_files([good, odd])
         assert rows[odd].content_hash == "h2" and rows[good].content_hash == "h1"
         assert rows[odd].error == "odd \\udcff"
@@ -308,10 +308,10 @@ def test_roots_given_through_a_symlink_are_resolved(tmp_path):
     (real / "a" / "to_real.jpg").symlink_to(real / "a" / "p.jpg")  # through the real name: inside
     (real / "a" / "to_alias.jpg").symlink_to(alias / "a" / "p.jpg")  # through the alias: inside too
     (real / "a" / "away.jpg").symlink_to(tmp_path / "other" / "q.jpg")
-    errors: list[WalkError] = []
+    errors: list[WalkProblem] = []
     got = list(iter_images([alias], errors=errors))
     assert got == [str(alias / "a" / n) for n in ("p.jpg", "to_alias.jpg", "to_real.jpg")]
-    assert errors == [WalkError(str(alias / "a" / "away.jpg"), LINK_OUTSIDE, skipped=True)]
+    assert errors == [WalkProblem(str(alias / "a" / "away.jpg"), LINK_OUTSIDE, skipped=True)]
     # A second root makes its folder "inside": the same link is then followed.
     both = list(iter_images([alias, tmp_path / "other"]))
     assert str(alias / "a" / "away.jpg") in both
@@ -343,9 +343,9 @@ def test_model_dir_inside_the_searched_folder_is_never_walked(tmp_path, monkeypa
     put(lib, "a.jpg", photo(0))
     put(lib / "models" / "x", "weights.jpg", photo(4))
     monkeypatch.setenv("LOOKALIKE_MODEL_DIR", str(lib / "models"))
-    errors: list[WalkError] = []
+    errors: list[WalkProblem] = []
     assert list(iter_images([lib], errors=errors)) == [str(lib / "a.jpg")]
-    assert errors == [WalkError(str(lib / "models"), DATA_FOLDER, skipped=True)]
+    assert errors == [WalkProblem(str(lib / "models"), DATA_FOLDER, skipped=True)]
 
 
 # -- case 9 (pictures): only regular files are opened ---------------------------------------------------------------
@@ -435,7 +435,7 @@ def test_index_of_a_missing_input_exits_non_zero(tmp_path, run_cli):
 _NOBODY_PRELOAD = (
     "import os, sys, zoneinfo, importlib.metadata\n"
     "from PIL import Image; Image.init()\n"
-    "import lookalike.cli, lookalike.pipeline, lookalike.api\n"
+    "import lookalike.cli, lookalike.index, lookalike.collection\n"
     "from lookalike.features import load_extractor; load_extractor('phash'); load_extractor('dhash')\n"
     "if os.geteuid() == 0:\n"
     "    os.setgid(65534); os.setuid(65534)\n"
@@ -514,14 +514,14 @@ def test_feature_blob_of_the_wrong_size_is_recomputed(small_lib, tmp_path, run_c
 def test_damaged_blob_read_directly_is_a_catalog_error_and_removed(small_lib, tmp_path):
     cat = tmp_path / "c.sqlite"
     with Catalog(cat) as c:
-        rep = index(c, [small_lib], ["phash"])
+        rep = index_paths([small_lib], c, ["phash"])
         _tamper(cat, "phash", b"\x01\x02\x03", str(small_lib / "p05.jpg"))
         with pytest.raises(DamagedFeatureError) as exc:
             c.feature_matrix(rep.paths, "phash", "1", "hash")
         assert str(small_lib / "p05.jpg") in str(exc.value) and isinstance(exc.value, CatalogError)
         paths, mat = c.feature_matrix(rep.paths, "phash", "1", "hash")  # the bad row is gone
         assert len(paths) == 23 and mat.shape == (23, 1)
-        assert index(c, [small_lib], ["phash"]).unchanged == 24  # and comes back on the next run
+        assert index_paths([small_lib], c, ["phash"]).unchanged == 24  # and comes back on the next run
         assert c.feature_matrix(rep.paths, "phash", "1", "hash")[1].shape == (24, 1)
 
 

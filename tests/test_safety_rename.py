@@ -364,7 +364,7 @@ def test_faces_train_skips_a_folder_inside_a_person_folder_and_names_it(tmp_path
 def test_video_walk_keeps_the_picture_walks_rules(tmp_path, monkeypatch):
     """Videos are found by the same walk as pictures: no link out of the folders, never lookalike's own
     folders, FIFOs named like videos reported (never opened)."""
-    from lookalike.media.video import iter_videos
+    from lookalike.media.video_reader import iter_videos
 
     folder, elsewhere = tmp_path / "videos", tmp_path / "elsewhere"
     folder.mkdir()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import needs_effnet, shared_data
-from lookalike.api import Collection
+from lookalike.collection import Collection
 from lookalike.features.hashes import pack_bits
 from lookalike.search import ExactCosineSearcher, HammingSearcher, make_searcher
 
@@ -140,3 +140,55 @@ def test_collection_api_with_bytes_query(tmp_path):
     assert res.results[0].score == 0.0
     with pytest.raises(Exception, match="-k 0 is out of range"):
         Collection(folder, catalog=tmp_path / "c.sqlite").similar(data, k=0, model="phash")
+
+
+def test_find_similar_and_export_features_are_the_commands(tmp_path, run_cli):
+    """`similar --json` is find_similar(...).to_json() (Collection.similar the same); `export features` writes
+    export_features(...)'s header and rows; each hash is given as its bits by the one conversion that
+    `POST /v1/embed` uses too (feature_values)."""
+    from lookalike.export import export_features, feature_values
+    from lookalike.similar import embed, find_similar
+
+    folder = tmp_path / "p"
+    folder.mkdir()
+    for i in range(5):
+        shutil.copy(shared_data("photos", f"ukbench{i:05d}.jpg"), folder)
+    cat = tmp_path / "c.sqlite"
+    query = folder / "ukbench00001.jpg"
+    cli = run_cli("similar", query, "--in", folder, "-k", "3", "--model", "phash", "--json", "--catalog", cat).json()
+    lib = find_similar(query, [folder], k=3, model="phash", catalog=cat)
+    assert lib.to_json() == cli
+    assert Collection(folder, catalog=cat).similar(query, k=3, model="phash").to_json() == cli
+    assert str(query) not in [h.path for h in lib.results]
+
+    target = tmp_path / "f.csv"
+    run_cli("export", "features", folder, "--csv", target, "--model", "phash", "--catalog", cat)
+    with open(target, newline="") as fh:
+        header, *rows = csv.reader(fh)
+    exported = export_features([folder], "phash", catalog=cat)
+    assert exported.header == header and len(exported) == 5
+    assert [[p, *map(str, v)] for p, v in exported.rows()] == rows
+    assert exported.to_json()["rows"] == [[r[0], *map(int, r[1:])] for r in rows]
+    first = dict(exported.rows())[str(query)]
+    assert feature_values(embed(query, "phash"), "hash") == first and set(first) <= {0, 1} and len(first) == 64
+
+
+def test_rank_is_the_one_ranking_loop():
+    """rank() drops the query itself and hits a filter refuses, and still gives at most k hits: the service's
+    matrix cache calls it with its roots filter."""
+    from lookalike.service.matrix_cache import _Entry
+    from lookalike.service.matrix_cache import rank as service_rank
+    from lookalike.similar import rank
+
+    base = np.eye(6, dtype=np.float32)
+    paths = [f"/r/{i}.jpg" for i in range(6)]
+    searcher = make_searcher("embedding", base)
+    q = base[0] + 0.5 * base[1] + 0.25 * base[2]
+    res = rank(searcher, paths, q, 2, "m", "/r/0.jpg", exclude="/r/0.jpg")
+    assert [h.path for h in res.results] == ["/r/1.jpg", "/r/2.jpg"]
+    res = rank(searcher, paths, q, 2, "m", "q", allowed=lambda p: p != "/r/1.jpg")
+    assert [h.path for h in res.results] == ["/r/0.jpg", "/r/2.jpg"]
+    assert rank(None, [], q, 2, "m", "q").to_json() == {"query": "q", "model": "m", "results": []}
+    entry = _Entry(paths, searcher, None, 0.0, ("/r",))
+    assert service_rank(entry, q, 2, "m", "q", exclude="/r/0.jpg") == rank(searcher, paths, q, 2, "m", "q",
+                                                                             exclude="/r/0.jpg")

@@ -14,7 +14,7 @@ from PIL import Image
 
 from conftest import shared_data
 from lookalike.errors import UsageError
-from lookalike.media.video import VideoReader, centre_crop_box, format_timestamp, iter_videos
+from lookalike.media.video_reader import VideoReader, centre_crop_box, format_timestamp, iter_videos
 from lookalike.video import FrameDeduper, unique_frames
 
 BBB = "big_buck_bunny_60s_640x360.mp4"
@@ -240,11 +240,23 @@ def test_existing_files_are_never_overwritten(tmp_path):
     second = unique_frames([src], out, every=300, threshold=0)
     assert squatter.read_bytes() == b"the user's own file"
     assert [Path(k.path).name for k in first.videos[0].kept] == [
-        "vtest_00-00-00.000_1.jpg", "vtest_00-00-30.000.jpg", "vtest_00-01-00.000.jpg"]
+        "vtest_00-00-00.000 (1).jpg", "vtest_00-00-30.000.jpg", "vtest_00-01-00.000.jpg"]
     assert [Path(k.path).name for k in second.videos[0].kept] == [
-        "vtest_00-00-00.000_2.jpg", "vtest_00-00-30.000_1.jpg", "vtest_00-01-00.000_1.jpg"]
+        "vtest_00-00-00.000 (2).jpg", "vtest_00-00-30.000 (1).jpg", "vtest_00-01-00.000 (1).jpg"]
     assert all(sha(out / name) == digest for name, digest in before.items())
     assert len(list(out.iterdir())) == 7
+
+
+def test_taken_names_follow_the_journal_rule_and_links_are_not_written_through(tmp_path):
+    """A frame's name taken by a dangling symlink gets the journal's free name `` (1)`` (fsops.free_name, the one
+    rule of every writer); the link's target is never created (the file is opened with O_EXCL)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    target = tmp_path / "elsewhere.jpg"
+    (out / "vtest_00-00-00.000.jpg").symlink_to(target)
+    report = unique_frames([clip(VTEST)], out, every=300, threshold=0)
+    assert Path(report.videos[0].kept[0].path).name == "vtest_00-00-00.000 (1).jpg"
+    assert not target.exists() and (out / "vtest_00-00-00.000.jpg").is_symlink()
 
 
 def test_progress_exception_propagates(tmp_path):
@@ -300,7 +312,7 @@ def test_cli_video(run_cli, tmp_path):
 
 def test_cli_defaults_match_library():
     from lookalike.cli import video as cli_video
-    from lookalike.media.video import DEFAULT_SAMPLE_FPS
+    from lookalike.media.video_reader import DEFAULT_SAMPLE_FPS
     from lookalike.video import DEFAULT_THRESHOLD
 
     assert cli_video.DEFAULT_SAMPLE_FPS == DEFAULT_SAMPLE_FPS

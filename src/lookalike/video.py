@@ -6,7 +6,7 @@ and that thumbnail. A frame is a duplicate when some frame already kept *for tha
 differ by at most ``pixel_threshold`` grey levels on average: the hash ignores brightness, so the pixel
 check keeps fades and lighting changes, and it guards against hash collisions. Everything else (first
 frame, scene changes, new content after slow drift) is kept and written as
-``<video-stem>_<hh-mm-ss.mmm>.jpg``, never over an existing file.
+``<video-stem>_<hh-mm-ss.mmm>.jpg``, never over an existing file (a taken name gets `` (1)``, `` (2)``...).
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ import numpy as np
 
 from lookalike.errors import DecodeError, UsageError
 from lookalike.features.hashes import pack_bits
-from lookalike.media import WalkError, check_found, check_inputs
-from lookalike.media.video import DEFAULT_SAMPLE_FPS, VideoReader, centre_crop_box, format_timestamp, iter_videos
+from lookalike.journal.fsops import free_name
+from lookalike.media import WalkProblem, check_found, check_inputs
+from lookalike.media.video_reader import DEFAULT_SAMPLE_FPS, VideoReader, centre_crop_box, format_timestamp, iter_videos
 from lookalike.search import hamming_distances
 
 #: Default Hamming distance (bits of 64) under which two frames may be duplicates.
@@ -158,14 +159,16 @@ class FrameDeduper:
 
 
 def write_new_file(folder: Path, stem: str, suffix: str, data: bytes) -> Path:
-    """Write ``data`` to ``folder/stem+suffix``, or ``stem_1+suffix``, ... : never over an existing file."""
-    n = 0
+    """Write ``data`` to ``folder/stem+suffix``, or the first free ``stem (1)+suffix``, ... (the journal's
+    rule, :func:`~lookalike.journal.fsops.free_name`): never over an existing file, even one created between
+    the choice and the write (the file is created with O_EXCL)."""
+    tried: set[str] = set()
     while True:
-        path = folder / (f"{stem}{suffix}" if n == 0 else f"{stem}_{n}{suffix}")
+        path = Path(free_name(str(folder / f"{stem}{suffix}"), taken=tried))
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
-        except FileExistsError:
-            n += 1
+        except FileExistsError:  # created since free_name looked: take the next one
+            tried.add(str(path))
             continue
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -202,8 +205,8 @@ def unique_frames(
     ``crop``: keep that fraction of the area, centred (hashing and output). ``threshold``: Hamming distance
     in bits (0-64) under which frames may be duplicates (default 10; 0 keeps only exact-hash repeats out).
     A video that cannot be read (a FIFO, a device, a damaged clip...) gets an ``error`` in the report and the
-    run goes on; only regular files are ever opened (:class:`~lookalike.media.video.VideoReader`). ``progress(done,
-    total)`` counts frames read; an exception it raises stops the run.
+    run goes on; only regular files are ever opened (:class:`~lookalike.media.video_reader.VideoReader`).
+    ``progress(done, total)`` counts frames read; an exception it raises stops the run.
     """
     t0 = time.perf_counter()
     if every is not None and fps is not None:
@@ -221,7 +224,7 @@ def unique_frames(
         sources = [sources]
     sources = check_inputs(sources)  # a misspelt path: UsageError before the output folder is made
     found = list(iter_videos(list(sources), recursive=recursive))
-    check_found(sources, [p for p, e in found if e is None], [WalkError(p, e) for p, e in found if e is not None],
+    check_found(sources, [p for p, e in found if e is None], [WalkProblem(p, e) for p, e in found if e is not None],
                 recursive, what="videos")  # a folder without videos: UsageError, as for pictures
     out = Path(out_dir).expanduser().absolute()
     try:

@@ -3,6 +3,7 @@
 from lookalike.catalog.store import (
     Catalog,
     DamagedFeatureError,
+    FeatureRow,
     FileRow,
     ImageRow,
     catalog_error,
@@ -10,12 +11,14 @@ from lookalike.catalog.store import (
     encode_feature,
     feature_nbytes,
     from_db_path,
+    open_catalog,
     to_db_path,
 )
 
 __all__ = [
     "Catalog",
     "DamagedFeatureError",
+    "FeatureRow",
     "FileRow",
     "ImageRow",
     "catalog_error",
@@ -23,5 +26,6 @@ __all__ = [
     "encode_feature",
     "feature_nbytes",
     "from_db_path",
+    "open_catalog",
     "to_db_path",
 ]

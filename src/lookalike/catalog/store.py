@@ -73,6 +73,11 @@ _FILE_COLUMNS = "path,size,mtime_ns,content_hash,status,error,inode,ctime_ns"
 
 @dataclass(frozen=True)
 class FileRow:
+    """One row of ``files``, as read back and as written (:meth:`Catalog.write`).
+
+    ``status``: "ok", "truncated" or "error" (then ``error`` says why). Without ``inode`` and ``ctime_ns``
+    the row never passes the fast path: the file is hashed again next time."""
+
     path: str
     size: int
     mtime_ns: int
@@ -217,6 +222,8 @@ def _guarded(method: _F) -> _F:
 
 @dataclass(frozen=True)
 class ImageRow:
+    """One row of ``images``: facts about a content hash learnt while decoding it."""
+
     content_hash: str
     width: int
     height: int
@@ -227,6 +234,20 @@ class ImageRow:
     exif_datetime: str | None
     exif_tags: int
     bytes: int
+
+    def values(self) -> tuple:
+        return (self.content_hash, self.width, self.height, self.format, self.mode, int(self.truncated),
+                self.frames, self.exif_datetime, self.exif_tags, self.bytes)
+
+
+@dataclass(frozen=True)
+class FeatureRow:
+    """One row of ``features``: a model's feature of a content hash, as stored (:func:`encode_feature`)."""
+
+    content_hash: str
+    model: str
+    version: str
+    data: bytes
 
 
 def encode_feature(vec: np.ndarray, kind: str) -> bytes:
@@ -522,28 +543,23 @@ class Catalog:
     @_guarded
     def write(
         self,
-        files: Sequence[tuple] = (),
-        images: Sequence[tuple] = (),
-        features: Sequence[tuple] = (),
+        files: Sequence[FileRow] = (),
+        images: Sequence[ImageRow] = (),
+        features: Sequence[FeatureRow] = (),
     ) -> None:
-        """Write a batch in one transaction.
-
-        files: (path, size, mtime_ns, content_hash, status, error[, inode, ctime_ns]) (without inode and
-        ctime the row never passes the fast path: the file is hashed again next time); images: ImageRow
-        fields in order; features: (content_hash, model, version, blob).
-        """
+        """Write a batch of rows in one transaction (a row replaces the one of the same key)."""
         if not (files or images or features):
             return
         now = time.time()
-        rows = []
-        for f in files:
-            inode, ctime_ns = (f[6], f[7]) if len(f) >= 8 else (None, None)
-            rows.append((to_db_path(f[0]), f[1], f[2], f[3], f[4], _db_text(f[5]), now, inode, ctime_ns))
+        rows = [(to_db_path(f.path), f.size, f.mtime_ns, f.content_hash, f.status, _db_text(f.error), now, f.inode,
+                 f.ctime_ns) for f in files]
         with self.transaction() as db:
             if images:
-                db.executemany("INSERT OR REPLACE INTO images VALUES (?,?,?,?,?,?,?,?,?,?)", images)
+                db.executemany("INSERT OR REPLACE INTO images VALUES (?,?,?,?,?,?,?,?,?,?)",
+                               [i.values() for i in images])
             if features:
-                db.executemany("INSERT OR REPLACE INTO features VALUES (?,?,?,?)", features)
+                db.executemany("INSERT OR REPLACE INTO features VALUES (?,?,?,?)",
+                               [(f.content_hash, f.model, f.version, f.data) for f in features])
             if rows:
                 db.executemany(
                     "INSERT OR REPLACE INTO files (path,size,mtime_ns,content_hash,status,error,seen_at,inode,"
@@ -591,3 +607,8 @@ class Catalog:
             n += db.execute("DELETE FROM images").rowcount
             n += db.execute("DELETE FROM files").rowcount
         return n
+
+
+def open_catalog(catalog: Catalog | str | Path | None = None) -> Catalog:
+    """A Catalog from a handle (returned as is), a database path, or None (the default catalog)."""
+    return catalog if isinstance(catalog, Catalog) else Catalog(catalog)

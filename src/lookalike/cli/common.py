@@ -19,7 +19,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from lookalike.catalog import Catalog
 from lookalike.errors import LookalikeError
 
 
@@ -83,8 +82,10 @@ CsvOption = Annotated[bool, typer.Option("--csv", help="Print CSV on stdout.")]
 global_options: dict[str, Any] = {"catalog": None}
 
 
-def open_catalog(path: Path | None) -> Catalog:
-    return Catalog(path or global_options["catalog"])
+def chosen_catalog(path: Path | None) -> Path | None:
+    """The catalog a person chose: this command's ``--catalog``, else the root command's, else None (the
+    default one). Library functions open it (:func:`lookalike.catalog.open_catalog`)."""
+    return path or global_options["catalog"]
 
 
 @contextmanager

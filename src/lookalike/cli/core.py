@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import itertools
 import os
 from pathlib import Path
 from typing import Annotated
@@ -12,21 +11,24 @@ import typer
 from rich.table import Column, Table
 from rich.text import Text
 
-from lookalike.api import Collection
+from lookalike.catalog import open_catalog
 from lookalike.cli.common import (
     CatalogOption,
     CsvOption,
     JsonOption,
+    chosen_catalog,
     console,
     fail,
-    open_catalog,
     out,
     print_csv,
     print_json,
     progress_bar,
     shown,
 )
+from lookalike.export import export_features
 from lookalike.features import DEFAULT_MODEL, registry
+from lookalike.index import index_paths
+from lookalike.similar import find_similar
 
 ModelOption = Annotated[
     str,
@@ -71,9 +73,8 @@ def index_cmd(
     folder in which no picture is found, is an error (exit status 1) and nothing is indexed.
     """
     models = model or [DEFAULT_MODEL]
-    col = Collection(*paths, catalog=open_catalog(catalog), recursive=recursive)
     with progress_bar("indexing", not json_out) as progress:
-        report = col.index(models, progress=progress)
+        report = index_paths(paths, chosen_catalog(catalog), models, recursive=recursive, progress=progress)
     if json_out:
         print_json(report.to_json())
         return
@@ -105,9 +106,8 @@ def similar_cmd(
     Scores are cosine similarity for embeddings (1 = identical) and Hamming distance in bits for
     hashes (0 = identical).
     """
-    col = Collection(*folder, catalog=open_catalog(catalog), recursive=recursive)
     with progress_bar("indexing", not (json_out or csv_out)) as progress:
-        result = col.similar(image, k=k, model=model, progress=progress)
+        result = find_similar(image, folder, k, model, chosen_catalog(catalog), recursive=recursive, progress=progress)
     if json_out:
         print_json(result.to_json())
     elif csv_out:
@@ -134,10 +134,8 @@ def export_features_cmd(
 
     The file is UTF-8; a file name that is not UTF-8 is written as its own bytes (read the CSV with
     ``errors="surrogateescape"`` in Python to get the same path back)."""
-    col = Collection(folder, catalog=open_catalog(catalog))
-    n = 0
     with progress_bar("indexing") as progress:
-        col.index([model], progress=progress)
+        export = export_features([folder], model, chosen_catalog(catalog), progress=progress)
     target = os.path.abspath(csv_path)
     try:
         fh = open(target, "w", newline="", encoding="utf-8", errors="lookalike.raw")
@@ -145,32 +143,17 @@ def export_features_cmd(
         raise fail(f"cannot write {shown(target)}: {exc.strerror or exc}") from exc
     with fh:
         w = csv.writer(fh)
-        rows = iter(col.iter_feature_rows(model))
-        first = next(rows, None)
-        w.writerow(feature_header(model, len(first[1]) if first else None))
-        for path, values in itertools.chain([first] if first else [], rows):
+        w.writerow(export.header)
+        for path, values in export.rows():
             w.writerow([path, *values])
-            n += 1
-    console.print(f"wrote {n} rows to {shown(target)}", highlight=False, markup=False)
-
-
-def feature_header(model: str, width: int | None = None) -> list[str]:
-    """The header row of ``export features``: path, then one name per value (``width`` values; default: the
-    model's size)."""
-    spec = registry.get_spec(model)
-    n = spec.dim if width is None else width
-    return ["path", *(f"{'bit' if spec.kind == 'hash' else 'v'}{i}" for i in range(n))]
+    console.print(f"wrote {len(export)} rows to {shown(target)}", highlight=False, markup=False)
 
 
 def models_list(json_out: JsonOption = False) -> None:
     """List known models, their kind and size, and whether their weights are installed."""
     entries = registry.list_models()
     if json_out:
-        print_json(
-            [{"name": e.spec.id, "version": e.spec.version, "kind": e.spec.kind, "dim": e.spec.dim,
-              "installed": e.installed, "path": str(e.path) if e.path else None,
-              "description": e.spec.description} for e in entries]
-        )
+        print_json([e.to_json() for e in entries])
         return
     table = Table("name", "kind", "dim", "installed", "description")
     for e in entries:
@@ -222,7 +205,7 @@ def models_remove(name: Annotated[str, typer.Argument(help="Model whose files to
 
 def cache_stats(catalog: CatalogOption = None, json_out: JsonOption = False) -> None:
     """Show what the catalog holds: files by status, features per model, size on disk."""
-    stats = open_catalog(catalog).stats()
+    stats = open_catalog(chosen_catalog(catalog)).stats()
     if json_out:
         print_json(stats)
         return
@@ -256,11 +239,11 @@ def cache_clear(
     catalog: CatalogOption = None,
 ) -> None:
     """Drop stored features (of one model, or everything). Your photos are not touched."""
-    n = open_catalog(catalog).clear(model)
+    n = open_catalog(chosen_catalog(catalog)).clear(model)
     console.print(f"removed {n} rows")
 
 
 def cache_prune(catalog: CatalogOption = None) -> None:
     """Drop entries of files that no longer exist, and features no file refers to."""
-    res = open_catalog(catalog).prune()
+    res = open_catalog(chosen_catalog(catalog)).prune()
     console.print(f"removed {res['files_removed']} missing files and {res['features_removed']} orphan features")

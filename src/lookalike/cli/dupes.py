@@ -8,12 +8,13 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
+from lookalike.catalog import open_catalog
 from lookalike.cli.common import (
     CatalogOption,
     CsvOption,
     JsonOption,
+    chosen_catalog,
     console,
-    open_catalog,
     out,
     print_csv,
     print_json,
@@ -79,7 +80,7 @@ def dupes_cmd(
         if not (json_out or csv_out):
             console.print(f"no folder given: reviewing the bundled demo folder {paths[0]} (give your own: "
                           "`lookalike dupes ~/Pictures`)", highlight=False)
-    cat = open_catalog(catalog)
+    cat = open_catalog(chosen_catalog(catalog))
     with progress_bar("finding duplicates", not (json_out or csv_out)) as progress:
         report = find_duplicates([str(p) for p in paths], tier=tier, threshold=threshold, keep=keep,
                                  keep_in=[str(p) for p in keep_in or []], catalog=cat, progress=progress,

@@ -9,12 +9,13 @@ import typer
 from rich.table import Column, Table
 from rich.text import Text
 
+from lookalike.catalog import open_catalog
 from lookalike.cli.common import (
     CatalogOption,
     CsvOption,
     JsonOption,
+    chosen_catalog,
     console,
-    open_catalog,
     out,
     print_csv,
     print_json,
@@ -84,7 +85,7 @@ def train_cmd(
 
     with progress_bar("faces", not json_out) as progress:
         rep = train(dataset, model, progress=progress, embedder=embedder, detector=detector,
-                    catalog=open_catalog(catalog), workers=workers)
+                    catalog=open_catalog(chosen_catalog(catalog)), workers=workers)
     if json_out:
         print_json(rep.to_json())
         return
@@ -118,7 +119,7 @@ def recognize_cmd(
     from lookalike.faces import recognize
 
     res = recognize(str(image), k=k, model=model, tolerance=tolerance, direct=direct,
-                    catalog=open_catalog(catalog), detector=detector)
+                    catalog=open_catalog(chosen_catalog(catalog)), detector=detector)
     if res.no_face:
         _say(f"{image}: no face found" + ("" if direct else " (try --direct with a cropped photo)"))
     if json_out:
@@ -148,7 +149,7 @@ def who_cmd(
 
     with progress_bar("faces", not (json_out or csv_out)) as progress:
         rep = who(folder, model=model, tolerance=tolerance, direct=direct, recursive=recursive,
-                  catalog=open_catalog(catalog), detector=detector, workers=workers, progress=progress)
+                  catalog=open_catalog(chosen_catalog(catalog)), detector=detector, workers=workers, progress=progress)
     if json_out:
         print_json(rep.to_json())
     elif csv_out:
@@ -181,7 +182,7 @@ def cluster_cmd(
 
     with progress_bar("faces", not json_out) as progress:
         rep = cluster_faces(folder, threshold=threshold, min_size=min_size, model=model, detector=detector,
-                            catalog=open_catalog(catalog), workers=workers, progress=progress)
+                            catalog=open_catalog(chosen_catalog(catalog)), workers=workers, progress=progress)
     if links:
         applied = write_links(rep, links)
         _say(f"wrote {len(rep.clusters)} folders of links under {links} ({applied.done} operations, "
@@ -207,7 +208,7 @@ def name_cmd(
     """Turn a reviewed cluster into training data for LABEL in a face model."""
     from lookalike.faces import name_cluster
 
-    rep = name_cluster(cluster_dir, label, model, catalog=open_catalog(catalog))
+    rep = name_cluster(cluster_dir, label, model, catalog=open_catalog(chosen_catalog(catalog)))
     if json_out:
         print_json(rep.to_json())
         return

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from lookalike.cli.common import CatalogOption, JsonOption, console, open_catalog, out, print_json, progress_bar
+from lookalike.catalog import open_catalog
+from lookalike.cli.common import CatalogOption, JsonOption, chosen_catalog, console, out, print_json, progress_bar
 from lookalike.errors import UsageError
 from lookalike.features import DEFAULT_MODEL
 from lookalike.options import check_cluster_options
@@ -71,7 +72,7 @@ def sort_cmd(
 
     if rename and strip:
         raise UsageError("--rename and --strip cannot be combined")
-    cat = open_catalog(catalog)
+    cat = open_catalog(chosen_catalog(catalog))
     if strip:
         from lookalike.organise.rename import strip_prefixes
 
@@ -178,7 +179,7 @@ def cluster_cmd(
         raise UsageError("--sheet/--plot need a folder: give --links OUT, --copy OUT or --out DIR")
     if dry_run and dest is None:
         raise UsageError("--dry-run only applies with --links/--copy/--out")
-    cat = open_catalog(catalog)
+    cat = open_catalog(chosen_catalog(catalog))
     with progress_bar("indexing", not json_out) as progress:
         result = cluster([str(f) for f in folders], sim=sim, method=method, min_size=min_size,
                          time_weight=time_weight, model=model, catalog=cat, progress=progress, relative=relative)

@@ -10,7 +10,7 @@ import typer
 from lookalike.cli.common import JsonOption, console, out, print_json, progress_bar
 from lookalike.errors import UsageError
 
-# Kept in step with lookalike.media.video.DEFAULT_SAMPLE_FPS and lookalike.video.DEFAULT_THRESHOLD (a test
+# Kept in step with lookalike.media.video_reader.DEFAULT_SAMPLE_FPS and lookalike.video.DEFAULT_THRESHOLD (a test
 # checks): the library imports OpenCV, which this module must not load just to build the command line.
 DEFAULT_SAMPLE_FPS = 2.0
 DEFAULT_THRESHOLD = 10
@@ -22,7 +22,7 @@ HELP = (
     "Each sampled frame is compared with every frame kept so far from the same video (64-bit perceptual hash, "
     "confirmed on a 32x32 thumbnail), so repeats are dropped whether they are consecutive or not, while scene "
     "changes, fades and new content are kept.\n\n"
-    "Existing files in --out are never overwritten: a free name is picked (..._1.jpg). A video that cannot be "
+    "Existing files in --out are never overwritten: a free name is picked (... (1).jpg). A video that cannot be "
     "read (a damaged clip, or not a regular file: a FIFO, a device) is reported and the others are still processed; "
     "the exit code is 1 when a video named on the command line could not be read, or when no video could be read "
     "(a bad file found inside a folder is reported only).\n\n"

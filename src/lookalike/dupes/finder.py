@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lookalike.api import open_catalog
-from lookalike.catalog import Catalog
+from lookalike.catalog import Catalog, open_catalog
 from lookalike.dupes.candidates import dihedral_distance, dihedral_pairs, dihedral_pairs_indexed, embedding_pairs
 from lookalike.dupes.grouping import components, split_component
 from lookalike.dupes.keeper import FileFacts, choose_keeper, parse_policy, resolve_folder, under_any
@@ -19,9 +18,9 @@ from lookalike.dupes.report import Alias, DupesError, DupesReport, Group, Member
 from lookalike.dupes.verify import Verifier
 from lookalike.features import load_extractor
 from lookalike.features.hashes import hash_to_hex
+from lookalike.index import Progress, index_paths
 from lookalike.media import check_inputs
 from lookalike.options import check_dupes_options
-from lookalike.pipeline import Progress, index
 
 #: Defaults, measured on bench/dupes_quality.py (see docs/BENCHMARKS.md).
 NEAR_MIN_NCC = 0.87  # lower quartile of local aligned correlations for an edited copy
@@ -74,8 +73,8 @@ def find_duplicates(
     stats = report.stats
     t0 = time.perf_counter()
 
-    idx = index(cat, list(dict.fromkeys(roots + keep_args)), MODELS_FOR_TIER[tier], recursive=recursive,
-                progress=progress)
+    idx = index_paths(list(dict.fromkeys(roots + keep_args)), cat, MODELS_FOR_TIER[tier], recursive=recursive,
+                      progress=progress)
     report.errors = [DupesError(f.path, f.error) for f in idx.failed]
     stats.update(files=len(idx.paths), errors=len(idx.failed), index_s=round(time.perf_counter() - t0, 2))
     files, aliases, protected, links = _identities(idx.paths, keep_dirs, report, stats)

@@ -23,7 +23,7 @@ from lookalike.faces.embed import FaceEmbedder, load_face_embedder
 from lookalike.faces.scan import scan_paths
 from lookalike.faces.store import FaceModel, active_face_model
 from lookalike.faces.train import TrainReport, add_examples
-from lookalike.media import WalkError, check_inputs, walk_inputs
+from lookalike.media import WalkProblem, check_inputs, walk_inputs
 
 MANIFEST = ".faces.json"
 
@@ -119,7 +119,7 @@ def cluster_faces(
 ) -> FaceClusterReport:
     """Group every face found under a folder into people. The threshold defaults to the named (or active)
     face model's calibrated one, else the embedder's default tolerance."""
-    walk_errors: list[WalkError] = []  # a FIFO or device named like a picture: one error each
+    walk_errors: list[WalkProblem] = []  # a FIFO or device named like a picture: one error each
     # a misspelt path or a folder without pictures: UsageError, before any model is loaded
     paths = walk_inputs([folder] if isinstance(folder, str | Path) else list(folder), recursive=recursive,
                         errors=walk_errors)

@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lookalike.catalog import Catalog
+from lookalike.catalog import Catalog, open_catalog
 from lookalike.catalog import faces as face_table
 from lookalike.config import cpu_count
 from lookalike.errors import DecodeError
 from lookalike.faces.detect import DetectedFace, get_detector, whole_image
 from lookalike.faces.embed import FaceEmbedder, load_face_embedder
-from lookalike.media import decode, read_bytes
-from lookalike.media.files import require_regular
+from lookalike.index import content_hashes
+from lookalike.media import decode
 
 Progress = Callable[[int, int], None]
 DIRECT = "direct"
@@ -110,43 +110,6 @@ def _pool_init() -> None:
         os.environ.setdefault(var, "1")
 
 
-def as_catalog(catalog: Catalog | str | Path | None) -> Catalog:
-    """A Catalog from a handle, a path, or None (the default catalog)."""
-    return catalog if isinstance(catalog, Catalog) else Catalog(catalog)
-
-
-# -- content hashes ---------------------------------------------------------------------------------------------
-def content_hashes(catalog: Catalog, paths: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
-    """(path -> sha256, path -> error). Unchanged files known to the catalog are not read."""
-    known = catalog.lookup_files(list(paths))
-    hashes: dict[str, str] = {}
-    errors: dict[str, str] = {}
-    new_rows = []
-    for p in paths:
-        if not os.path.exists(p):
-            errors[p] = "no such file"
-            continue
-        try:
-            st = require_regular(p)  # a FIFO or device is refused here, before any read (and never cached)
-        except DecodeError as exc:
-            errors[p] = str(exc)
-            continue
-        row = known.get(p)
-        if row and row.content_hash and row.status != "error" and row.same_file(st):  # size, mtime, inode, ctime
-            hashes[p] = row.content_hash
-            continue
-        try:
-            h = hashlib.sha256(read_bytes(p)).hexdigest()
-        except DecodeError as exc:
-            errors[p] = str(exc)
-            continue
-        hashes[p] = h
-        if not row:  # let later runs skip reading this file (the indexer fills in the rest)
-            new_rows.append((p, st.st_size, st.st_mtime_ns, h, "ok", None, st.st_ino, st.st_ctime_ns))
-    catalog.write(files=new_rows)
-    return hashes, errors
-
-
 # -- the scanner --------------------------------------------------------------------------------------------------
 def scan_paths(
     paths: Sequence[str | Path],
@@ -164,7 +127,7 @@ def scan_paths(
     return aligned face chips (recomputed from stored boxes when cached). Errors are reported per picture.
     """
     paths = [os.path.abspath(str(p)) for p in paths]
-    cat = as_catalog(catalog)
+    cat = open_catalog(catalog)
     emb = load_face_embedder(embedder)
     chain = get_detector(detector)
     hashes, errors = content_hashes(cat, paths)
@@ -277,7 +240,7 @@ def scan_image(
 ) -> PhotoFaces:
     """Faces of one picture: a path or bytes (cached in the catalog when one is given) or a PIL picture."""
     if isinstance(image, str | Path):
-        return scan_paths([image], as_catalog(catalog), embedder, detector, direct,
+        return scan_paths([image], open_catalog(catalog), embedder, detector, direct,
                           chips, workers=1)[0]
     emb = load_face_embedder(embedder)
     if isinstance(image, Image.Image):

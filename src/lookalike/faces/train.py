@@ -13,13 +13,14 @@ from typing import Any
 
 from PIL import Image
 
-from lookalike.catalog import Catalog
+from lookalike.catalog import Catalog, open_catalog
 from lookalike.errors import UsageError
 from lookalike.faces.embed import load_face_embedder
 from lookalike.faces.recognize import calibrate
-from lookalike.faces.scan import FoundFace, as_catalog, content_hashes, scan_paths
+from lookalike.faces.scan import FoundFace, scan_paths
 from lookalike.faces.store import FaceModel, Prototype, check_name, faces_root, list_face_models
-from lookalike.media import WalkError, check_inputs, iter_images
+from lookalike.index import content_hashes
+from lookalike.media import WalkProblem, check_inputs, iter_images
 from lookalike.media.walk import SKIPPED_DIRS
 
 Box = tuple[int, int, int, int]
@@ -92,7 +93,7 @@ def add_examples(
     t0 = time.perf_counter()
     model = _open_or_create(name, embedder, detector)
     report = TrainReport(model=name)
-    cat = as_catalog(catalog)
+    cat = open_catalog(catalog)
     old_labels = set(model.labels) | {v["label"] for v in model.sources.values()}
     paths = [os.path.abspath(p) for _, p, _ in examples]
     hashes, errors = content_hashes(cat, list(dict.fromkeys(paths)))
@@ -186,7 +187,7 @@ def train(
         raise UsageError("cannot train from the face models folder itself")
     examples: list[tuple[str, str, Box | None]] = []
     nested: list[str] = []
-    walk_errors: list[WalkError] = []  # a FIFO or device named like a picture: one error each
+    walk_errors: list[WalkProblem] = []  # a FIFO or device named like a picture: one error each
     for person in people:
         examples.extend((person.name, path, None)
                         for path in iter_images([person], recursive=False, errors=walk_errors))

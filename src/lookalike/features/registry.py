@@ -90,9 +90,16 @@ _cache_lock = threading.Lock()
 
 @dataclass(frozen=True)
 class ModelEntry:
+    """One known model, as ``lookalike models list`` shows it (and ``GET /v1/models`` gives it)."""
+
     spec: ModelSpec
     installed: bool  # weights present (always true for weight-less models)
     path: Path | None  # weights file
+
+    def to_json(self) -> dict:
+        return {"name": self.spec.id, "version": self.spec.version, "kind": self.spec.kind, "dim": self.spec.dim,
+                "installed": self.installed, "path": str(self.path) if self.path else None,
+                "description": self.spec.description}
 
 
 def _user_spec_file(name: str) -> Path:
@@ -129,7 +136,7 @@ def weights_file(spec: ModelSpec) -> Path | None:
 
 
 def list_models() -> list[ModelEntry]:
-    """Every known model with whether its weights are on disk."""
+    """Every known model with whether its weights are on disk (the one listing: CLI and HTTP show it)."""
     out = []
     for name in known_names():
         spec = get_spec(name)

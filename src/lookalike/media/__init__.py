@@ -3,7 +3,7 @@
 from lookalike.media.decode import DecodedImage, decode, io_stats, read_bytes, sniff
 from lookalike.media.walk import (
     IMAGE_EXTENSIONS,
-    WalkError,
+    WalkProblem,
     check_found,
     check_inputs,
     iter_images,
@@ -14,7 +14,7 @@ from lookalike.media.walk import (
 __all__ = [
     "DecodedImage",
     "IMAGE_EXTENSIONS",
-    "WalkError",
+    "WalkProblem",
     "check_found",
     "check_inputs",
     "decode",

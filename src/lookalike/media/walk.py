@@ -1,7 +1,7 @@
 """Find image files under folders: by extension, and by sniffing files whose extension says nothing.
 
 What the walk yields and what it leaves out (each left-out path that could be a picture is reported in
-``errors``, as a :class:`WalkError` with ``skipped=True`` when it is left out on purpose):
+``errors``, as a :class:`WalkProblem` with ``skipped=True`` when it is left out on purpose):
 
 * Only regular files (and symlinks to regular files) are yielded. A FIFO, socket or device named like a
   picture (``x.jpg``), or given as an input, is an error "not a regular file: it is a FIFO (named pipe)";
@@ -58,7 +58,7 @@ SKIPPED_DIRS = frozenset(
      "Thumbs", "lost+found"}
 )
 
-#: Reasons given for paths left out on purpose (``WalkError.skipped``).
+#: Reasons given for paths left out on purpose (``WalkProblem.skipped``).
 LINK_OUTSIDE = "symbolic link to outside the searched folders: not followed"
 LINK_INTO_DATA = "symbolic link into lookalike's own data folder: not followed"
 DATA_FOLDER = "lookalike's own data folder: not searched"
@@ -66,7 +66,7 @@ BROKEN_LINK = "broken symbolic link"
 
 
 @dataclass(frozen=True)
-class WalkError:
+class WalkProblem:
     """A path the walk could not read (``skipped=False``) or left out on purpose, with the reason."""
 
     path: str
@@ -96,7 +96,7 @@ def looks_like_image(path: str) -> bool:
 
 
 def iter_images(
-    paths: Iterable[str | Path | bytes], recursive: bool = True, errors: list[WalkError] | None = None
+    paths: Iterable[str | Path | bytes], recursive: bool = True, errors: list[WalkProblem] | None = None
 ) -> Iterator[str]:
     """Yield the absolute paths of image files under ``paths`` (files are yielded as given).
 
@@ -109,7 +109,7 @@ def iter_images(
 
 def iter_files(
     paths: Iterable[str | Path | bytes], extensions: frozenset[str], recursive: bool = True,
-    errors: list[WalkError] | None = None, sniff_unknown: bool = False,
+    errors: list[WalkProblem] | None = None, sniff_unknown: bool = False,
 ) -> Iterator[str]:
     """The walk shared by pictures and videos: files under ``paths`` whose extension is in ``extensions``
     (with ``sniff_unknown``, also files of no or unknown extension whose first bytes are a picture's), with
@@ -129,7 +129,7 @@ def check_inputs(paths: Iterable[str | Path | bytes]) -> list[str]:
     return roots
 
 
-def check_found(roots: Sequence[str], found: Iterable[str], errors: Sequence[WalkError] = (),
+def check_found(roots: Sequence[str], found: Iterable[str], errors: Sequence[WalkProblem] = (),
                 recursive: bool = True, what: str = "pictures") -> None:
     """Raise :class:`UsageError` for the first folder among ``roots`` (absolute, as :func:`check_inputs` gives
     them) under which the walk found nothing (``found``: what it yielded; ``errors``: what it reported). The
@@ -167,14 +167,14 @@ def check_found(roots: Sequence[str], found: Iterable[str], errors: Sequence[Wal
 
 
 def walk_inputs(
-    paths: Iterable[str | Path | bytes], recursive: bool = True, errors: list[WalkError] | None = None,
+    paths: Iterable[str | Path | bytes], recursive: bool = True, errors: list[WalkProblem] | None = None,
     extensions: frozenset[str] = IMAGE_EXTENSIONS, sniff_unknown: bool = True, what: str = "pictures",
 ) -> list[str]:
     """The walk of the inputs a person named, checked: every input exists (:func:`check_inputs`, before
     anything is read), and every folder among them holds at least one picture (:func:`check_found`).
     Returns the files found, each once, in walk order; ``errors`` as for :func:`iter_images`."""
     roots = check_inputs(paths)
-    errs: list[WalkError] = [] if errors is None else errors
+    errs: list[WalkProblem] = [] if errors is None else errors
     start = len(errs)
     files = list(dict.fromkeys(iter_files(roots, extensions, recursive, errs, sniff_unknown)))
     check_found(roots, files, errs[start:], recursive, what)
@@ -182,7 +182,7 @@ def walk_inputs(
 
 
 class _Walk:
-    def __init__(self, roots: list[str], recursive: bool, errors: list[WalkError] | None,
+    def __init__(self, roots: list[str], recursive: bool, errors: list[WalkProblem] | None,
                  extensions: frozenset[str], sniff_unknown: bool) -> None:
         self.roots = roots
         self.recursive = recursive
@@ -202,7 +202,7 @@ class _Walk:
 
     def _report(self, path: str, error: str, skipped: bool = False) -> None:
         if self.errors is not None:
-            self.errors.append(WalkError(path, error, skipped))
+            self.errors.append(WalkProblem(path, error, skipped))
 
     def _in_data(self, real: str) -> bool:
         return any(is_inside(real, d) for d in self.excluded)

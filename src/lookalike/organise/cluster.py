@@ -37,14 +37,13 @@ from pathlib import Path
 
 import numpy as np
 
-from lookalike.api import open_catalog
-from lookalike.catalog import Catalog
+from lookalike.catalog import Catalog, open_catalog
 from lookalike.errors import UsageError
 from lookalike.features import DEFAULT_MODEL
+from lookalike.index import Progress
 from lookalike.options import check_cluster_options
 from lookalike.organise.knn import knn_graph
 from lookalike.organise.vectors import Vectors, capture_times, load_vectors, scaled_times
-from lookalike.pipeline import Progress
 
 METHODS = ("average", "complete", "single", "ward")
 EXACT_LIMIT = 20000

@@ -24,11 +24,11 @@ import tempfile
 from pathlib import Path
 
 from lookalike.errors import UsageError
+from lookalike.index import Progress
 from lookalike.journal import ApplyReport, Created, Plan, apply_plan, created_files
 from lookalike.journal.fsops import fingerprint
 from lookalike.organise.cluster import ClusterResult
 from lookalike.organise.sheets import contact_sheet, dendrogram_png
-from lookalike.pipeline import Progress
 
 _TMP_PREFIX = "lookalike-cluster-"
 

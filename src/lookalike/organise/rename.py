@@ -33,8 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lookalike.api import open_catalog
-from lookalike.catalog import Catalog
+from lookalike.catalog import Catalog, open_catalog
 from lookalike.catalog import organise as records
 from lookalike.catalog.organise import Written
 from lookalike.journal import ApplyReport, Journal, Plan, apply_plan, load_plan, write_plan

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lookalike.api import Collection
 from lookalike.catalog import Catalog
+from lookalike.collection import Collection
 from lookalike.errors import UsageError
 from lookalike.features import DEFAULT_MODEL, l2_normalise, load_extractor
-from lookalike.pipeline import Progress, file_sha256
+from lookalike.index import Progress, file_sha256
 
 
 @dataclass

@@ -303,7 +303,7 @@ class KlikApp:
         return Response(png, media_type="image/png")
 
     def _image_features(self, path: str):
-        from lookalike.api import Collection
+        from lookalike.collection import Collection
 
         self.st.models.touch("effnet")
         return Collection(path, catalog=self.st.catalog).feature_of(path, "effnet")

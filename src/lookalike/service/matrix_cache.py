@@ -18,9 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lookalike.api import Collection, Hit, SimilarResult
+from lookalike import similar
 from lookalike.catalog import Catalog
 from lookalike.catalog.generation import generation
+from lookalike.collection import Collection
 from lookalike.features import load_extractor
 from lookalike.search import Searcher, make_searcher
 from lookalike.service.metrics import Metrics
@@ -123,13 +124,7 @@ def _searcher(kind: str, matrix: np.ndarray) -> Searcher:
 
 
 def rank(entry: _Entry, query_vec: np.ndarray, k: int, model: str, query: str,
-         exclude: str | None = None) -> SimilarResult:
+         exclude: str | None = None) -> similar.SimilarResult:
     """The k best matches of one feature vector, as ``lookalike similar --json`` prints them."""
-    hits: list[Hit] = []
-    if entry.searcher is not None:
-        res = entry.searcher.query(np.asarray(query_vec)[None, :], k + 1)
-        for i, s in zip(res.indices[0], res.scores[0], strict=True):
-            if i < 0 or entry.paths[i] == exclude or not entry.allowed(entry.paths[i]):
-                continue
-            hits.append(Hit(entry.paths[i], float(round(float(s), 6))))
-    return SimilarResult(query, model, hits[:k])
+    return similar.rank(entry.searcher, entry.paths, query_vec, k, model, query, exclude=exclude,
+                        allowed=entry.allowed)

@@ -13,7 +13,8 @@ from fastapi.responses import Response
 from PIL import Image
 
 from lookalike import options
-from lookalike.api import Collection
+from lookalike.collection import Collection
+from lookalike.export import feature_values
 from lookalike.media import decode
 from lookalike.service.errors import JSONResponse
 from lookalike.service.matrix_cache import rank
@@ -39,11 +40,7 @@ async def embed(request: Request) -> JSONResponse:
     inp = await read_image(request, st)
     model = model_field(inp.fields)
     vec = await in_thread(embed_request, st, inp, model)
-    if st.models.get(model).kind == "hash":
-        values = np.unpackbits(np.asarray(vec, dtype=">u8").view(np.uint8)).tolist()
-    else:
-        values = [float(x) for x in vec]
-    return JSONResponse({"model": model, "vector": values})
+    return JSONResponse({"model": model, "vector": feature_values(vec, st.models.get(model).kind)})
 
 
 def similar_to(st: State, inp: ImageRequest, model: str, k: int, folder: str | None) -> dict:

@@ -25,9 +25,9 @@ async def index_job(request: Request) -> JSONResponse:
     model = model_field(body)
 
     def run(progress):
-        from lookalike.pipeline import index
+        from lookalike.index import index_paths
 
         st.models.touch(model)
-        return index(st.catalog, paths, [model], progress=progress).to_json()
+        return index_paths(paths, st.catalog, [model], progress=progress).to_json()
 
     return start_job(st, "index", run, {"folders": paths, "model": model})

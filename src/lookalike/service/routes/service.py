@@ -61,6 +61,4 @@ async def browse(request: Request, path: str | None = None) -> dict:
 @routes.get("/v1/models")
 async def models() -> list[dict]:
     """Known feature models, as ``lookalike models list --json``."""
-    return [{"name": e.spec.id, "version": e.spec.version, "kind": e.spec.kind, "dim": e.spec.dim,
-             "installed": e.installed, "path": str(e.path) if e.path else None, "description": e.spec.description}
-            for e in registry.list_models()]
+    return [e.to_json() for e in registry.list_models()]

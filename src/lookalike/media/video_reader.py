@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 from lookalike.errors import DecodeError, UsageError  # noqa: E402
 from lookalike.media.decode import sniff  # noqa: E402
 from lookalike.media.files import open_regular  # noqa: E402
-from lookalike.media.walk import WalkError, iter_files  # noqa: E402
+from lookalike.media.walk import WalkProblem, iter_files  # noqa: E402
 
 #: Extensions (lower case, with the dot) of files taken as videos when a folder is walked.
 VIDEO_EXTENSIONS = frozenset(
@@ -281,7 +281,7 @@ def iter_videos(paths: list[str | Path], recursive: bool = True) -> Iterator[tup
     yielded whatever their extension (the reader says if they are not videos); links out of the inputs and
     lookalike's own folders are left out with a reason; FIFOs and devices named like videos are errors;
     hidden files and folders are skipped; folders reached twice are walked once."""
-    errors: list[WalkError] = []
+    errors: list[WalkProblem] = []
     for path in iter_files(paths, VIDEO_EXTENSIONS, recursive, errors):
         yield path, None
     for e in errors:

@@ -1,0 +1,22 @@
+"""``lookalike index``: bring the catalog up to date for folders of pictures.
+
+:func:`index_paths` is the one indexing path (every command that needs features calls it) and returns an
+:class:`IndexReport`; :func:`features_of` reads the features back (:func:`indexed_features`: index, then
+read); :func:`file_sha256` is the catalog's content key, :func:`content_hashes` the fast path for readers
+that need only the hashes (face scans).
+"""
+
+from lookalike.index.fastpath import content_hashes, file_sha256
+from lookalike.index.pipeline import features_of, index_paths, indexed_features
+from lookalike.index.report import IndexFailure, IndexReport, Progress
+
+__all__ = [
+    "IndexFailure",
+    "IndexReport",
+    "Progress",
+    "content_hashes",
+    "features_of",
+    "file_sha256",
+    "index_paths",
+    "indexed_features",
+]
