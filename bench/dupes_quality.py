@@ -3,7 +3,7 @@
 Builds a test set from the real photos in ../shared/data (override with $LOOKALIKE_SHARED):
 UKBench objects (4 photos each: the first is edited, the other 3 stay as "same object, other photo"
 distractors) and celebrity faces (edited originals, the rest as distractors, plus the byte-identical
-copies listed in DUPLICATES.txt). Every original gets the edited copies of lookalike.dupes.edits.
+copies listed in DUPLICATES.txt). Every original gets the edited copies of tests/photo_edits.py.
 Ground truth by construction: files derived from the same bytes form a family.
 
 Prints pair precision/recall per tier and per edit at the default thresholds, and what each stage
@@ -29,16 +29,17 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))  # photo_edits: the edited copies (test-only code, not in the package)
 
 from lookalike.catalog import Catalog  # noqa: E402
 from lookalike.dupes import find_duplicates  # noqa: E402
 from lookalike.dupes import finder as _finder  # noqa: E402
 from lookalike.dupes import verify as _verify  # noqa: E402
-from lookalike.dupes.edits import EDITS, write_edits  # noqa: E402
 from lookalike.dupes.verify import Verifier  # noqa: E402
 from lookalike.features import load_extractor  # noqa: E402
 from lookalike.index import index_paths  # noqa: E402
 from lookalike.search import hamming_distances  # noqa: E402
+from photo_edits import EDITS, write_edits  # noqa: E402
 
 SHARED = Path(os.environ.get("LOOKALIKE_SHARED", ROOT.parent / "shared"))
 DATA = SHARED / "data"

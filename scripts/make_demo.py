@@ -10,12 +10,14 @@ and an exact copy. `lookalike dupes` with no folder runs on them.
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from lookalike.dupes.edits import write_edits
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from photo_edits import write_edits  # noqa: E402  (test-only code, not in the package)
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "lookalike" / "demo" / "photos"
 SCENES = ("harbour", "meadow", "market", "orchard", "station", "terrace")

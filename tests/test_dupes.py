@@ -13,10 +13,10 @@ import pytest
 
 from conftest import needs_effnet, shared_data
 from lookalike.dupes import choose_keeper, find_duplicates, parse_policy, plan_for
-from lookalike.dupes.edits import relabel_jpeg, write_edits
 from lookalike.dupes.grouping import split_component
 from lookalike.dupes.keeper import FileFacts
 from lookalike.errors import UsageError
+from photo_edits import relabel_jpeg, write_edits
 
 NEAR_EDITS = ["meta", "crop70", "rot90", "flip", "grey", "watermark", "border20", "rot5"]
 
@@ -322,3 +322,64 @@ def test_move_dupes_refuses_a_duplicate_changed_after_the_plan_and_moves_odd_nam
     assert os.listdir(os.fsencode(tmp_path / "dest" / "group_0001")) == [b"caf\xe9.jpg"]
     undo(result.journal)
     assert os.path.isfile(odd) and not any((tmp_path / "dest").rglob("*.jpg"))
+
+
+def test_reviewed_report_keeps_only_what_the_search_grouped_and_the_keep_in_files():
+    """dupes.reviewed_report (was the service's private _reviewed_report): a review may only regroup files of one
+    group of the search; hashes and --keep-in files travel beside the JSON (review_state)."""
+    from lookalike.dupes import DupesReport, Group, Member, review_state, reviewed_report
+    from lookalike.errors import UsageError
+
+    search = DupesReport("near", [Group("/p/a.jpg", "sharpest", [Member("/p/b.jpg", "near", 0.93, sha256="bb"),
+                                                              Member("/k/c.jpg", "exact", 1.0, sha256="cc")],
+                                        protected=["/k/c.jpg"], keep_sha256="aa"),
+                                  Group("/p/x.jpg", "largest", [Member("/p/y.jpg", "exact", 1.0)])])
+    state = review_state(search)
+    assert state == {"hashes": {"/p/a.jpg": "aa", "/p/b.jpg": "bb", "/k/c.jpg": "cc"}, "protected": ["/k/c.jpg"]}
+    result = search.to_json()
+    rep = reviewed_report(result, [{"keep": "/p/b.jpg", "members": ["/p/a.jpg", "/k/c.jpg"]}], state)
+    (g,) = rep.groups
+    assert (g.keep, g.keep_sha256, g.protected, g.reason) == ("/p/b.jpg", "bb", ["/k/c.jpg"], "chosen in review")
+    # the search's keeper, now acted on, is to the new keeper what the new keeper was to it
+    assert [(m.path, m.tier, m.score, m.sha256) for m in g.members] == [("/p/a.jpg", "near", 0.93, "aa"),
+                                                                       ("/k/c.jpg", "exact", 1.0, "cc")]
+    assert reviewed_report(result, [{"keep": "/p/x.jpg", "members": []}]).groups == []
+    for bad in ({"groups": "all"}, [{"keep": "/p/a.jpg", "members": ["/p/y.jpg"]}],
+                [{"keep": "/p/a.jpg", "members": ["/p/a.jpg"]}], [{"keep": "/elsewhere.jpg"}], [{"members": []}]):
+        with pytest.raises(UsageError):
+            reviewed_report(result, bad, state)
+
+
+def test_unreadable_files_are_dupes_failure_records_not_exceptions(tmp_path, catalog):
+    """issue 14: a record that is not an exception does not end in Error (DupesError -> DupesFailure)."""
+    import lookalike.dupes as dupes
+    from lookalike.dupes import DupesFailure
+
+    assert not hasattr(dupes, "DupesError") and not issubclass(DupesFailure, BaseException)
+    shutil.copyfile(shared_data("photos") / "ukbench00000.jpg", tmp_path / "a.jpg")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not a picture")
+    report = find_duplicates([tmp_path], tier="exact", catalog=catalog)
+    assert [type(e) for e in report.errors] == [DupesFailure]
+    assert report.to_json()["errors"] == [{"path": str(tmp_path / "broken.jpg"), "error": report.errors[0].error}]
+
+
+def test_act_on_is_the_dupes_action_of_the_cli(tmp_path, catalog, run_cli):
+    """`dupes --action` is one library call (dupes.act_on): its JSON is the CLI's, with --plan and applied."""
+    from lookalike.dupes import act_on
+    from lookalike.journal import load_plan, undo
+
+    (tmp_path / "S").mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        shutil.copyfile(shared_data("photos") / "ukbench00000.jpg", tmp_path / "S" / name)
+    cli = run_cli("--catalog", tmp_path / "cli.sqlite", "dupes", tmp_path / "S", "--tier", "exact", "--action",
+                  "trash", "--plan", tmp_path / "cli.json", "--json").json()
+    report = find_duplicates([tmp_path / "S"], tier="exact", catalog=catalog)
+    planned = act_on(report, "trash", plan_file=tmp_path / "lib.json")
+    assert planned.applied is None and not planned.failed
+    assert planned.to_json() == {**cli, "plan": str(tmp_path / "lib.json")}
+    assert load_plan(tmp_path / "lib.json").to_json()["operations"] == load_plan(tmp_path / "cli.json").to_json()[
+        "operations"]
+    done = act_on(report, "trash")
+    assert done.applied.done == 1 and done.to_json()["apply"]["done"] == 1
+    assert len(list((tmp_path / "S").iterdir())) == 1
+    assert undo(done.applied.journal).ok and len(list((tmp_path / "S").iterdir())) == 2

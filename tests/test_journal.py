@@ -8,12 +8,12 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+import crash_points
 from lookalike.journal import (
     Op,
     Plan,
@@ -66,17 +66,19 @@ def tree_state(root: Path, mtimes: bool = True) -> dict[str, tuple]:
     return state
 
 
-def spawn_apply(plan_file: Path, env: dict, resume: bool = False) -> subprocess.Popen:
-    args = [sys.executable, "-m", "lookalike", "apply", str(plan_file), "--json"] + (["--resume"] if resume else [])
-    return subprocess.Popen(args, env={**os.environ, "PYTHONPATH": str(SRC), **env},
+def spawn_apply(plan_file: Path, delay: float, resume: bool = False) -> subprocess.Popen:
+    """`lookalike apply PLAN --json` in a fresh interpreter that sleeps ``delay`` at every step point."""
+    args = ["apply", str(plan_file), "--json"] + (["--resume"] if resume else [])
+    return subprocess.Popen(crash_points.command(args, delay=delay), env={**os.environ, "PYTHONPATH": str(SRC)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def apply_in_subprocess(plan_file: Path, env: dict) -> int:
-    """Apply through the library in a fresh interpreter (cheaper than the CLI); returns the exit code."""
+def apply_in_subprocess(plan_file: Path, kill: str) -> int:
+    """Apply through the library in a fresh interpreter (cheaper than the CLI) killed at step point ``kill``
+    (``SEQ:POINT``, see tests/crash_points.py); returns the exit code."""
     code = "import sys; from lookalike.journal import apply_plan; apply_plan(sys.argv[1])"
-    proc = subprocess.run([sys.executable, "-c", code, str(plan_file)], env={**os.environ, "PYTHONPATH": str(SRC),
-                          **env}, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(crash_points.command([plan_file], kill=kill, code=code),
+                          env={**os.environ, "PYTHONPATH": str(SRC)}, capture_output=True, text=True, timeout=60)
     return proc.returncode
 
 
@@ -366,7 +368,7 @@ def test_sigkill_at_each_step_then_undo_or_resume(tmp_path, kind, point):
         root = build_tree(tmp_path / follow_up)
         before = tree_state(root)
         plan_file = write_plan(make_plan(root, kind), tmp_path / f"{follow_up}.json")
-        rc = apply_in_subprocess(plan_file, {"LOOKALIKE_JOURNAL_TEST_KILL": f"1:{point}"})
+        rc = apply_in_subprocess(plan_file, f"1:{point}")
         assert rc == -signal.SIGKILL
         interrupted = find_interrupted(plan_file)
         assert interrupted is not None
@@ -416,7 +418,7 @@ def test_kill9_during_a_long_cli_apply_then_undo_and_resume(tmp_path, run_cli):
         plan_file = write_plan(build(root), tmp_path / f"{follow_up}.json")
         before = tree_state(root)
         # slow enough that a loaded machine cannot finish the 48 operations before the kill lands
-        proc = spawn_apply(plan_file, {"LOOKALIKE_JOURNAL_TEST_DELAY": "0.06"})
+        proc = spawn_apply(plan_file, delay=0.06)
         deadline = time.monotonic() + 60
         journal_file = None
         while time.monotonic() < deadline:
@@ -471,7 +473,7 @@ def test_purge_and_list(tmp_path, run_cli):
 
     # an interrupted journal is kept unless forced
     plan_file = write_plan(make_plan(build_tree(tmp_path / "q"), "delete"), tmp_path / "q.json")
-    assert apply_in_subprocess(plan_file, {"LOOKALIKE_JOURNAL_TEST_KILL": "1:kept"}) == -signal.SIGKILL
+    assert apply_in_subprocess(plan_file, "1:kept") == -signal.SIGKILL
     res = run_cli("journal", "purge", "--all", "--json").json()
     assert res["removed"] == [second.id] and len(res["skipped"]) == 1
     assert purge(all=True, force=True)["skipped"] == []
@@ -509,3 +511,42 @@ def test_plan_file_round_trip_and_validation(tmp_path):
         load_plan(tmp_path / "bad.json")
     (tmp_path / "rel.json").write_text('{"operations": [{"op": "delete", "path": "p/img_003.jpg"}]}')
     assert load_plan(tmp_path / "rel.json").operations[0].path == str(root / "img_003.jpg")
+
+
+def test_the_latest_journal_is_one_rule_the_run_undo_reverses(tmp_path):
+    """show_journal() / open_journal() without an id name the run a plain undo reverses (latest_to_undo), not
+    the newest folder: after undoing the newest run, it is the one before."""
+    from lookalike.journal import latest_to_undo, open_journal
+
+    root = build_tree(tmp_path / "r")
+    first = apply_plan(make_plan(root, "rename"))
+    second = apply_plan(make_plan(build_tree(tmp_path / "s"), "copy"))
+    assert open_journal().id == show_journal()["id"] == latest_to_undo().id == second.id
+    assert undo().ok
+    assert open_journal().id == show_journal()["id"] == latest_to_undo().id == first.id
+
+
+def test_one_free_name_rule_for_every_writer(tmp_path):
+    """journal.fsops.numbered_names is the one rule (name, name (1), name (2), ...): free_name (the journal),
+    create_new_file (files written outside a plan, e.g. video frames) and the link trees all follow it."""
+    from lookalike.journal.fsops import create_new_file, free_name, numbered_names
+    from lookalike.journal.links import plan_link_tree
+
+    first = [n for n, _ in zip(numbered_names(str(tmp_path / "a.jpg")), range(3), strict=False)]
+    assert first == [str(tmp_path / "a.jpg"), str(tmp_path / "a (1).jpg"), str(tmp_path / "a (2).jpg")]
+    assert next(iter(numbered_names(".profile"))) == ".profile" and list(zip(numbered_names(".profile"), range(2),
+                                                                               strict=False))[1][0] == ".profile (1)"
+    (tmp_path / "a.jpg").write_bytes(b"user")
+    made = [create_new_file(tmp_path / "a.jpg", bytes([i])) for i in range(2)]
+    assert made == first[1:] and (tmp_path / "a.jpg").read_bytes() == b"user"
+    assert free_name(str(tmp_path / "a.jpg")) == str(tmp_path / "a (3).jpg")
+    assert free_name(str(tmp_path / "a.jpg"), {str(tmp_path / "a.jpg")}, on_disk=False) == first[1]
+    # two photos of one name in one group folder: numbered in the plan itself, not left to clash at apply time
+    for sub in ("x", "y"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "IMG.jpg").write_bytes(sub.encode())
+    x, y = str(tmp_path / "x" / "IMG.jpg"), str(tmp_path / "y" / "IMG.jpg")
+    plan = plan_link_tree([(tmp_path / "out" / "g", [x, y])], "test tree")
+    assert [Path(op.path).name for op in plan] == ["IMG.jpg", "IMG (1).jpg"]
+    report = apply_plan(plan)
+    assert report.failed == [] and os.readlink(tmp_path / "out" / "g" / "IMG (1).jpg") == y

@@ -300,3 +300,76 @@ def test_rename_plan_file_applied_later_is_recognised_by_strip(tmp_path, run_cli
     assert all(p.name[:2].isdigit() and p.name[2] == "_" for p in folder.iterdir())
     run_cli("sort", folder, "--strip")
     assert sorted(p.name for p in folder.iterdir()) == before
+
+
+# -- the library entry points of `sort` and `cluster` (issue 14: the CLI only parses, calls, prints) ----------
+
+def test_sort_folder_renames_through_the_journal_and_gives_the_order_under_the_new_names(tmp_path, catalog):
+    from lookalike.journal import undo
+    from lookalike.organise import sort_folder
+
+    folder = _photos(tmp_path, range(2))
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    plain = sort_folder(folder, "phash", catalog=catalog)
+    assert plain.action == "order" and plain.applied is None and plain.to_json() == {"order": plain.order}
+    assert plain.keys == [f"{i:02d}" for i in range(1, 9)]
+
+    dry = sort_folder(folder, "phash", rename=True, dry_run=True, catalog=catalog)
+    assert dry.applied.dry_run and len(dry.plan) == 8 and {p.name for p in folder.iterdir()} == set(before)
+
+    done = sort_folder(folder, "phash", rename=True, catalog=catalog)
+    assert done.action == "rename" and done.failed == []
+    assert [Path(p).name for p in done.order] == [f"{i:02d}_{Path(p).name}" for i, p in enumerate(plain.order, 1)]
+    assert all(Path(p).is_file() for p in done.order)  # the renames were followed to the final names
+
+    stripped = sort_folder(folder, strip=True, catalog=catalog)
+    assert stripped.action == "strip" and stripped.applied.done == 8 and stripped.to_json()["done"] == 8
+    assert {p.name for p in folder.iterdir()} == set(before)
+    assert undo(stripped.applied.journal).ok and undo(done.applied.journal).ok
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    with pytest.raises(Exception, match="cannot be combined"):
+        sort_folder(folder, rename=True, strip=True, catalog=catalog)
+
+
+def test_cluster_folder_writes_links_in_one_journal_run_and_checks_its_options_first(tmp_path, catalog):
+    from lookalike.errors import UsageError
+    from lookalike.journal import undo
+    from lookalike.organise import cluster_folder
+
+    folder = _photos(tmp_path, range(2))
+    out = tmp_path / "out"
+    res = cluster_folder(folder, sim=0, model="phash", out=out, mode="link", sheet=True, catalog=catalog)
+    assert res.to_json()["clusters"][0]["members"] == res.clusters[0]
+    assert res.applied is not None and res.applied.failed == [] and res.folders == [str(out / "cluster_with_8" /
+                                                                                         "cluster_0")]
+    assert len([p for p in Path(res.folders[0]).iterdir() if p.is_symlink()]) == 8
+    assert (out / "cluster_with_8" / "cluster_0_sheet.jpg").is_file()
+    assert undo(res.applied.journal).ok and not any(p.is_file() for p in out.rglob("*"))
+    assert cluster_folder(folder, sim=0, model="phash", catalog=catalog).applied is None  # nothing written
+    for bad in ({"sheet": True}, {"dry_run": True}, {"mode": "link"}, {"mode": "hard", "out": out},
+                {"sim": 2.0}, {"method": "median"}):
+        with pytest.raises(UsageError):
+            cluster_folder(folder, model="phash", catalog=catalog, **bad)
+
+
+def test_cluster_and_dupes_defaults_are_the_librarys():
+    """The defaults live next to the function that uses them; the CLI's options take them from there."""
+    import importlib
+    import inspect
+
+    from lookalike import dupes
+    from lookalike.cli.dupes import dupes_cmd
+    from lookalike.cli.organise import cluster_cmd
+
+    cluster_mod = importlib.import_module("lookalike.organise.cluster")  # (organise.cluster is the function)
+
+    cli = inspect.signature(cluster_cmd).parameters
+    lib = inspect.signature(cluster_mod.cluster_folder).parameters
+    for name, value in (("sim", 0.5), ("method", "average"), ("min_size", 2), ("time_weight", 0.0)):
+        assert cli[name].default == lib[name].default == inspect.signature(cluster_mod.cluster).parameters[
+            name].default == getattr(cluster_mod, f"DEFAULT_{name.upper()}") == value
+    cli = inspect.signature(dupes_cmd).parameters
+    assert cli["tier"].default == inspect.signature(dupes.find_duplicates).parameters["tier"].default == \
+        dupes.DEFAULT_TIER
+    assert cli["link_kind"].default == inspect.signature(dupes.plan_for).parameters["link_kind"].default == \
+        dupes.DEFAULT_LINK_KIND

@@ -14,8 +14,9 @@ from conftest import SRC
 
 EXPORTED = [
     "CatalogError", "Collection", "DecodeError", "DupesReport", "FeatureExport", "IndexReport", "LookalikeError",
-    "ModelError", "SimilarResult", "UsageError", "__version__", "apply_plan", "cluster", "embed", "export_features",
-    "find_duplicates", "find_similar", "index_paths", "plan_for", "sort_order", "undo", "unique_frames",
+    "ModelError", "SimilarResult", "UsageError", "__version__", "apply_plan", "cluster_folder", "embed",
+    "export_features", "find_duplicates", "find_similar", "index_paths", "plan_for", "sort_folder", "undo",
+    "unique_frames",
 ]
 
 SIGNATURES = {
@@ -24,7 +25,7 @@ SIGNATURES = {
         "recursive: 'bool' = True) -> 'None'"
     ),
     "DupesReport": (
-        "(tier: 'str', groups: 'list[Group]' = <factory>, errors: 'list[DupesError]' = <factory>, "
+        "(tier: 'str', groups: 'list[Group]' = <factory>, errors: 'list[DupesFailure]' = <factory>, "
         "stats: 'dict' = <factory>) -> None"
     ),
     "FeatureExport": (
@@ -43,12 +44,12 @@ SIGNATURES = {
         "(plan: 'Plan | str | os.PathLike', journal_dir: 'str | os.PathLike | None' = None, "
         "progress: 'Progress' = None, dry_run: 'bool' = False) -> 'ApplyReport'"
     ),
-    "cluster": (
-        "(paths: 'Sequence[str | Path] | str | Path', sim: 'float' = 0.5, method: 'str' = 'average', "
-        "min_size: 'int' = 2, time_weight: 'float' = 0.0, model: 'str' = 'effnet', "
-        "catalog: 'Catalog | str | Path | None' = None, progress: 'Progress | None' = None, "
-        "relative: 'bool' = False, recursive: 'bool' = True, "
-        "exact_limit: 'int' = 20000) -> 'ClusterResult'"
+    "cluster_folder": (
+        "(folders: 'Sequence[str | Path] | str | Path', sim: 'float' = 0.5, method: 'str' = 'average', "
+        "min_size: 'int' = 2, time_weight: 'float' = 0.0, model: 'str' = 'effnet', *, relative: 'bool' = False, "
+        "out: 'str | Path | None' = None, mode: 'str | None' = None, sheet: 'bool' = False, plot: 'bool' = False, "
+        "dry_run: 'bool' = False, recursive: 'bool' = True, catalog: 'Catalog | str | Path | None' = None, "
+        "progress: 'Progress | None' = None) -> 'ClusterResult'"
     ),
     "embed": (
         "(image: 'ImageSource', model: 'str' = 'effnet') -> 'np.ndarray'"
@@ -78,10 +79,11 @@ SIGNATURES = {
         "(report: 'DupesReport', action: 'str', dest: 'str | Path | None' = None, "
         "link_kind: 'str' = 'hard') -> 'Plan'"
     ),
-    "sort_order": (
-        "(paths: 'Sequence[str | Path] | str | Path', model: 'str' = 'effnet', "
-        "catalog: 'Catalog | str | Path | None' = None, progress: 'Progress | None' = None, "
-        "recursive: 'bool' = True, k: 'int' = 10) -> 'SortResult'"
+    "sort_folder": (
+        "(folders: 'Sequence[str | Path] | str | Path', model: 'str' = 'effnet', *, rename: 'bool' = False, "
+        "strip: 'bool' = False, plan_file: 'str | os.PathLike | None' = None, dry_run: 'bool' = False, "
+        "recursive: 'bool' = True, catalog: 'Catalog | str | Path | None' = None, "
+        "progress: 'Progress | None' = None, k: 'int' = 10) -> 'SortReport'"
     ),
     "undo": (
         "(journal: 'str | os.PathLike | Journal | None' = None, "

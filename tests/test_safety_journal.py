@@ -14,11 +14,11 @@ import os
 import random
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+import crash_points
 from conftest import SRC, shared_data
 from lookalike.dupes import find_duplicates, plan_for
 from lookalike.dupes.report import DupesReport, Group, Member
@@ -57,10 +57,12 @@ def regular_copies(root: Path, digest: str) -> list[str]:
     return out
 
 
-def apply_in_subprocess(plan_file: Path, env: dict) -> int:
+def apply_in_subprocess(plan_file: Path, kill: str | None = None, env: dict | None = None) -> int:
+    """Apply in a fresh interpreter, killed at step point ``kill`` (``SEQ:POINT``, tests/crash_points.py)."""
     code = "import sys; from lookalike.journal import apply_plan; apply_plan(sys.argv[1])"
-    proc = subprocess.run([sys.executable, "-c", code, str(plan_file)], env={**os.environ, "PYTHONPATH": str(SRC),
-                          **env}, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(crash_points.command([plan_file], kill=kill, code=code),
+                          env={**os.environ, "PYTHONPATH": str(SRC), **(env or {})}, capture_output=True, text=True,
+                          timeout=60)
     return proc.returncode
 
 
@@ -171,7 +173,7 @@ def test_resume_rechecks_the_keeper(tmp_path):
     plan.delete(d, keep=c)  # journaled with op 0 (one fsync group), killed before acting
     plan.delete(a, keep=e)  # changes op 0's keeper: starts a new group, never journaled by the killed run
     plan_file = write_plan(plan, tmp_path / "p.json")
-    assert apply_in_subprocess(plan_file, {"LOOKALIKE_JOURNAL_TEST_KILL": "1:intended"}) == -signal.SIGKILL
+    assert apply_in_subprocess(plan_file, "1:intended") == -signal.SIGKILL
     journal = find_interrupted(plan_file)
     assert journal is not None and not b.exists() and d.exists()
     c.write_bytes(photo(3))  # op 1's keeper changed while the run was down
@@ -184,6 +186,18 @@ def test_resume_rechecks_the_keeper(tmp_path):
     assert undo(journal).ok and sha(b) == sha(a)
 
 
+def test_no_environment_variable_can_stop_a_real_run(tmp_path):
+    """Crash points are the tests' alone (tests/crash_points.py replaces a no-op in its own process): the
+    variables that used to SIGKILL or slow down any lookalike process are ignored."""
+    a, b = pair(tmp_path / "S")
+    plan = Plan()
+    plan.delete(b, keep=a)
+    plan_file = write_plan(plan, tmp_path / "p.json")
+    env = {"LOOKALIKE_JOURNAL_TEST_KILL": "0:*", "LOOKALIKE_JOURNAL_TEST_DELAY": "30"}
+    assert apply_in_subprocess(plan_file, env=env) == 0
+    assert not b.exists() and find_interrupted(plan_file) is None
+
+
 def test_resume_rechecks_the_keeper_of_trash_and_link(tmp_path):
     """Trash and replacing links keep a hard link of their file in the journal right after journaling: when the
     resumed run refuses them, that link is dropped again and the files stay as they are."""
@@ -194,7 +208,7 @@ def test_resume_rechecks_the_keeper_of_trash_and_link(tmp_path):
     plan.trash(d, keep=c)
     plan.link(f, e, kind="hard", replace=True)
     plan_file = write_plan(plan, tmp_path / "p.json")
-    assert apply_in_subprocess(plan_file, {"LOOKALIKE_JOURNAL_TEST_KILL": "0:intended"}) == -signal.SIGKILL
+    assert apply_in_subprocess(plan_file, "0:intended") == -signal.SIGKILL
     journal = find_interrupted(plan_file)
     assert len(list((journal.folder / "kept").iterdir())) == 2  # staged before the kill
     c.write_bytes(photo(3))
@@ -312,9 +326,10 @@ def test_two_runs_removing_each_others_keeper_at_once_remove_only_one(tmp_path):
         plan.delete(path, keep=keep)
         files.append(write_plan(plan, tmp_path / f"p{n}.json"))
     code = "import sys; from lookalike.journal import apply_plan; r = apply_plan(sys.argv[1]); print(r.done)"
-    env = {**os.environ, "PYTHONPATH": str(SRC), "LOOKALIKE_JOURNAL_TEST_DELAY": "0.8"}  # at every step point
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(f)], env=env, stdout=subprocess.PIPE, text=True)
-             for f in files]
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    procs = [subprocess.Popen(crash_points.command([f], delay=0.8, code=code), env=env, stdout=subprocess.PIPE,
+                              text=True) for f in files]  # slowed down at every step point
+
     done = [int(p.communicate(timeout=60)[0]) for p in procs]
     assert sorted(done) == [0, 1]
     assert len(regular_copies(tmp_path / "S", digest)) == 1
@@ -579,7 +594,7 @@ def test_damaged_plan_file_and_resume(tmp_path, run_cli):
     plan.delete(b, keep=a)
     plan.mkdir(tmp_path / "d")
     plan_file = write_plan(plan, tmp_path / "p.json")
-    assert apply_in_subprocess(plan_file, {"LOOKALIKE_JOURNAL_TEST_KILL": "0:intended"}) == -signal.SIGKILL
+    assert apply_in_subprocess(plan_file, "0:intended") == -signal.SIGKILL
     [info] = list_journals()
     (info.path / "plan.json").write_bytes(b"\x00garbage")
     line = one_line_error(run_cli, "apply", "--resume")

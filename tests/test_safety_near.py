@@ -15,7 +15,7 @@ import pytest
 
 from conftest import needs_effnet, shared_data
 from lookalike.dupes import find_duplicates
-from lookalike.dupes.edits import write_edits
+from photo_edits import write_edits
 
 SHOTS = ("ukbench00052", "ukbench00053", "ukbench00054")
 #: the edits that degrade the picture most (and one that mirrors it): the hardest to tell from a retake

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import shared_data
+import crash_points
+from conftest import SRC, shared_data
 
 USER_NAMES = {"2019_holiday.jpg": "ukbench00040.jpg", "20190610_143000.jpg": "ukbench00044.jpg",
               "07_party.jpg": "ukbench00048.jpg"}
@@ -131,9 +134,9 @@ def test_plan_applied_later_strip_undo_strip_rename(tmp_path, run_cli):
 def test_rename_killed_half_way_then_resumed_is_stripped_exactly(tmp_path, run_cli):
     folder = _folder(tmp_path)
     originals = _by_content(folder)
-    killed = run_cli("sort", folder, "--model", "phash", "--rename", check=False,
-                     env={"LOOKALIKE_JOURNAL_TEST_KILL": "2:acted"})
-    assert killed.returncode != 0
+    killed = subprocess.run(crash_points.command(["sort", folder, "--model", "phash", "--rename"], kill="2:acted"),
+                            env={**os.environ, "PYTHONPATH": str(SRC)}, capture_output=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL
     run_cli("apply", "--resume")
     _check_names_kept(folder, originals)
     assert all(n[:2].isdigit() and n[2] == "_" for n in _by_content(folder).values())

@@ -119,3 +119,25 @@ def test_undo_without_a_journal_steps_back_one_run_at_a_time(csvc):
     assert (first["id"], second["id"]) == (ids[1], ids[0])
     assert first["undone"] == second["undone"] == 1
     assert sorted(p.name for p in folder.iterdir()) == [ukbench(0), ukbench(1)]
+
+
+def test_a_reviewed_plan_never_acts_on_a_keep_in_file(csvc):
+    """The review is rebuilt by dupes.reviewed_report from the job's result and its review_state: a file under
+    --keep-in stays untouched even when the reviewer ticks it (main rebuilt the report without it and trashed it)."""
+    import shutil
+
+    folder = csvc.root / "keepin"
+    (folder / "safe").mkdir(parents=True)
+    shutil.copy(csvc.root / ukbench(0), folder / "safe" / "a.jpg")
+    shutil.copy(csvc.root / ukbench(0), folder / "b.jpg")
+    c = csvc.client()
+    job = c.dupes(str(folder), tier="exact", keep_in=[str(folder / "safe")])
+    final = c.wait(job["id"], timeout=120)
+    assert final["state"] == "done", final
+    (group,) = final["result"]["groups"]
+    assert group["keep"] == str(folder / "safe" / "a.jpg")
+    # the reviewer makes b the keeper and ticks the --keep-in file: nothing to do, it is left alone
+    plan = c.request("POST", "/v1/dupes/plan", json={"job": job["id"], "action": "trash",
+                                                    "groups": [{"keep": str(folder / "b.jpg"),
+                                                                "members": [group["keep"]]}]})
+    assert plan["operations"] == 0, plan

@@ -21,7 +21,17 @@ from lookalike.cli.common import (
     progress_bar,
     shown,
 )
-from lookalike.dupes import ACTIONS, DEFAULT_POLICY, TIERS, DupesReport, find_duplicates, plan_for
+from lookalike.dupes import (
+    ACTIONS,
+    DEFAULT_LINK_KIND,
+    DEFAULT_POLICY,
+    DEFAULT_TIER,
+    NEAR_MIN_NCC,
+    SIMILAR_MIN_COS,
+    TIERS,
+    DupesReport,
+    find_duplicates,
+)
 from lookalike.errors import UsageError
 from lookalike.options import check_dupes_options
 
@@ -36,10 +46,10 @@ def dupes_cmd(
         show_default=False)] = None,
     tier: Annotated[str, typer.Option("--tier", help=f"One of {', '.join(TIERS)}; each includes the previous ones: "
                                       "exact = same bytes, pixel = same decoded pixels, near = edited copies "
-                                      "(default), similar = same scene (looser).")] = "near",
+                                      "(default), similar = same scene (looser).")] = DEFAULT_TIER,
     threshold: Annotated[float | None, typer.Option(
-        "--threshold", help="near: minimum aligned local correlation (default 0.87); similar: minimum CNN "
-        "cosine (default 0.80).")] = None,
+        "--threshold", help=f"near: minimum aligned local correlation (default {NEAR_MIN_NCC:.2f}); similar: "
+        f"minimum CNN cosine (default {SIMILAR_MIN_COS:.2f}).")] = None,
     keep: Annotated[str | None, typer.Option(
         "--keep", help=f"Keeper criteria in order, comma-separated (default: {','.join(DEFAULT_POLICY)}).")] = None,
     keep_in: Annotated[list[Path] | None, typer.Option(
@@ -51,7 +61,8 @@ def dupes_cmd(
                                         "keeper.")] = "report",
     dest: Annotated[Path | None, typer.Option("--dest", help="Destination folder for copy, move and move-dupes.")
                     ] = None,
-    link_kind: Annotated[str, typer.Option("--link-kind", help="hard or symbolic (for --action link).")] = "hard",
+    link_kind: Annotated[str, typer.Option("--link-kind", help="hard or symbolic (for --action link).")
+                         ] = DEFAULT_LINK_KIND,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
     plan_file: Annotated[Path | None, typer.Option(
         "--plan", help="Write the plan to FILE (edit it, then `lookalike apply FILE`); change nothing.")] = None,
@@ -113,34 +124,31 @@ def _print_table(report: DupesReport) -> None:
 
 def _act(report: DupesReport, action: str, dest: Path | None, link_kind: str, dry_run: bool,
          plan_file: Path | None, json_out: bool) -> None:
-    from lookalike import journal
+    from lookalike.dupes import act_on
 
-    plan = plan_for(report, action, dest, link_kind=link_kind)
-    for s in plan.skipped:
+    with progress_bar(action, not (json_out or plan_file)) as progress:
+        done = act_on(report, action, dest, link_kind, dry_run=dry_run, plan_file=plan_file, progress=progress)
+    for s in done.plan.skipped:
         console.print(f"[yellow]left out[/yellow] {s['path']}: {s['reason']}", highlight=False)
-    if plan_file is not None:
-        journal.write_plan(plan, plan_file)
-        console.print(f"plan with {len(plan)} operations written to {plan_file}; run `lookalike apply {plan_file}`",
-                      highlight=False)
+    if done.plan_file is not None:
+        console.print(f"plan with {len(done.plan)} operations written to {plan_file}; run `lookalike apply "
+                      f"{plan_file}`", highlight=False)
         if json_out:
-            print_json({**report.to_json(), "plan": str(plan_file), "skipped": plan.skipped})
-        if plan.skipped:
-            raise typer.Exit(1)
-        return
-    with progress_bar(action, not json_out) as progress:
-        applied = journal.apply_plan(plan, progress=progress, dry_run=dry_run)
-    _report_apply(report, applied, plan.skipped, dry_run, json_out)
-    if action == "move-dupes" and not (json_out or dry_run) and applied.done:
-        out.print(Text(f"moved {applied.done} duplicates into {shown(dest)}/group_NNNN/; every keeper stays where "
-                       "it was"))
-    if applied.failed or plan.skipped:  # a requested change was not (or would not be) made
+            print_json(done.to_json())
+    else:
+        _report_apply(done, dry_run, json_out)
+        if action == "move-dupes" and not (json_out or dry_run) and done.applied.done:
+            out.print(Text(f"moved {done.applied.done} duplicates into {shown(dest)}/group_NNNN/; every keeper "
+                           "stays where it was"))
+    if done.failed:  # a requested change was not (or would not be) made
         raise typer.Exit(1)
 
 
-def _report_apply(report: DupesReport, applied, skipped: list, dry_run: bool, json_out: bool) -> None:
+def _report_apply(done, dry_run: bool, json_out: bool) -> None:
     if json_out:
-        print_json({**report.to_json(), "apply": applied.to_json(), "skipped": skipped})
+        print_json(done.to_json())
         return
+    applied = done.applied
     for f in applied.failed:
         console.print(f"[red]refused[/red] {f.get('op')} {f.get('path')}: {f.get('error')}", highlight=False)
     if dry_run:

@@ -62,11 +62,7 @@ def apply_cmd(
         raise UsageError("--resume and --dry-run cannot be combined")
     with progress_bar("applying", not json_out) as progress:
         if resume:
-            j = journal.find_interrupted(file)
-            if j is None:
-                what = f"of {file} " if file else ""
-                raise UsageError(f"there is no interrupted run {what}to resume")
-            report = journal.resume(j, progress=progress)
+            report = journal.resume(plan_file=file, progress=progress)
         else:
             if file is None:
                 raise UsageError("give a plan FILE (or --resume)")

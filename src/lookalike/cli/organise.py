@@ -13,7 +13,14 @@ from lookalike.cli.common import CatalogOption, JsonOption, chosen_catalog, cons
 from lookalike.errors import UsageError
 from lookalike.features import DEFAULT_MODEL
 from lookalike.options import check_cluster_options
-from lookalike.organise.cluster import EXACT_LIMIT, METHODS
+from lookalike.organise.cluster import (
+    DEFAULT_METHOD,
+    DEFAULT_MIN_SIZE,
+    DEFAULT_SIM,
+    DEFAULT_TIME_WEIGHT,
+    EXACT_LIMIT,
+    METHODS,
+)
 
 ModelOption = Annotated[
     str, typer.Option("--model", "-m", help="Feature model: effnet (CNN embedding), phash, dhash, ahash, whash.")
@@ -68,71 +75,56 @@ def sort_cmd(
     Or-opt moves): deterministic, and adding a photo moves few others. Without --rename/--strip nothing is
     changed: the order is printed (--json: {"order": [PATH, ...]}; --keys: KEY<TAB>PATH).
     """
-    from lookalike.organise.sort import sort_order
+    from lookalike.organise.sort import sort_folder
 
-    if rename and strip:
-        raise UsageError("--rename and --strip cannot be combined")
-    cat = open_catalog(chosen_catalog(catalog))
-    if strip:
-        from lookalike.organise.rename import strip_prefixes
-
-        run = strip_prefixes(folders, cat, recursive=recursive, dry_run=dry_run, plan_file=plan_file)
-        if run.plan_file:
-            console.print(f"plan of {len(run.plan)} rename(s) written to {run.plan_file}", highlight=False)
-        elif run.report is None:
-            console.print("no lookalike rank prefixes to strip", highlight=False)
-        else:
-            _print_apply(run.report, json_out, "stripped")
-            if json_out:
-                print_json(run.report.to_json())
-        if run.failed:
-            raise typer.Exit(1)
-        return
-
-    with progress_bar("indexing", not (json_out or keys)) as progress:
-        result = sort_order([str(f) for f in folders], model=model, catalog=cat, progress=progress,
-                            recursive=recursive)
-    order = result.order
-    failed = False
-    if rename:
-        from lookalike.organise.rename import rename_photos
-
-        run = rename_photos(order, cat, dry_run=dry_run, plan_file=plan_file)
-        order, failed = run.order, bool(run.failed)
-        if run.plan_file:
-            console.print(f"plan of {len(run.plan)} rename(s) written to {run.plan_file}", highlight=False)
-        elif run.report is None:
-            console.print("every name already carries its rank: nothing to rename", highlight=False)
-        else:
-            _print_apply(run.report, json_out, "renamed")
-    if json_out:
-        print_json({"order": order})
-    elif keys or not rename:
-        sep = "\t" if keys else "  "
-        sys.stdout.write("".join(f"{key}{sep}{path}\n" for key, path in zip(result.keys(), order, strict=True)))
-        sys.stdout.flush()
-    if not (json_out or keys or rename):
-        console.print(f"{len(order)} photos; mean distance between neighbours {result.mean_distance:.4f}",
-                      highlight=False)
-    if failed:
+    with progress_bar("indexing", not (json_out or keys or strip)) as progress:
+        report = sort_folder(folders, model, rename=rename, strip=strip, plan_file=plan_file, dry_run=dry_run,
+                             recursive=recursive, catalog=open_catalog(chosen_catalog(catalog)), progress=progress)
+    _print_sort(report, json_out, keys)
+    if report.failed:
         raise typer.Exit(1)
+
+
+def _print_sort(report, json_out: bool, keys: bool) -> None:
+    if report.action != "order":  # what the journal did (or would do) with the rename or strip plan
+        if report.plan_file:
+            console.print(f"plan of {len(report.plan)} rename(s) written to {report.plan_file}", highlight=False)
+        elif report.applied is None:
+            console.print("no lookalike rank prefixes to strip" if report.action == "strip" else
+                          "every name already carries its rank: nothing to rename", highlight=False)
+        else:
+            _print_apply(report.applied, json_out, "stripped" if report.action == "strip" else "renamed")
+    if report.action == "strip":
+        if json_out and report.applied is not None:
+            print_json(report.to_json())
+        return
+    if json_out:
+        print_json(report.to_json())
+    elif keys or report.action == "order":
+        sep = "\t" if keys else "  "
+        sys.stdout.write("".join(f"{key}{sep}{path}\n" for key, path in zip(report.keys, report.order, strict=True)))
+        sys.stdout.flush()
+    if not (json_out or keys or report.action != "order"):
+        console.print(f"{len(report.order)} photos; mean distance between neighbours {report.mean_distance:.4f}",
+                      highlight=False)
 
 
 def cluster_cmd(
     folders: Folders,
     sim: Annotated[float, typer.Option("--sim", help="Similarity in 0..1 needed to group "
                                        "photos (cosine for embeddings, 1 - Hamming/bits for hashes): the tree is "
-                                       "cut at distance 1 - sim. 0: one group; 1: identical photos only.")] = 0.5,
+                                       "cut at distance 1 - sim. 0: one group; 1: identical photos only.")
+                   ] = DEFAULT_SIM,
     method: Annotated[str, typer.Option("--method", help=f"Linkage: {', '.join(METHODS)}. average: mean "
                                         "similarity between merged groups >= sim; complete: every pair >= sim; "
                                         "single: a chain of pairs >= sim; ward: cut at sqrt(2(1-sim)) on "
                                         "Euclidean distances of unit vectors (stricter for big groups).")
-                  ] = "average",
+                  ] = DEFAULT_METHOD,
     min_size: Annotated[int, typer.Option("--min-size", help="Smallest group reported; smaller ones are "
-                                          "listed as unclustered.")] = 2,
+                                          "listed as unclustered.")] = DEFAULT_MIN_SIZE,
     time_weight: Annotated[float, typer.Option("--time-weight", help="Mix capture times (EXIF "
                                                "DateTimeOriginal, else file time) into the distance: "
-                                               "A*d_time + (1-A)*d_content, both in 0..1.")] = 0.0,
+                                               "A*d_time + (1-A)*d_content, both in 0..1.")] = DEFAULT_TIME_WEIGHT,
     relative: Annotated[bool, typer.Option("--relative", help="imagecluster's cut instead: at (1 - sim) times "
                                            "the largest distance in this set (meaning changes per folder).")
                         ] = False,
@@ -169,31 +161,28 @@ def cluster_cmd(
     cluster runs wrote there (their links and copies, each removal checked against the photo it stands for;
     files of yours are never touched), and one `lookalike undo` brings the previous tree back.
     """
-    from lookalike.organise.cluster import cluster
+    from lookalike.organise.cluster import cluster_folder
 
-    check_cluster_options(sim, min_size, time_weight, method, METHODS)  # before the catalog is opened
     if links and copy:
         raise UsageError("--links and --copy cannot be combined")
+    check_cluster_options(sim, min_size, time_weight, method, METHODS)  # before the catalog is opened
     dest = links or copy or out_dir
-    if (sheet or plot) and dest is None:
-        raise UsageError("--sheet/--plot need a folder: give --links OUT, --copy OUT or --out DIR")
-    if dry_run and dest is None:
-        raise UsageError("--dry-run only applies with --links/--copy/--out")
-    cat = open_catalog(chosen_catalog(catalog))
+    mode = "link" if links else "copy" if copy else None
     with progress_bar("indexing", not json_out) as progress:
-        result = cluster([str(f) for f in folders], sim=sim, method=method, min_size=min_size,
-                         time_weight=time_weight, model=model, catalog=cat, progress=progress, relative=relative)
-    if dest is not None:
-        from lookalike.organise.links import write_links
-
-        mode = "link" if links else "copy" if copy else None
-        report = write_links(result, dest, mode=mode, sheet=sheet, plot=plot, dry_run=dry_run)
-        _print_apply(report, json_out, f"written to {dest}")
+        result = cluster_folder(folders, sim, method, min_size, time_weight, model, relative=relative, out=dest,
+                                mode=mode, sheet=sheet, plot=plot, dry_run=dry_run, recursive=recursive,
+                                catalog=open_catalog(chosen_catalog(catalog)), progress=progress)
+    if result.applied is not None:
+        _print_apply(result.applied, json_out, f"written to {dest}")
         for left in result.left:
             console.print(f"  left in place: {left['path']}: {left['reason']}", highlight=False, markup=False)
     if json_out:
         print_json(result.to_json())
-        return
+    else:
+        _print_clusters(result)
+
+
+def _print_clusters(result) -> None:
     for name, members in zip(result.names(), result.clusters, strict=True):  # the folder names --links uses
         out.print(f"{name} ({len(members)} photos)", highlight=False, markup=False)
         for p in members:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 from lookalike.dupes.report import DupesReport, Group
 from lookalike.errors import UsageError
-from lookalike.journal import Plan
-from lookalike.journal.fsops import fingerprint, kind_of, sha256_file
+from lookalike.journal import ApplyReport, Plan, apply_plan, write_plan
+from lookalike.journal.fsops import fingerprint, kind_of, numbered_names, sha256_file
 from lookalike.journal.guard import Guard
 
 ACTIONS = ("report", "copy", "move", "move-dupes", "trash", "delete", "link")
@@ -26,19 +27,20 @@ ACTIONS = ("report", "copy", "move", "move-dupes", "trash", "delete", "link")
 DEST_ACTIONS = ("copy", "move", "move-dupes")
 #: What the keeper's copy is called in a group folder of copy/move: ``KEEP_IMG_4711.jpg``.
 KEEPER_PREFIX = "KEEP_"
+#: What ``--action link`` makes by default: a hard link (same file, no space; a symbolic one can dangle).
+DEFAULT_LINK_KIND = "hard"
 
 
 def _free_name(name: str, used: set[str]) -> str:
-    stem, ext = os.path.splitext(name)
-    n, cand = 1, name
-    while cand.lower() in used:
-        cand = f"{stem} ({n}){ext}"
-        n += 1
+    """The first of the journal's numbered names (``IMG (1).jpg``) not yet used in the group folder, compared
+    without case (the folder may be on a case-insensitive file system)."""
+    cand = next(c for c in numbered_names(name) if c.lower() not in used)
     used.add(cand.lower())
     return cand
 
 
-def plan_for(report: DupesReport, action: str, dest: str | Path | None = None, link_kind: str = "hard") -> Plan:
+def plan_for(report: DupesReport, action: str, dest: str | Path | None = None,
+             link_kind: str = DEFAULT_LINK_KIND) -> Plan:
     """The journal plan that carries out ``action`` on every group of ``report``.
 
     copy/move: every file of group n goes to ``dest/group_000n/``, the keeper first and named
@@ -157,3 +159,42 @@ def _member_hash(path: str, keep: str, keep_sha: str, seen: str, exact: bool, gu
     if exact and content != keep_sha:
         return None, f"is no longer byte-identical to its keeper {keep}"
     return fp, ""
+
+
+@dataclass
+class ActionReport:
+    """What ``lookalike dupes --action`` did with a search's ``report``: the ``plan`` (``plan.skipped``: groups
+    and files left out, with why), written to ``plan_file`` for ``lookalike apply`` or carried out
+    (``applied``: the journal's report, a dry run's included)."""
+
+    report: DupesReport
+    action: str
+    plan: Plan
+    plan_file: str | None = None
+    applied: ApplyReport | None = None
+
+    @property
+    def failed(self) -> bool:
+        """Whether a change asked for was not (or would not be) made: refused by the journal, or left out."""
+        return bool(self.plan.skipped or (self.applied is not None and self.applied.failed))
+
+    def to_json(self) -> dict:
+        data = self.report.to_json()
+        if self.plan_file is not None:
+            data["plan"] = self.plan_file
+        if self.applied is not None:
+            data["apply"] = self.applied.to_json()
+        data["skipped"] = list(self.plan.skipped)
+        return data
+
+
+def act_on(report: DupesReport, action: str, dest: str | Path | None = None, link_kind: str = DEFAULT_LINK_KIND,
+           *, dry_run: bool = False, plan_file: str | os.PathLike | None = None, progress=None) -> ActionReport:
+    """``lookalike dupes --action ACTION``: the plan of :func:`plan_for`, written to ``plan_file`` (nothing is
+    changed) or applied through the journal (``dry_run``: checked, nothing changed); ``lookalike undo`` reverses
+    it."""
+    plan = plan_for(report, action, dest, link_kind=link_kind)
+    if plan_file is not None:
+        write_plan(plan, plan_file)
+        return ActionReport(report, action, plan, plan_file=str(plan_file))
+    return ActionReport(report, action, plan, applied=apply_plan(plan, progress=progress, dry_run=dry_run))

@@ -14,7 +14,7 @@ from lookalike.catalog import Catalog, open_catalog
 from lookalike.dupes.candidates import dihedral_distance, dihedral_pairs, dihedral_pairs_indexed, embedding_pairs
 from lookalike.dupes.grouping import components, split_component
 from lookalike.dupes.keeper import FileFacts, choose_keeper, parse_policy, resolve_folder, under_any
-from lookalike.dupes.report import Alias, DupesError, DupesReport, Group, Member, file_facts_json
+from lookalike.dupes.report import Alias, DupesFailure, DupesReport, Group, Member, file_facts_json
 from lookalike.dupes.verify import Verifier
 from lookalike.features import load_extractor
 from lookalike.features.hashes import hash_to_hex
@@ -22,6 +22,8 @@ from lookalike.index import Progress, index_paths
 from lookalike.media import check_inputs
 from lookalike.options import check_dupes_options
 
+#: The tier searched when none is given (edited copies; the CLI and the HTTP service use it too).
+DEFAULT_TIER = "near"
 #: Defaults, measured on bench/dupes_quality.py (see docs/BENCHMARKS.md).
 NEAR_MIN_NCC = 0.87  # lower quartile of local aligned correlations for an edited copy
 SIMILAR_MIN_COS = 0.80  # CNN cosine for "same scene" (similar tier)
@@ -42,7 +44,7 @@ MODELS_FOR_TIER = {
 
 def find_duplicates(
     paths: Sequence[str | Path],
-    tier: str = "near",
+    tier: str = DEFAULT_TIER,
     threshold: float | None = None,
     keep: str | Sequence[str] | None = None,
     keep_in: Sequence[str | Path] = (),
@@ -75,7 +77,7 @@ def find_duplicates(
 
     idx = index_paths(list(dict.fromkeys(roots + keep_args)), cat, MODELS_FOR_TIER[tier], recursive=recursive,
                       progress=progress)
-    report.errors = [DupesError(f.path, f.error) for f in idx.failed]
+    report.errors = [DupesFailure(f.path, f.error) for f in idx.failed]
     stats.update(files=len(idx.paths), errors=len(idx.failed), index_s=round(time.perf_counter() - t0, 2))
     files, aliases, protected, links = _identities(idx.paths, keep_dirs, report, stats)
     if not files:
@@ -131,10 +133,10 @@ def _identities(paths: list[str], keep_dirs: list[str], report: DupesReport, sta
             is_link = stat_mod.S_ISLNK(os.lstat(p).st_mode)
             st = os.stat(p)
         except OSError as exc:
-            report.errors.append(DupesError(p, f"vanished during the search: {exc.strerror or exc}"))
+            report.errors.append(DupesFailure(p, f"vanished during the search: {exc.strerror or exc}"))
             continue
         if not stat_mod.S_ISREG(st.st_mode):
-            report.errors.append(DupesError(p, "not a regular file"))
+            report.errors.append(DupesFailure(p, "not a regular file"))
             continue
         names.setdefault((st.st_dev, st.st_ino), []).append((p, is_link))
     inside = under_any(keep_dirs)

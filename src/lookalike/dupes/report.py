@@ -82,7 +82,10 @@ class Group:
 
 
 @dataclass
-class DupesError:
+class DupesFailure:
+    """A file the search could not read (or that vanished during it): a record in ``DupesReport.errors``, not
+    an exception."""
+
     path: str
     error: str
 
@@ -96,7 +99,7 @@ class DupesReport:
 
     tier: str
     groups: list[Group] = field(default_factory=list)
-    errors: list[DupesError] = field(default_factory=list)
+    errors: list[DupesFailure] = field(default_factory=list)
     stats: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:

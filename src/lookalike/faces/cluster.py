@@ -26,6 +26,8 @@ from lookalike.faces.train import TrainReport, add_examples
 from lookalike.media import WalkProblem, check_inputs, walk_inputs
 
 MANIFEST = ".faces.json"
+#: Smallest group of faces reported as a person (``faces cluster --min-size``).
+DEFAULT_MIN_SIZE = 2
 
 
 def chinese_whispers(
@@ -108,7 +110,7 @@ class FaceClusterReport:
 def cluster_faces(
     folder: str | Path | Sequence[str | Path],
     threshold: float | None = None,
-    min_size: int = 2,
+    min_size: int = DEFAULT_MIN_SIZE,
     model: str | None = None,
     embedder: str | None = None,
     detector: str | None = None,
@@ -160,33 +162,28 @@ def cluster_faces(
     return rep
 
 
-def write_links(report: FaceClusterReport, out: str | Path, progress: Callable[[int, int], None] | None = None):
+def write_links(report: FaceClusterReport, out: str | Path, progress: Callable[[int, int], None] | None = None,
+                dry_run: bool = False):
     """One folder per cluster under ``out`` holding symbolic links to its photos (copies where links are not
-    possible) and a manifest of which face of each photo belongs to it. Done through the journal, so
-    ``lookalike undo`` takes it back; existing names are never overwritten. Returns the journal's ApplyReport."""
-    from lookalike.journal import Plan, apply_plan
+    possible) and a manifest of which face of each photo belongs to it, written by the one journal-based link
+    writer (:func:`lookalike.journal.links.write_link_tree`), so ``lookalike undo`` takes it back; existing
+    names are never overwritten. Returns the journal's ApplyReport."""
+    from lookalike.journal.links import GENERATED_PREFIX, write_link_tree
 
     root = Path(out).expanduser().resolve()
     for c in report.clusters:
         if (root / c.id).exists():
             raise UsageError(f"{root / c.id} already exists: pick an empty --links folder")
-    plan = Plan(description=f"faces cluster --links {root}")
-    with tempfile.TemporaryDirectory(prefix="lookalike-faces-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=GENERATED_PREFIX) as tmp:
+        manifests = {}
         for c in report.clusters:
-            d = root / c.id
-            plan.mkdir(d)
-            names: set[str] = set()
-            for path, _box in c.faces:
-                name, stem, suf, n = Path(path).name, Path(path).stem, Path(path).suffix, 1
-                while name in names:
-                    n += 1
-                    name = f"{stem}-{n}{suf}"
-                names.add(name)
-                plan.link(d / name, path, kind="symbolic", fallback="copy", sha256=report.hashes.get(path))
             manifest = Path(tmp) / f"{c.id}.json"
             manifest.write_text(json.dumps([{"path": p, "box": list(b)} for p, b in c.faces], indent=1))
-            plan.copy(manifest, d / MANIFEST)
-        return apply_plan(plan, progress=progress)
+            manifests[str(manifest)] = str(root / c.id / MANIFEST)
+        groups = [(root / c.id, list(dict.fromkeys(p for p, _box in c.faces))) for c in report.clusters]
+        _plan, applied = write_link_tree(groups, root, f"faces cluster --links {root}", extras=manifests,
+                                         hashes=report.hashes, dry_run=dry_run, progress=progress)
+        return applied
 
 
 def name_cluster(

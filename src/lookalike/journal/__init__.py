@@ -41,8 +41,9 @@ Guarantees:
 - A name that is taken is never overwritten: ``name (1).jpg`` is used instead and journaled.
 - Undo only deletes or replaces files whose sha256 shows the run made them; what it cannot restore is reported.
 
-Journals live in ``lookalike.config.journal_dir()`` (one folder per run; ``journal_dir=`` overrides); test
-hooks to simulate crashes are described in ``lookalike.journal.hooks``.
+Journals live in ``lookalike.config.journal_dir()`` (one folder per run; ``journal_dir=`` overrides). A tree
+of links (``cluster --links``, ``faces cluster --links``) is written by ``lookalike.journal.links``. Crashes at
+each step point are simulated by the tests alone (tests/crash_points.py replaces ``ops.step_point``).
 """
 
 from lookalike.journal.manage import (

@@ -8,7 +8,7 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from lookalike.filetypes import kind_of, open_regular_fd
@@ -65,22 +65,51 @@ def json_text(obj: Any) -> str:
     return text
 
 
-def free_name(path: str, taken: set[str] | frozenset[str] = frozenset(),
-              freed: set[str] | frozenset[str] = frozenset()) -> str:
-    """``path`` if nothing is there, else the first free ``stem (n).ext``. ``freed``: names that count as free
-    although a file is there (a dry run: earlier operations of the plan remove it)."""
-    if (not os.path.lexists(path) or path in freed) and path not in taken:
-        return path
+def numbered_names(path: str) -> Iterator[str]:
+    """THE rule for a free name, used by every writer: ``path`` itself, then ``stem (1).ext``, ``stem (2).ext``,
+    ... (a dotfile like ``.profile`` counts as all stem). Endless: the caller stops at the first free one."""
+    yield path
     head, name = os.path.split(path)
     stem, ext = os.path.splitext(name)
     if stem.startswith(".") and not ext:  # dotfiles like ".profile"
         stem, ext = name, ""
     n = 1
     while True:
-        candidate = os.path.join(head, f"{stem} ({n}){ext}")
-        if (not os.path.lexists(candidate) or candidate in freed) and candidate not in taken:
-            return candidate
+        yield os.path.join(head, f"{stem} ({n}){ext}")
         n += 1
+
+
+def free_name(path: str, taken: set[str] | frozenset[str] = frozenset(),
+              freed: set[str] | frozenset[str] = frozenset(), on_disk: bool = True) -> str:
+    """The first of :func:`numbered_names` that nothing is at and that is not in ``taken``. ``freed``: names
+    that count as free although a file is there (a dry run: earlier operations of the plan remove it).
+    ``on_disk=False``: only ``taken`` counts (names planned inside a folder that is not written yet)."""
+    for candidate in numbered_names(path):
+        if candidate in taken:
+            continue
+        if not on_disk or candidate in freed or not os.path.lexists(candidate):
+            return candidate
+    raise AssertionError("unreachable")  # numbered_names never ends
+
+
+def create_new_file(path: str | os.PathLike, data: bytes) -> str:
+    """Write ``data`` to a new file at ``path``, or at the next free name of :func:`numbered_names`: created
+    exclusively (O_EXCL), so nothing already there, or made meanwhile by another process, is ever overwritten.
+    Returns the path written. (For files that are not journaled, e.g. frames extracted from a video.)"""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for candidate in numbered_names(os.fspath(path)):
+        try:
+            fd = os.open(candidate, flags, 0o644)
+        except FileExistsError:
+            continue
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        except BaseException:
+            remove_quietly(candidate)
+            raise
+        return candidate
+    raise AssertionError("unreachable")  # numbered_names never ends
 
 
 def missing_dirs(folder: str) -> list[str]:

@@ -6,7 +6,7 @@ and ``undo`` then look at the files themselves, so both work from ANY state a cr
 half done (e.g. a file with both its old and new name, a kept copy made but the original not yet removed),
 or done. They never replace or delete a file unless its fingerprint shows it is the one the journal made.
 
-Step points (for ``hooks.checkpoint``): ``intended`` (journaled, nothing changed yet), ``checked`` (a removal's
+Step points (each calls :func:`step_point`): ``intended`` (journaled, nothing changed yet), ``checked`` (a removal's
 keeper was checked a last time, nothing changed yet), ``kept`` (a copy of the original is in the journal folder),
 ``staged`` (the new file exists under a temporary name), ``acted``.
 
@@ -27,7 +27,6 @@ import stat
 from dataclasses import dataclass, field
 from typing import Any
 
-from lookalike.journal import hooks
 from lookalike.journal.fsops import (
     DIR,
     SPECIAL,
@@ -89,7 +88,13 @@ class Ctx:
         return os.path.join(self.journal_folder or "", rec["kept"])
 
     def checkpoint(self, point: str) -> None:
-        hooks.checkpoint(self.seq, point)
+        step_point(self.seq, point)
+
+
+def step_point(seq: int, point: str) -> None:
+    """Called when operation ``seq`` reaches a step point (see the module doc). Does nothing: nothing in
+    lookalike, and no environment variable, can make it do anything. The tests replace it in their own
+    interpreter (tests/crash_points.py) to stop a run there, as a crash or ``kill -9`` would."""
 
 
 # ----------------------------------------------------------------------------- shared steps

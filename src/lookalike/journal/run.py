@@ -329,16 +329,18 @@ def find_interrupted(plan_file: str | os.PathLike | None = None,
 
 
 def resume(journal: str | os.PathLike | Journal | None = None, journal_dir: str | os.PathLike | None = None,
-           progress: Progress = None) -> ApplyReport:
+           progress: Progress = None, *, plan_file: str | os.PathLike | None = None) -> ApplyReport:
     """Complete an interrupted run: finish the operations that were under way, then do the rest of its plan.
 
-    ``journal`` is a journal id or folder; None = the latest interrupted one."""
+    ``journal`` is a journal id or folder; None = the latest interrupted one (of ``plan_file`` when given:
+    ``lookalike apply FILE --resume``)."""
     if isinstance(journal, Journal):
         j = journal
     elif journal is None:
-        found = find_interrupted(None, journal_dir)
+        found = find_interrupted(plan_file, journal_dir)
         if found is None:
-            raise UsageError("there is no interrupted run to resume")
+            what = f"of {plan_file} " if plan_file else ""
+            raise UsageError(f"there is no interrupted run {what}to resume")
         j = found
     else:
         j = open_journal(journal, journal_dir)

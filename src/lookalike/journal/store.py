@@ -297,12 +297,12 @@ def journal_folders(journal_dir: str | os.PathLike | None = None) -> list[Path]:
 
 
 def open_journal(ref: str | os.PathLike | None = None, journal_dir: str | os.PathLike | None = None) -> Journal:
-    """A journal by id, folder or journal file path; None = the latest one."""
+    """A journal by id, folder or journal file path; None = the run a plain ``undo`` reverses
+    (:func:`lookalike.journal.manage.latest_to_undo`, the one rule for "the latest journal")."""
     if ref is None:
-        folders = journal_folders(journal_dir)
-        if not folders:
-            raise UsageError("there is no journal yet: nothing to undo")
-        return Journal(folders[-1])
+        from lookalike.journal.manage import latest_to_undo
+
+        return latest_to_undo(journal_dir)
     p = Path(ref)
     if p.name == JOURNAL_FILE:
         p = p.parent

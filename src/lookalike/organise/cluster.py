@@ -34,6 +34,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -45,7 +46,15 @@ from lookalike.options import check_cluster_options
 from lookalike.organise.knn import knn_graph
 from lookalike.organise.vectors import Vectors, capture_times, load_vectors, scaled_times
 
+if TYPE_CHECKING:
+    from lookalike.journal import ApplyReport
+
 METHODS = ("average", "complete", "single", "ward")
+#: Defaults of ``cluster`` / ``cluster_folder`` (the CLI and the HTTP service use these).
+DEFAULT_METHOD = "average"
+DEFAULT_SIM = 0.5
+DEFAULT_MIN_SIZE = 2
+DEFAULT_TIME_WEIGHT = 0.0
 EXACT_LIMIT = 20000
 GRAPH_K = 15
 _TOL = 1e-6
@@ -57,8 +66,8 @@ class ClusterResult:
 
     clusters: list[list[str]]
     unclustered: list[str]
-    method: str = "average"
-    sim: float = 0.5
+    method: str = DEFAULT_METHOD
+    sim: float = DEFAULT_SIM
     mode: str = "exact"  # "exact" (full distance matrix) or "graph" (k-NN graph)
     threshold: float = 0.5  # where the tree was cut, on the distance scale used by the method
     paths: list[str] = field(default_factory=list)
@@ -68,6 +77,7 @@ class ClusterResult:
     same_as_absolute: bool | None = None  # with ``relative``: the absolute cut's groups? (None: not known)
     folders: list[str] = field(default_factory=list)  # set by ``write_links``: the folder of each cluster
     left: list[dict[str, str]] = field(default_factory=list)  # set by ``write_links``: earlier files left in OUT
+    applied: ApplyReport | None = None  # set by ``cluster_folder``: the journal run that wrote OUT
 
     def to_json(self) -> dict:
         return {"clusters": [{"members": list(c)} for c in self.clusters], "unclustered": list(self.unclustered)}
@@ -210,10 +220,10 @@ def _graph_labels(
 
 def cluster_vectors(
     vec: Vectors,
-    sim: float = 0.5,
-    method: str = "average",
-    min_size: int = 2,
-    time_weight: float = 0.0,
+    sim: float = DEFAULT_SIM,
+    method: str = DEFAULT_METHOD,
+    min_size: int = DEFAULT_MIN_SIZE,
+    time_weight: float = DEFAULT_TIME_WEIGHT,
     times: np.ndarray | None = None,
     relative: bool = False,
     exact_limit: int = EXACT_LIMIT,
@@ -263,10 +273,10 @@ def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
 
 def cluster(
     paths: Sequence[str | Path] | str | Path,
-    sim: float = 0.5,
-    method: str = "average",
-    min_size: int = 2,
-    time_weight: float = 0.0,
+    sim: float = DEFAULT_SIM,
+    method: str = DEFAULT_METHOD,
+    min_size: int = DEFAULT_MIN_SIZE,
+    time_weight: float = DEFAULT_TIME_WEIGHT,
     model: str = DEFAULT_MODEL,
     catalog: Catalog | str | Path | None = None,
     progress: Progress | None = None,
@@ -282,3 +292,45 @@ def cluster(
     vec = load_vectors(paths, model=model, catalog=cat, progress=progress, recursive=recursive)
     times = capture_times(vec.paths, cat) if time_weight > 0 else None
     return cluster_vectors(vec, sim, method, min_size, time_weight, times, relative, exact_limit, progress)
+
+
+def cluster_folder(
+    folders: Sequence[str | Path] | str | Path,
+    sim: float = DEFAULT_SIM,
+    method: str = DEFAULT_METHOD,
+    min_size: int = DEFAULT_MIN_SIZE,
+    time_weight: float = DEFAULT_TIME_WEIGHT,
+    model: str = DEFAULT_MODEL,
+    *,
+    relative: bool = False,
+    out: str | Path | None = None,
+    mode: str | None = None,
+    sheet: bool = False,
+    plot: bool = False,
+    dry_run: bool = False,
+    recursive: bool = True,
+    catalog: Catalog | str | Path | None = None,
+    progress: Progress | None = None,
+) -> ClusterResult:
+    """``lookalike cluster``: group the photos under ``folders`` (see :func:`cluster`) and, with ``out``, write
+    the groups there through one journal run (:func:`lookalike.organise.links.write_links`): ``mode`` "link"
+    (symbolic links, copies where impossible), "copy", or None (only the contact sheets / dendrogram asked
+    for by ``sheet`` / ``plot``). ``dry_run``: plan the writing, change nothing. The run's report is in
+    ``result.applied``; the folders used in ``result.folders``; earlier files left in OUT in ``result.left``."""
+    check_cluster_options(sim, min_size, time_weight, method, METHODS)  # before the catalog is opened
+    if mode not in ("link", "copy", None):
+        raise UsageError(f"unknown mode {mode!r}: use 'link' or 'copy'")
+    if out is None:
+        if mode is not None:
+            raise UsageError(f"--{'links' if mode == 'link' else 'copy'} needs a folder OUT")
+        if sheet or plot:
+            raise UsageError("--sheet/--plot need a folder: give --links OUT, --copy OUT or --out DIR")
+        if dry_run:
+            raise UsageError("--dry-run only applies with --links/--copy/--out")
+    result = cluster(folders, sim=sim, method=method, min_size=min_size, time_weight=time_weight, model=model,
+                     catalog=catalog, progress=progress, relative=relative, recursive=recursive)
+    if out is not None:
+        from lookalike.organise.links import write_links
+
+        result.applied = write_links(result, out, mode=mode, sheet=sheet, plot=plot, dry_run=dry_run)
+    return result

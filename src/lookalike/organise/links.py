@@ -14,6 +14,9 @@ run (so one ``lookalike undo`` brings the previous tree back):
   ``plan.skipped``;
 * a ``cluster_<i>`` folder holding anything else (a file of yours, a link left in place) is skipped for the
   next free number; the folders used are in ``result.folders`` (what the CLI prints).
+
+The writing itself (removing the earlier tree, links, copies, generated files) is the journal's one link writer,
+:func:`lookalike.journal.links.write_link_tree`; this module only chooses the layout.
 """
 
 from __future__ import annotations
@@ -25,22 +28,15 @@ from pathlib import Path
 
 from lookalike.errors import UsageError
 from lookalike.index import Progress
-from lookalike.journal import ApplyReport, Created, Plan, apply_plan, created_files
-from lookalike.journal.fsops import fingerprint
+from lookalike.journal import ApplyReport, created_files
+from lookalike.journal.links import GENERATED_PREFIX, generated, triage, write_link_tree
 from lookalike.organise.cluster import ClusterResult
 from lookalike.organise.sheets import contact_sheet, dendrogram_png
-
-_TMP_PREFIX = "lookalike-cluster-"
 
 
 def _descriptions(out: Path) -> tuple[str, str, str]:
     """The descriptions of the runs that write into ``out`` (how their journals are recognised)."""
     return f"cluster --links {out}", f"cluster --copy {out}", f"cluster sheets/plot {out}"
-
-
-def _generated(c: Created) -> bool:
-    """A sheet or dendrogram: copied from lookalike's own temporary folder (long gone)."""
-    return os.path.basename(os.path.dirname(c.source)).startswith(_TMP_PREFIX)
 
 
 def _only_freed(folder: Path, freed: set[str]) -> bool:
@@ -72,94 +68,6 @@ def cluster_folders(result: ClusterResult, out: str | Path, freed: set[str] | fr
     return folders
 
 
-def _triage(previous: list[Created], replaced: set[str]) -> tuple[list[tuple[str, Created]], list[dict[str, str]]]:
-    """What to do with each file earlier runs wrote: ``("unlink" | "delete", entry)`` for the links and copies
-    that have a keeper, and the files left in place (with why). ``replaced``: generated files the new run writes
-    again at the same name (replaced by it, see ``_plan_extras``)."""
-    remove: list[tuple[str, Created]] = []
-    left: list[dict[str, str]] = []
-    for c in previous:
-        if _generated(c):
-            if c.path not in replaced:
-                left.append({"path": c.path, "reason": "written by an earlier run, and this run writes nothing in "
-                             "its place (no keeper): left in place"})
-        elif c.fingerprint.startswith("symlink:"):
-            if os.path.isfile(c.source) and not os.path.islink(c.source):
-                remove.append(("unlink", c))
-            else:
-                left.append({"path": c.path, "reason": f"a link an earlier run made to {c.source}, which is no "
-                             "longer a photo file (its keeper): left in place"})
-        else:
-            try:
-                same = not os.path.islink(c.source) and fingerprint(c.source) == c.fingerprint
-            except OSError:
-                same = False
-            if same:
-                remove.append(("delete", c))
-            else:
-                left.append({"path": c.path, "reason": f"a copy an earlier run made of {c.source}, which is gone "
-                             "or changed since (this copy may be the only one): left in place"})
-    return remove, left
-
-
-def _plan_removals(plan: Plan, remove: list[tuple[str, Created]]) -> None:
-    """Remove what earlier runs wrote in OUT, each removal naming its keeper (checked again by the journal)."""
-    for how, c in remove:
-        if how == "unlink":
-            plan.unlink(c.path, keep=c.source)
-        else:
-            plan.delete(c.path, sha256=c.fingerprint, keep=c.source, keep_sha256=c.fingerprint)
-
-
-def plan_links(
-    result: ClusterResult, out: str | Path, copy: bool = False, extras: dict[str, str] | None = None,
-    previous: list[Created] | None = None, folders: list[Path] | None = None,
-) -> Plan:
-    """A plan of new symbolic links (a copy where links are impossible), or of copies with ``copy=True``, after
-    removing what earlier runs wrote (``previous``, see the module doc).
-
-    ``extras``: files already written elsewhere (source -> destination) to copy into OUT as well (one of an
-    earlier run at the same destination is replaced)."""
-    out_abs = Path(os.path.abspath(out))
-    plan = Plan(description=_descriptions(out_abs)[1 if copy else 0])
-    remove, plan.skipped = _triage(previous or [], set((extras or {}).values()))
-    _plan_removals(plan, remove)
-    if folders is None:
-        folders = cluster_folders(result, out_abs, {c.path for _how, c in remove})
-    for folder, members in zip(folders, result.clusters, strict=True):
-        for photo in members:
-            dst = folder / os.path.basename(photo)
-            if copy:
-                plan.copy(photo, dst)
-            else:
-                plan.link(dst, photo, kind="symbolic", fallback="copy")
-    _plan_extras(plan, extras or {}, previous or [])
-    return plan
-
-
-def _plan_extras(plan: Plan, extras: dict[str, str], previous: list[Created]) -> None:
-    earlier = {c.path for c in previous if _generated(c)}
-    for src, dst in extras.items():
-        if dst in earlier:  # the earlier run's sheet/dendrogram: replaced by this one (its keeper), kept in the journal
-            plan.link(dst, src, kind="hard", replace=True, fallback="copy")
-        else:
-            plan.copy(src, dst)
-
-
-def _drop_empty_folders(report: ApplyReport, out: Path) -> None:
-    """Remove the folders under OUT that the removal of an earlier tree left empty (only empty ones: nothing is
-    lost; undoing the run puts each link back and creates its folder again)."""
-    folders = {os.path.dirname(op["path"]) for op in report.operations if op.get("op") == "delete"}
-    root = str(out)
-    for folder in sorted(folders, key=len, reverse=True):
-        while folder.startswith(root + os.sep):
-            try:
-                os.rmdir(folder)
-            except OSError:
-                break
-            folder = os.path.dirname(folder)
-
-
 def write_links(
     result: ClusterResult,
     out: str | Path,
@@ -183,10 +91,10 @@ def write_links(
         raise UsageError(f"{out_abs} exists and is not a folder")
     previous = created_files(out_abs, _descriptions(out_abs), journal_dir) if out_abs.is_dir() else []
     if mode is None:  # sheets/plot only: the links of earlier runs stay
-        previous = [c for c in previous if _generated(c)]
-    tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX))
+        previous = [c for c in previous if generated(c)]
+    tmp = Path(tempfile.mkdtemp(prefix=GENERATED_PREFIX))
     try:
-        remove, _left = _triage(previous, set())
+        remove, _left = triage(previous, set())
         folders = cluster_folders(result, out_abs, {c.path for _how, c in remove})  # folders freed can be used again
         result.folders = [str(f) for f in folders]
         extras: dict[str, str] = {}
@@ -197,17 +105,11 @@ def write_links(
         if plot:
             src = dendrogram_png(result.linkage, tmp / "dendrogram.png", cut=result.threshold)
             extras[str(src)] = str(out_abs / "dendrogram.png")
-        if mode is None:
-            plan = Plan(description=_descriptions(out_abs)[2])
-            remove, plan.skipped = _triage(previous, set(extras.values()))
-            _plan_removals(plan, remove)
-            _plan_extras(plan, extras, previous)
-        else:
-            plan = plan_links(result, out_abs, copy=mode == "copy", extras=extras, previous=previous, folders=folders)
+        groups = list(zip(folders, result.clusters, strict=True)) if mode is not None else []
+        description = _descriptions(out_abs)[{"link": 0, "copy": 1, None: 2}[mode]]
+        plan, report = write_link_tree(groups, out_abs, description, copy=mode == "copy", extras=extras,
+                                       previous=previous, dry_run=dry_run, journal_dir=journal_dir, progress=progress)
         result.left = plan.skipped
-        report = apply_plan(plan, journal_dir=journal_dir, progress=progress, dry_run=dry_run)
-        if not dry_run:
-            _drop_empty_folders(report, out_abs)
         return report
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -14,10 +14,12 @@ same input gives the same order, and adding one photo changes the path only arou
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +29,12 @@ from lookalike.index import Progress
 from lookalike.options import check_sort_options
 from lookalike.organise.knn import EXACT_LIMIT, KnnGraph, knn_graph
 from lookalike.organise.vectors import Vectors, load_vectors
+
+if TYPE_CHECKING:
+    from lookalike.journal import ApplyReport, Plan
+
+#: Neighbours per photo in the k-NN graph the path is drawn through.
+DEFAULT_K = 10
 
 
 @dataclass
@@ -282,7 +290,7 @@ def improve(path: _Path, neighbours: np.ndarray, max_rounds: int = 10, progress:
             wake(a)
 
 
-def order_vectors(vec: Vectors, k: int = 10, progress: Progress | None = None,
+def order_vectors(vec: Vectors, k: int = DEFAULT_K, progress: Progress | None = None,
                   exact_limit: int = EXACT_LIMIT) -> tuple[list[int], np.ndarray]:
     """(row order, neighbour distances) of a short path through the rows of ``vec``."""
     n = len(vec)
@@ -330,7 +338,7 @@ def sort_order(
     catalog: Catalog | str | Path | None = None,
     progress: Progress | None = None,
     recursive: bool = True,
-    k: int = 10,
+    k: int = DEFAULT_K,
 ) -> SortResult:
     """Index ``paths`` as needed and order their photos so that lookalikes sit together."""
     k = check_sort_options(k)  # before anything is indexed
@@ -339,3 +347,78 @@ def sort_order(
     vec = load_vectors(paths, model=model, catalog=catalog, progress=progress, recursive=recursive)
     order, dist = order_vectors(vec, k=k, progress=progress)
     return SortResult([vec.paths[i] for i in order], model, [float(v) for v in dist])
+
+
+@dataclass
+class SortReport:
+    """What ``lookalike sort`` did: the order, and for ``--rename`` / ``--strip`` the journal plan and run.
+
+    ``action``: "order" (nothing changed), "rename" or "strip". ``order``: absolute paths, lookalikes next to
+    each other, under the names they have after the run (a renamed photo under its new name; empty for
+    "strip"). ``plan``: the journal plan of a rename or strip; ``plan_file``: where it was written instead of
+    applied; ``applied``: the journal's report (None when the plan was written, or had nothing to do)."""
+
+    action: str = "order"
+    order: list[str] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    model: str = DEFAULT_MODEL
+    distances: list[float] = field(default_factory=list)
+    plan: Plan | None = None
+    plan_file: str | None = None
+    applied: ApplyReport | None = None
+
+    @property
+    def mean_distance(self) -> float:
+        return float(np.mean(self.distances)) if self.distances else 0.0
+
+    @property
+    def failed(self) -> list[dict]:
+        """The operations the journal refused or could not do."""
+        return self.applied.failed if self.applied else []
+
+    def to_json(self) -> dict:
+        """``{"order": [...]}``; a strip gives the journal's report (``{}`` when nothing was applied)."""
+        if self.action == "strip":
+            return self.applied.to_json() if self.applied else {}
+        return {"order": list(self.order)}
+
+
+def sort_folder(
+    folders: Sequence[str | Path] | str | Path,
+    model: str = DEFAULT_MODEL,
+    *,
+    rename: bool = False,
+    strip: bool = False,
+    plan_file: str | os.PathLike | None = None,
+    dry_run: bool = False,
+    recursive: bool = True,
+    catalog: Catalog | str | Path | None = None,
+    progress: Progress | None = None,
+    k: int = DEFAULT_K,
+) -> SortReport:
+    """``lookalike sort``: order the photos under ``folders`` so lookalikes sit together (indexed as needed).
+
+    ``rename``: then give each photo its rank prefix (``0001_IMG_4711.jpg``) through the journal, and report
+    the order under the new names; ``strip``: remove the rank prefixes lookalike added (nothing is sorted).
+    With ``plan_file`` the journal plan is written there for ``lookalike apply`` instead; with ``dry_run``
+    nothing changes. See :mod:`lookalike.organise.rename` for which prefixes are ever replaced or removed."""
+    from lookalike.catalog import open_catalog
+    from lookalike.errors import UsageError
+    from lookalike.organise.rename import rename_photos, strip_prefixes
+
+    if rename and strip:
+        raise UsageError("--rename and --strip cannot be combined")
+    if isinstance(folders, str | Path):
+        folders = [folders]
+    cat = open_catalog(catalog)
+    if strip:
+        run = strip_prefixes(folders, cat, recursive=recursive, dry_run=dry_run, plan_file=plan_file)
+        return SortReport("strip", model=model, plan=run.plan, plan_file=run.plan_file, applied=run.report)
+    result = sort_order([str(f) for f in folders], model=model, catalog=cat, progress=progress,
+                        recursive=recursive, k=k)
+    report = SortReport("order", result.order, result.keys(), model, result.distances)
+    if rename:
+        run = rename_photos(result.order, cat, dry_run=dry_run, plan_file=plan_file)
+        report.action, report.order = "rename", run.order
+        report.plan, report.plan_file, report.applied = run.plan, run.plan_file, run.report
+    return report

@@ -23,12 +23,24 @@ from lookalike.service.config import ServiceConfig
 from lookalike.service.errors import JSONResponse
 from lookalike.service.klik import wrap_with_klik
 from lookalike.service.metrics import Metrics
-from lookalike.service.routes import dupes, faces, images, index, jobs, journal, organise, pages, service
+from lookalike.service.routes import (
+    dupes,
+    faces,
+    images,
+    index,
+    jobs,
+    journal,
+    organise,
+    pages,
+    people,
+    photos,
+    service,
+)
 from lookalike.service.security import GuardMiddleware, SiteGuard, site_rules
 from lookalike.service.state import State
 
 #: Every route group, in the order the app lists them.
-ROUTE_GROUPS = (service, pages, images, jobs, index, dupes, organise, journal, faces)
+ROUTE_GROUPS = (service, pages, images, jobs, index, dupes, organise, journal, faces, photos, people)
 DESCRIPTION = ("Local photo similarity service. Every route but /healthz and the static pages "
                "(the review page's shell, /docs) needs the bearer token "
                "when the service was started with --token. Requests must name this service in "

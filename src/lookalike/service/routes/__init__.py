@@ -7,7 +7,9 @@
 * :mod:`.jobs` -- /v1/jobs/{id} (state, cancel) and :func:`.jobs.start_job`;
 * :mod:`.index` -- /v1/index; :mod:`.dupes` -- /v1/dupes, /v1/dupes/plan;
 * :mod:`.organise` -- /v1/sort, /v1/cluster; :mod:`.journal` -- /v1/plans/apply, /v1/undo;
-* :mod:`.faces` -- /v1/faces/....
+* :mod:`.faces` -- /v1/faces/detect, recognize, train, models;
+* :mod:`.photos` -- /v1/photos (the folder browser's grid), /v1/photo (full resolution, the compare view);
+* :mod:`.people` -- /v1/faces/crop and /v1/faces/people... (the web app's People view).
 
 This package's own module imports none of them (no import runs back up to it).
 """

@@ -27,6 +27,8 @@ def start_job(st: State, kind: str, fn: Callable[[Any], Any], params: dict) -> J
             extra = dict(out.extra)
             if isinstance(extra.get("hashes"), dict):
                 extra["hashes"] = {p: h for p, h in extra["hashes"].items() if inside(p)}
+            if isinstance(extra.get("protected"), list):
+                extra["protected"] = [p for p in extra["protected"] if inside(p)]
             return JobOutput(confine_result(kind, out.result, inside), extra)
         return confine_result(kind, out, inside)
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from fastapi import Request
 
 from lookalike import options
-from lookalike.organise import cluster as cluster_folder
-from lookalike.organise import sort_order
-from lookalike.organise.cluster import METHODS
+from lookalike.organise import cluster_folder, sort_folder
+from lookalike.organise.cluster import DEFAULT_METHOD, DEFAULT_MIN_SIZE, DEFAULT_SIM, DEFAULT_TIME_WEIGHT, METHODS
 from lookalike.service.requests import (
     FOLDER_SCHEMA,
     float_field,
@@ -35,7 +34,7 @@ async def sort(request: Request):
 
     def run(progress):
         st.models.touch(model)
-        return sort_order(paths, model=model, catalog=st.catalog, progress=progress).to_json()
+        return sort_folder(paths, model, catalog=st.catalog, progress=progress).to_json()
 
     return start_job(st, "sort", run, {"folders": paths, "model": model})
 
@@ -50,15 +49,15 @@ async def cluster(request: Request):
     body = await read_json(request)
     paths = folders_field(body, st)
     model = model_field(body)
-    sim = float_field(body, "sim", 0.5)
-    method = str(body.get("method") or "average")
-    min_size = int_field(body, "min_size", 2, 1, 1_000_000)
-    time_weight = float_field(body, "time_weight", 0.0)
+    sim = float_field(body, "sim", DEFAULT_SIM)
+    method = str(body.get("method") or DEFAULT_METHOD)
+    min_size = int_field(body, "min_size", DEFAULT_MIN_SIZE, 1, 1_000_000)
+    time_weight = float_field(body, "time_weight", DEFAULT_TIME_WEIGHT)
     options.check_cluster_options(sim, min_size, time_weight, method, METHODS)
 
     def run(progress):
         st.models.touch(model)
-        return cluster_folder(paths, sim=sim, method=method, min_size=min_size, time_weight=time_weight,
-                              model=model, catalog=st.catalog, progress=progress).to_json()
+        return cluster_folder(paths, sim, method, min_size, time_weight, model, catalog=st.catalog,
+                              progress=progress).to_json()
 
     return start_job(st, "cluster", run, {"folders": paths, "model": model, "sim": sim})

@@ -107,72 +107,75 @@ async function runJob(route, body, box, label) {
 
 function basename(p) { return p.split("/").pop(); }
 
+// A photo's card: its thumbnail (a click shows the photos most like it), its name, and links to
+// "view" it large and to its similar photos.
 function card(path, extra) {
   const div = document.createElement("div");
   div.className = "card";
   div.dataset.path = path;
   const img = document.createElement("img");
   img.alt = basename(path);
-  thumb(path).then((u) => { img.src = u; });
+  img.title = "click: the photos most like this one";
+  img.dataset.path = path;
+  lazyImage(img);
+  img.onclick = () => showSimilar(path);
+  img.tabIndex = 0;
+  img.onkeydown = (e) => { if (e.key === "Enter") { e.preventDefault(); showSimilar(path); } };
   const name = document.createElement("div");
   name.className = "name";
   name.textContent = basename(path);
   name.title = path;
   div.append(img, name);
   if (extra) div.append(extra);
-  const sim = document.createElement("a");
-  sim.href = "#";
-  sim.textContent = "similar";
-  sim.className = "similar-link";
+  const links = document.createElement("div");
+  links.className = "links";
+  const view = Object.assign(document.createElement("a"), { href: "#", textContent: "view", className: "view-link" });
+  view.onclick = (e) => { e.preventDefault(); openCompare([path], basename(path)); };
+  const sim = Object.assign(document.createElement("a"), { href: "#", textContent: "similar", className: "similar-link" });
   sim.onclick = (e) => { e.preventDefault(); showSimilar(path); };
-  div.append(document.createTextNode(" "), sim);
+  links.append(view, sim);
+  div.append(links);
   return div;
 }
 
-// ---- clusters and similar ----
-async function runClusters() {
-  try {
-    const st = await runJob("/v1/cluster", { folder: $("#folder").value, sim: Number($("#sim").value) },
-                            $("#clusters-job"), "Clustering");
-    const box = $("#clusters");
-    box.textContent = "";
-    const clusters = st.result.clusters || [];
-    clusters.forEach((c, i) => {
-      const div = document.createElement("div");
-      div.className = "group";
-      const files = c.members || c.paths || c.files || [];
-      div.append(Object.assign(document.createElement("div"), { className: "reason", textContent: `cluster ${i + 1}: ${files.length} picture(s)` }));
-      const row = document.createElement("div");
-      row.className = "row";
-      files.forEach((f) => row.append(card(typeof f === "string" ? f : f.path)));
-      div.append(row);
-      box.append(div);
-    });
-    say(`${clusters.length} cluster(s)`);
-  } catch (e) { say("clusters: " + e.message, true); }
-}
-
-async function showSimilar(path) {
-  try {
-    switchTab("similar");
-    const box = $("#similar");
-    box.textContent = "";
-    $("#similar-job").hidden = false;
-    let res;
-    try { res = await api("POST", "/v1/similar", { path, folder: $("#folder").value, k: 8 }); }
-    finally { $("#similar-job").hidden = true; }
-    const row = document.createElement("div");
-    row.className = "row";
-    row.append(card(path, document.createTextNode("query")));
-    for (const h of res.results) row.append(card(h.path, document.createTextNode(`score ${h.score.toFixed(3)}`)));
-    box.append(row);
-    say(`${res.results.length} similar picture(s)`);
-  } catch (e) { say("similar: " + e.message, true); }
-}
+// Thumbnails are fetched as their picture comes near the screen (a folder of thousands stays quick).
+const lazyObserver = new IntersectionObserver((entries) => {
+  for (const e of entries) {
+    if (!e.isIntersecting) continue;
+    lazyObserver.unobserve(e.target);
+    const img = e.target;
+    thumb(img.dataset.path).then((u) => { if (u) img.src = u; });
+  }
+}, { rootMargin: "1200px 0px" });
+function lazyImage(img) { lazyObserver.observe(img); }
 
 function switchTab(name) {
   document.querySelectorAll(".tab").forEach((b) => b.classList.toggle("active", b.dataset.tab === name));
   document.querySelectorAll(".panel").forEach((p) => { p.hidden = p.id !== "tab-" + name; });
+  if (window.onTab) window.onTab(name);
+}
+
+function folder() { return $("#folder").value; }
+
+// The folder chosen (from the field, a sub-folder link or a tile): views that show it follow.
+function chooseFolder(path) {
+  $("#folder").value = path;
+  browse(path);
+  if (window.onFolder) window.onFolder(path);
+}
+
+async function loadModels() {
+  try {
+    const models = await api("GET", "/v1/models");
+    const sel = $("#model"), words = { effnet: "effnet (looks alike)", phash: "phash (near copies, fast)" };
+    const keep = sel.value;
+    sel.textContent = "";
+    state.modelKinds = new Map(models.map((m) => [m.name, m.kind]));
+    for (const m of models.filter((m) => m.installed && (m.kind === "embedding" || m.kind === "hash"))) {
+      sel.append(Object.assign(document.createElement("option"), { value: m.name, textContent: words[m.name] || m.name }));
+    }
+    sel.value = [...sel.options].some((o) => o.value === keep) ? keep : "effnet";
+  } catch (e) { say("models: " + e.message, true); }
 }
 
 async function browse(path) {
@@ -185,7 +188,7 @@ async function browse(path) {
     sub.textContent = "";
     res.folders.slice(0, 30).forEach((f) => {
       const a = Object.assign(document.createElement("a"), { textContent: basename(f) || f, title: f });
-      a.onclick = () => { $("#folder").value = f; browse(f); };
+      a.onclick = () => chooseFolder(f);
       sub.append(a);
     });
     if (!$("#folder").value && res.folders.length) $("#folder").value = res.folders[0];
@@ -205,10 +208,11 @@ async function init() {
       + (info.allow_changes ? "changes allowed" : "read only (start with --allow-changes to move files)");
     document.body.dataset.ready = "1";
     if (window.dupesReady) window.dupesReady(info);
-    await browse(null);
+    if (window.peopleReady) window.peopleReady(info);
+    await Promise.all([browse(null), loadModels()]);
   } catch (e) { say(e.message, true); document.body.dataset.ready = "token"; }
 }
 
 document.querySelectorAll(".tab").forEach((b) => { b.onclick = () => switchTab(b.dataset.tab); });
-$("#run-clusters").onclick = runClusters;
+$("#folder").onchange = () => chooseFolder(folder());
 init();

@@ -133,7 +133,9 @@ function dupeCard(g, gi, path) {
 
   const img = document.createElement("img");
   img.alt = basename(path);
+  img.title = "click (or Enter): compare this group large, with zoom";
   img.dataset.path = path;
+  img.onclick = () => compareGroup(gi, path);
   lazyThumbs.observe(img);
 
   const name = document.createElement("div");
@@ -320,6 +322,33 @@ async function undoMove() {
   } catch (e) { $("#undo").disabled = false; say("undo: " + e.message, true); }
 }
 
+// ---- the large compare view (compare.js) ----
+function compareGroup(gi, focus) {
+  const g = review.groups[gi];
+  if (!g) return;
+  let at = gi;
+  const setOf = (i) => ({ paths: review.groups[i].paths, title: `Group ${i + 1} of ${review.groups.length}` });
+  openCompare(setOf(gi).paths, setOf(gi).title, {
+    caption: (p) => {
+      const grp = review.groups[at], f = grp.facts.get(p) || {};
+      const role = p === grp.chosen ? "keep" : grp.marked.has(p) ? "to the trash" : "stays";
+      return `${role} · ${basename(p)} · ${f.width ? f.width + " × " + f.height : "?"} · ${bytesWords(f.bytes)}`;
+    },
+    step: (dir) => {
+      const next = at + dir;
+      if (next < 0 || next >= review.groups.length) return null;
+      at = next;
+      review.cursor = review.groups[at].chosen;
+      return setOf(at);
+    },
+    onClose: () => {  // back where the review was, on the group last compared
+      const c = cards().find((el) => el.dataset.path === review.cursor);
+      if (c) c.focus();
+    },
+  });
+  if (focus) review.cursor = focus;
+}
+
 // ---- keyboard ----
 function cards() { return [...document.querySelectorAll("#groups .card")]; }
 
@@ -345,7 +374,7 @@ function current() {
 }
 
 document.addEventListener("keydown", (e) => {
-  if ($("#tab-dupes").hidden || $("#confirm").open || e.altKey || e.metaKey) return;
+  if ($("#tab-dupes").hidden || $("#confirm").open || $("#compare").open || e.altKey || e.metaKey) return;
   const t = e.target;
   if (t && (t.tagName === "SELECT" || t.tagName === "TEXTAREA" || (t.tagName === "INPUT" && !["radio", "checkbox"].includes(t.type)))) return;
   const key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
@@ -357,10 +386,13 @@ document.addEventListener("keydown", (e) => {
     k: () => cur && makeKeeper(cur.g, cur.path),
     " ": () => cur && toggleMark(cur.g, cur.path), t: () => cur && toggleMark(cur.g, cur.path),
     b: () => review.groups.length && keepBest(),
+    c: () => cur && compareGroup(review.groups.indexOf(cur.g), cur.path),
+    Enter: () => cur && compareGroup(review.groups.indexOf(cur.g), cur.path),
     Delete: () => !$("#apply").disabled && applyTrash(),
     u: () => !$("#undo").hidden && undoMove(), z: () => e.ctrlKey && !$("#undo").hidden && undoMove(),
   };
   if (!(key in acts)) return;
+  if (key === "Enter" && !(t && t.classList && t.classList.contains("card"))) return;  // links, buttons: their own Enter
   e.preventDefault();
   acts[key]();
 });

@@ -1,5 +1,6 @@
-"""Synthetic edited copies of a photo, Copydays-style: used by the quality benchmark and the tests to
-build ground truth by construction (and handy to calibrate thresholds on one's own photos)."""
+"""Synthetic edited copies of a photo, Copydays-style: used by the tests, the quality benchmark
+(bench/dupes_quality.py) and scripts/make_demo.py to build ground truth by construction. Test-only code: it
+is not part of the lookalike package (was ``lookalike.dupes.edits``); the others import it from here."""
 
 from __future__ import annotations
 
