@@ -286,3 +286,31 @@ def test_server_status_lists_klik_ports_and_logs_finds_the_daemon_on_any_port(tm
         assert cli("server", "stop", "--port", str(port)).returncode == 0
     p = cli("server", "logs")  # stopped: the last daemon log is still there to read
     assert p.returncode == 0 and f"http://127.0.0.1:{port}" in p.stdout and "no lookalike service" in p.stderr
+
+
+def test_a_registry_file_of_a_zombie_lookalike_is_stale(tmp_path):
+    """A lookalike that exited but is not yet reaped (a zombie) answers no request: its registry files are
+    removed like those of a process that is gone (klik uses the daemon's pid check, zombie check included);
+    a live lookalike's file and another server's file stay."""
+    from lookalike.service import klik
+
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # exited, not reaped
+        with open(f"/proc/{zombie.pid}/stat") as fh:
+            if fh.read().split(")")[-1].split()[0] == "Z":
+                break
+        time.sleep(0.02)
+    folder = klik.registry_dir("MobileNet", tmp_path)
+    folder.mkdir(parents=True)
+    files = {}
+    for name, data in (("zombie", {"server": "lookalike", "pid": zombie.pid}),
+                       ("alive", {"server": "lookalike", "pid": os.getpid()}),
+                       ("other", {"pid": zombie.pid})):
+        files[name] = folder / f"MobileNet_{name}.json"
+        files[name].write_text(json.dumps({"type": "MobileNet", "port": 1, "uuid": name, **data}))
+    try:
+        assert klik.clean_stale(tmp_path) == [files["zombie"]]
+    finally:
+        zombie.wait()
+    assert not files["zombie"].exists() and files["alive"].exists() and files["other"].exists()

@@ -15,7 +15,7 @@ from lookalike.features import registry
 from lookalike.media import decode
 from lookalike.service.jobs import JobStore
 from lookalike.service.metrics import Metrics
-from lookalike.service.models import Batcher, ModelHolder
+from lookalike.service.model_pool import Batcher, ModelPool
 
 
 @needs_effnet
@@ -48,7 +48,7 @@ def test_batcher_batches_concurrent_requests_and_matches_single_calls():
 @needs_effnet
 def test_idle_models_are_unloaded_and_reload_on_use():
     metrics = Metrics()
-    holder = ModelHolder(metrics, idle_s=0.3)
+    holder = ModelPool(metrics, idle_s=0.3)
     try:
         first = holder.get("effnet")
         assert holder.loaded() == ["effnet"]
@@ -65,7 +65,7 @@ def test_idle_models_are_unloaded_and_reload_on_use():
 
 
 def test_model_in_use_is_not_unloaded():
-    holder = ModelHolder(Metrics(), idle_s=0)
+    holder = ModelPool(Metrics(), idle_s=0)
     holder.get("dhash")
     holder._busy["dhash"] = 1
     assert holder.unload("dhash") is False

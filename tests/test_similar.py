@@ -176,8 +176,8 @@ def test_find_similar_and_export_features_are_the_commands(tmp_path, run_cli):
 def test_rank_is_the_one_ranking_loop():
     """rank() drops the query itself and hits a filter refuses, and still gives at most k hits: the service's
     matrix cache calls it with its roots filter."""
-    from lookalike.service.search import _Entry
-    from lookalike.service.search import rank as service_rank
+    from lookalike.service.matrix_cache import _Entry
+    from lookalike.service.matrix_cache import rank as service_rank
     from lookalike.similar import rank
 
     base = np.eye(6, dtype=np.float32)

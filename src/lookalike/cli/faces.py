@@ -62,7 +62,7 @@ def detect_cmd(
 
     faces = detect(str(image), detector)
     if json_out:
-        print_json({"path": str(image), "faces": [f.to_json() for f in faces]})
+        print_json({"query": str(image), "faces": [f.to_json() for f in faces]})  # as POST /v1/faces/detect
         return
     if not faces:
         _say(f"{image}: no face found (try --detector yunet after `lookalike models add yunet --file ...`)")

@@ -38,6 +38,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lookalike.errors import LookalikeError
 from lookalike.service.config import ServiceConfig
+from lookalike.service.daemon import pid_alive
 from lookalike.service.errors import ApiError, JSONResponse, error_body, from_library
 from lookalike.service.security import GuardMiddleware, SiteGuard, SiteRules, confine
 
@@ -117,27 +118,9 @@ def registry_dir(klik_type: str, home: Path | None = None) -> Path:
     return base / sub
 
 
-def faces_available() -> bool:
-    try:
-        import lookalike.faces  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def default_types() -> list[str]:
-    """Types lookalike can answer in this build: image similarity always, faces when available."""
-    return list(IMAGE_TYPES) + (list(FACE_EMBEDDING_TYPES + FACE_DETECTION_TYPES) if faces_available() else [])
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Every type lookalike answers: image similarity, face embeddings and face detection."""
+    return list(ALL_TYPES)
 
 
 def clean_stale(home: Path | None = None) -> list[Path]:
@@ -158,7 +141,7 @@ def clean_stale(home: Path | None = None) -> list[Path]:
                 data = json.loads(f.read_text())
             except (OSError, ValueError):
                 continue
-            if isinstance(data, dict) and data.get("server") == "lookalike" and not _pid_alive(int(data.get("pid", 0))):
+            if isinstance(data, dict) and data.get("server") == "lookalike" and not pid_alive(int(data.get("pid", 0))):
                 try:
                     f.unlink()
                     removed.append(f)
@@ -289,8 +272,6 @@ class KlikApp:
                 spec = registry.get_spec("effnet")
                 if registry.ensure_weights(spec, fetch=False) is None and spec.needs_weights:
                     problem = "effnet weights are not installed: run `lookalike models pull effnet`"
-            elif not faces_available():
-                problem = "face support (lookalike.faces) is not part of this build"
         except Exception as exc:
             problem = str(exc)
         port = self._port(scope)
@@ -313,11 +294,10 @@ class KlikApp:
         if klik_type in IMAGE_TYPES:
             vec = await anyio.to_thread.run_sync(self._image_features, real)
             return JSONResponse({"features": [float(x) for x in vec]})
-        faces = _faces_module()
         if klik_type in FACE_EMBEDDING_TYPES:
-            vec = await anyio.to_thread.run_sync(_face_embedding, faces, real)
+            vec = await anyio.to_thread.run_sync(_face_embedding, real)
             return JSONResponse({"features": [float(x) for x in vec]})
-        png = await anyio.to_thread.run_sync(_face_crop_png, faces, real)
+        png = await anyio.to_thread.run_sync(_face_crop_png, real)
         if png is None:
             raise ApiError(404, "no_face", f"no face found in {path}")
         return Response(png, media_type="image/png")
@@ -329,18 +309,11 @@ class KlikApp:
         return Collection(path, catalog=self.st.catalog).feature_of(path, "effnet")
 
 
-def _faces_module():
-    try:
-        import lookalike.faces as faces
-    except ImportError as exc:
-        raise ApiError(501, "not_implemented", "face support is not part of this build") from exc
-    return faces
-
-
-def _face_embedding(faces, path: str):
+def _face_embedding(path: str):
     """Embedding of a face-crop picture: the whole picture is taken as the face (the app sends crops)."""
     import numpy as np
 
+    from lookalike import faces
     from lookalike.faces.detect import whole_image
     from lookalike.media import decode
 
@@ -349,7 +322,10 @@ def _face_embedding(faces, path: str):
     return emb[0]
 
 
-def _face_crop_png(faces, path: str) -> bytes | None:
+def _face_crop_png(path: str) -> bytes | None:
+    """The PNG crop of the most confident face in a picture (None: no face)."""
+    from lookalike import faces
+
     found = faces.detect(path)
     if not found:
         return None

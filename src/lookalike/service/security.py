@@ -310,14 +310,14 @@ CHANGING_ROUTES = frozenset({
     ("POST", "/v1/undo"),
     ("POST", "/v1/faces/train"),
     ("PUT", "/v1/faces/models/active"),
-    ("POST", "/v1/faces/people/move"), ("POST", "/v1/faces/people/name"),  # routes_web: change a face model
+    ("POST", "/v1/faces/people/move"), ("POST", "/v1/faces/people/name"),  # routes/people.py: change a face model
 })
 #: Non-GET routes that start work or build a plan but change no file and no setting.
 WORK_ROUTES = frozenset({
     ("POST", "/v1/embed"), ("POST", "/v1/similar"), ("POST", "/v1/index"), ("POST", "/v1/dupes"),
     ("POST", "/v1/dupes/plan"), ("POST", "/v1/sort"), ("POST", "/v1/cluster"), ("POST", "/v1/faces/detect"),
     ("POST", "/v1/faces/recognize"), ("DELETE", "/v1/jobs/{job_id}"),
-    ("POST", "/v1/faces/people"), ("POST", "/v1/faces/people/merge"),  # routes_web
+    ("POST", "/v1/faces/people"), ("POST", "/v1/faces/people/merge"),  # routes/people.py
 })
 
 

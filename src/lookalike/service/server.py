@@ -65,6 +65,73 @@ def _bind(host: str, port: int) -> socket.socket:
     return s
 
 
+def _open_sockets(cfg: ServiceConfig, klik_types: list[str] | None) -> list[socket.socket]:
+    """The main socket (``cfg.port`` becomes its real port), then one loopback socket per klik server
+    (recorded in ``cfg.klik_servers``): as many per type as klikr's quota, so the app never starts
+    servers of its own."""
+    try:
+        main_sock = _bind(cfg.host, cfg.port)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc} "
+                         "(another program uses this port? pick another with --port)") from exc
+    cfg.port = main_sock.getsockname()[1]
+    sockets = [main_sock]
+    if not cfg.klik:
+        return sockets
+    klik.clean_stale()
+    for t in klik.plan(klik_types or klik.default_types(), cfg.klik_cores):
+        try:
+            s = _bind("127.0.0.1", 0)  # the app always talks to 127.0.0.1
+        except OSError as exc:
+            for other_sock in sockets:
+                other_sock.close()
+            raise UsageError(f"cannot open a loopback port for klik server {t}: {exc.strerror or exc}") from exc
+        sockets.append(s)
+        cfg.klik_servers.append(klik.new_server(t, s.getsockname()[1]))
+    return sockets
+
+
+class KlikRegistration:
+    """The klik registry files of a running service: written once it answers, written again while it
+    runs when klikr has removed them, removed when it stops (never while being written)."""
+
+    def __init__(self, servers: list[dict], url: str) -> None:
+        self.servers, self.url = servers, url
+        self.stop_event = threading.Event()
+        self.lock = threading.Lock()  # stop and remove the files only between two writes
+        self.registered: list = []
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="klik-register", daemon=True).start()
+
+    def _run(self) -> None:
+        while not self.stop_event.is_set():
+            if daemon.healthy(self.url, timeout=1.0):
+                break
+            self.stop_event.wait(0.2)
+        if not self.servers:
+            return
+        with self.lock:
+            if self.stop_event.is_set():
+                return
+            self.registered.extend(klik.register(self.servers))
+        print(f"klik: registered {len(self.registered)} servers for the klikr app: {klik.summary(self.servers)}",
+              flush=True)
+        while not self.stop_event.wait(KLIK_RECHECK_S):
+            with self.lock:
+                if self.stop_event.is_set():
+                    return
+                for f in klik.restore_missing(self.servers):
+                    print(f"klik: {f} had been removed; written again", flush=True)
+                    if f not in self.registered:
+                        self.registered.append(f)
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stop_event.set()
+            klik.unregister([klik.registry_file(k) for k in self.servers])
+
+
 def serve(cfg: ServiceConfig, klik_types: list[str] | None = None) -> None:
     """Run in the foreground until SIGINT/SIGTERM."""
     import uvicorn
@@ -75,61 +142,19 @@ def serve(cfg: ServiceConfig, klik_types: list[str] | None = None) -> None:
     if other is not None:
         raise UsageError(f"a lookalike service is already running on port {cfg.port} (pid {other.pid}, {other.url}); "
                          "`lookalike server stop` stops it")
-    try:
-        main_sock = _bind(cfg.host, cfg.port)
-    except OSError as exc:
-        raise UsageError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc} "
-                         "(another program uses this port? pick another with --port)") from exc
-    cfg.port = main_sock.getsockname()[1]
-    sockets = [main_sock]
-    if cfg.klik:
-        klik.clean_stale()
-        # as many servers per type as klikr's quota, so the app never starts servers of its own
-        for t in klik.plan(klik_types or klik.default_types(), cfg.klik_cores):
-            try:
-                s = _bind("127.0.0.1", 0)  # the app always talks to 127.0.0.1
-            except OSError as exc:
-                for other_sock in sockets:
-                    other_sock.close()
-                raise UsageError(f"cannot open a loopback port for klik server {t}: {exc.strerror or exc}") from exc
-            sockets.append(s)
-            cfg.klik_servers.append(klik.new_server(t, s.getsockname()[1]))
+    sockets = _open_sockets(cfg, klik_types)
     os.environ[ENV_VAR] = cfg.to_env()
     url = url_of(cfg)
     daemon.write_pid_file(cfg.port, url, os.environ.get("LOOKALIKE_SERVE_LOG"), klik=cfg.klik_servers)
-    registered: list = []
-    stop = threading.Event()
-    files_lock = threading.Lock()  # stop and remove the files only between two writes
-
-    def register_when_ready() -> None:
-        while not stop.is_set():
-            if daemon.healthy(url, timeout=1.0):
-                break
-            stop.wait(0.2)
-        if not cfg.klik_servers:
-            return
-        with files_lock:
-            if stop.is_set():
-                return
-            registered.extend(klik.register(cfg.klik_servers))
-        print(f"klik: registered {len(registered)} servers for the klikr app: {klik.summary(cfg.klik_servers)}",
-              flush=True)
-        while not stop.wait(KLIK_RECHECK_S):
-            with files_lock:
-                if stop.is_set():
-                    return
-                for f in klik.restore_missing(cfg.klik_servers):
-                    print(f"klik: {f} had been removed; written again", flush=True)
-                    if f not in registered:
-                        registered.append(f)
-
-    threading.Thread(target=register_when_ready, name="klik-register", daemon=True).start()
+    registration = KlikRegistration(cfg.klik_servers, url)
+    registration.start()
     roots = ", ".join(cfg.roots) or "none (uploads only)"
     print(f"lookalike service on {url} (pid {os.getpid()}, {cfg.workers} worker(s), roots: {roots}, "
           f"changes {'allowed' if cfg.allow_changes else 'off'})", flush=True)
     config = uvicorn.Config("lookalike.service.app:app_from_env", factory=True, workers=cfg.workers,
                             log_level=os.environ.get("LOOKALIKE_LOG_LEVEL", "info"), access_log=False,
                             server_header=False, proxy_headers=False, timeout_graceful_shutdown=5)
+
     def _exit(signum, _frame) -> None:  # uvicorn re-raises the signal after its graceful shutdown
         raise SystemExit(0)
 
@@ -140,9 +165,7 @@ def serve(cfg: ServiceConfig, klik_types: list[str] | None = None) -> None:
         else:
             uvicorn.Server(config).run(sockets=sockets)
     finally:
-        with files_lock:
-            stop.set()
-            klik.unregister([klik.registry_file(k) for k in cfg.klik_servers])
+        registration.stop()
         daemon.remove_pid_file(cfg.port, os.getpid())
         for s in sockets:
             s.close()

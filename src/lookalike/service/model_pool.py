@@ -78,7 +78,7 @@ class Batcher:
             fut.set_result(row)
 
 
-class ModelHolder:
+class ModelPool:
     """Loads extractors on first use, times the load, unloads them after ``idle_s`` without use."""
 
     def __init__(self, metrics: Metrics, idle_s: float = 600.0, batching: bool = True,
