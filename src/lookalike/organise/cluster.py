@@ -42,9 +42,9 @@ from lookalike.catalog import Catalog
 from lookalike.errors import UsageError
 from lookalike.features import DEFAULT_MODEL
 from lookalike.options import check_cluster_options
-from lookalike.organise.knn import knn_graph
 from lookalike.organise.vectors import Vectors, capture_times, load_vectors, scaled_times
 from lookalike.pipeline import Progress
+from lookalike.search import knn_graph
 
 METHODS = ("average", "complete", "single", "ward")
 EXACT_LIMIT = 20000

@@ -24,9 +24,9 @@ import numpy as np
 from lookalike.catalog import Catalog
 from lookalike.features import DEFAULT_MODEL
 from lookalike.options import check_sort_options
-from lookalike.organise.knn import EXACT_LIMIT, KnnGraph, knn_graph
 from lookalike.organise.vectors import Vectors, load_vectors
 from lookalike.pipeline import Progress
+from lookalike.search import EXACT_LIMIT, KnnGraph, knn_graph
 
 
 @dataclass
