@@ -26,11 +26,11 @@ from lookalike.catalog import Catalog
 from lookalike.errors import UsageError
 from lookalike.features import DEFAULT_MODEL, load_extractor
 from lookalike.pipeline import Progress, file_sha256
-from lookalike.search import EXACT_LIMIT
 from lookalike.search.base import unit_block
 
-#: above this many rows, unit rows are kept in float16 (the approximate-search regime)
-COMPACT_ABOVE = EXACT_LIMIT
+#: above this many rows, unit rows are kept in float16: past the sizes where cluster may still build
+#: the full distance matrix (its float32 products need float32 rows), search turns blocks into float32
+COMPACT_ABOVE = 20000
 
 
 @dataclass
