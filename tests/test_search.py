@@ -243,3 +243,40 @@ def test_verifier_cache_never_exceeds_its_bound(tmp_path):
     assert v.decoded == 10
     tiny = Verifier(paths, cache_bytes=10)  # smaller than one picture: nothing is kept, all still works
     assert tiny.local(1) is not None and tiny.cached_bytes == 0
+
+
+def _index_folder(cat, folder, models):
+    try:  # the layout of issue 14
+        from lookalike.index import index_paths
+    except ImportError:
+        from lookalike.pipeline import index as run
+
+        return run(cat, [str(folder)], models=models)
+    return index_paths([str(folder)], catalog=cat, models=models)
+
+
+def test_catalog_index_lives_beside_the_catalog_and_follows_it(tmp_path, catalog):
+    from PIL import Image
+
+    from lookalike.features import load_extractor
+    from lookalike.search import catalog_index
+
+    rng = np.random.default_rng(14)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).resize((64, 64)).save(folder / f"{i}.png")
+    ext = load_extractor("phash")
+    _index_folder(catalog, folder, (ext.id,))
+    rows = catalog.lookup_files([str(p) for p in sorted(folder.iterdir())])
+    hashes = sorted({r.content_hash for r in rows.values()})
+    index, rep = catalog_index(catalog, ext.id, ext.version, ext.kind, ext.dim, hashes)
+    assert rep.added == len(hashes) == 12 and index.path.parent == catalog.path.parent and index.path.exists()
+    blobs = catalog.features_for_hashes(hashes[:1], ext.id, ext.version)
+    from lookalike.catalog import decode_features
+
+    q = decode_features([blobs[hashes[0]]], ext.kind)
+    res = index.query(q, 1)
+    assert res.indices[0, 0] == hash_id(hashes[0]) and res.scores[0, 0] == 0
+    again, rep = catalog_index(catalog, ext.id, ext.version, ext.kind, ext.dim, hashes[3:] + ["f" * 64])
+    assert (rep.added, rep.removed, len(again)) == (0, 3, 9)  # the unknown hash has no feature: left out

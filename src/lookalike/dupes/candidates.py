@@ -34,8 +34,10 @@ def embedding_pairs(vectors: np.ndarray, k: int, min_cos: float, exact_limit: in
     j = g.indices[rows, cols]
     a, b = np.minimum(rows, j), np.maximum(rows, j)
     ok = (a != b) & (a >= 0)
-    for key in sorted(set(zip(a[ok].tolist(), b[ok].tolist(), strict=True))):
-        out[key] = "cnn"
+    n = len(vectors)
+    codes = np.unique(a[ok].astype(np.int64) * n + b[ok])  # each pair once, in (i, j) order
+    for i, jj in zip((codes // n).tolist(), (codes % n).tolist(), strict=True):
+        out[(i, jj)] = "cnn"
     return out
 
 

@@ -308,3 +308,23 @@ def sync_index(index: VectorIndex, hashes: Sequence[str], load: Callable[[Sequen
     if save and index.path is not None and (rebuild or len(new) or len(gone) or not index.path.exists()):
         index.save()
     return report
+
+
+def catalog_index(catalog, model: str, version: str, kind: str, dim: int,
+                  hashes: Sequence[str]) -> tuple[VectorIndex, SyncReport]:
+    """The persisted index of one model's features beside ``catalog`` (a lookalike Catalog), in line with
+    the content ``hashes`` of the pictures a search should cover (those without a sound stored feature
+    are left out). The entry point for catalog-wide ``similar`` and the service: open it once, then
+    ``index.query(vectors, k)``; map ids back with ``{hash_id(h): h for h in hashes}``.
+
+    ``dim``: dimensions of an embedding, or bits of a hash (uint64 words x 64)."""
+    from lookalike.catalog import decode_features, feature_nbytes
+
+    wanted = sorted(catalog.hashes_with_feature(set(hashes), model, version, feature_nbytes(kind, dim)))
+
+    def load(part: Sequence[str]) -> np.ndarray:
+        blobs = catalog.features_for_hashes(list(part), model, version)
+        return decode_features([blobs[h] for h in part], kind)
+
+    index = open_index(index_path(catalog.path, model, version), kind, dim)
+    return index, sync_index(index, wanted, load)
