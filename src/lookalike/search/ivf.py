@@ -81,6 +81,7 @@ class InvertedFileSearcher(Searcher):
         self._cent: np.ndarray | None = None
         self._members: np.ndarray | None = None
         self._bounds: np.ndarray | None = None
+        self._probe: np.ndarray | None = None
 
     def train(self) -> None:
         """Learn the cells and file every row under its nearest one (done once)."""
@@ -92,7 +93,9 @@ class InvertedFileSearcher(Searcher):
         sample = unit_block(self.data[np.sort(rng.choice(n, min(n, SAMPLE_PER_CELL * cells), replace=False))])
         self._cent = kmeans_cosine(sample, cells, KMEANS_ITERS, rng)
         del sample
-        home = nearest_cells(self.data, self._cent, 1)[:, 0]
+        # every row's probes nearest cells, once: the first is its home, all are searched by knn_graph
+        self._probe = nearest_cells(self.data, self._cent, min(self.probes, cells))
+        home = self._probe[:, 0]
         self._members = np.argsort(home, kind="stable")
         self._bounds = np.searchsorted(home[self._members], np.arange(cells + 1))
 
@@ -120,7 +123,8 @@ class InvertedFileSearcher(Searcher):
         if self_rows is None:
             probe = nearest_cells(rows_of(np.arange(nq)), self._cent, probes)
         else:
-            probe = nearest_cells(self.data, self._cent, probes)
+            assert self._probe is not None
+            probe = self._probe[:, :probes]
         q_sorted = np.argsort(probe, axis=0, kind="stable")
         q_cells = np.take_along_axis(probe, q_sorted, axis=0)
         del probe
