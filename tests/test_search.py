@@ -4,6 +4,7 @@ the persisted index (save / reopen / add / remove / sync), and bounded memory in
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
 import pytest
@@ -130,6 +131,9 @@ def test_persisted_index_of_another_kind_or_a_damaged_file_opens_empty(tmp_path)
     path.write_bytes(b"not an index at all")
     broken = open_index(path, "embedding", 64)
     assert len(broken) == 0 and "could not be read" in broken.reset_reason
+    fifo = tmp_path / "fifo.index"
+    os.mkfifo(fifo)
+    assert "not a regular file" in open_index(fifo, "embedding", 64).reset_reason  # and did not block
     with pytest.raises(ValueError):
         broken.add([1, 1], clustered(2, seed=8))  # ids repeat
     with pytest.raises(ValueError):

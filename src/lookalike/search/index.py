@@ -270,7 +270,9 @@ def open_index(path: str | Path, kind: str, dim: int) -> VectorIndex:
     ``dim`` dimensions); an empty one when the file is missing, unreadable or holds another index."""
     index = VectorIndex(path, kind, dim)
     p = Path(path)
-    if p.exists():
+    if p.exists() and not p.is_file():  # a folder, a FIFO (reading it would block), a device
+        index.reset_reason = f"{p} is not a regular file; starting empty"
+    elif p.exists():
         try:
             index._load(p)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:  # faiss raises RuntimeError
