@@ -128,6 +128,10 @@ def test_persisted_index_of_another_kind_or_a_damaged_file_opens_empty(tmp_path)
     index.save()
     other = open_index(path, "embedding", 32)
     assert len(other) == 0 and "another index" in other.reset_reason
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) - 40])  # cut short (a crash mid-copy)
+    cut = open_index(path, "embedding", 64)
+    assert len(cut) == 0 and "could not be read" in cut.reset_reason
     path.write_bytes(b"not an index at all")
     broken = open_index(path, "embedding", 64)
     assert len(broken) == 0 and "could not be read" in broken.reset_reason
