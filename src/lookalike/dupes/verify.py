@@ -73,7 +73,8 @@ class Verdict:
 
 class Verifier:
     """Caches pictures' working copies and keypoints, at most ``cache_bytes`` of them (least recently
-    used first out); the cache is locked, so threads may share one verifier."""
+    used first out). The cache is locked, but the ORB detector it holds is one object: one verifier per
+    thread."""
 
     def __init__(self, paths: list[str], nfeatures: int = 500, min_ncc: float = 0.87,
                  cache_bytes: int = CACHE_BYTES) -> None:
