@@ -137,9 +137,14 @@ class VectorIndex:
     @property
     def wants_rebuild(self) -> bool:
         """True when the size calls for another layout (or a retrained inverted file)."""
-        n = len(self)
+        return self.rebuild_for(len(self))
+
+    def rebuild_for(self, n: int) -> bool:
+        """Whether an index of n vectors should be rebuilt: another layout is due (with some slack around
+        FLAT_LIMIT, so sizes near it do not flip-flop; an empty index always takes the right one), or the
+        inverted file has grown past REBUILD_GROWTH times what it was trained on."""
         if self.layout_for(n) != self.layout:
-            return n > FLAT_LIMIT * 1.25 or n < FLAT_LIMIT // 2  # some slack: no flip-flopping
+            return len(self) == 0 or n > FLAT_LIMIT * 1.25 or n < FLAT_LIMIT // 2
         return self.layout == "ivf" and n > REBUILD_GROWTH * self.trained_on
 
     # -- updates ------------------------------------------------------------------------------------
@@ -315,10 +320,7 @@ def sync_index(index: VectorIndex, hashes: Sequence[str], load: Callable[[Sequen
     have = index.ids()
     gone = np.setdiff1d(have, want_ids, assume_unique=True)
     new = np.setdiff1d(want_ids, have, assume_unique=True)
-    layout = index.layout_for(len(want_ids))
-    grows = index.layout == "ivf" and len(want_ids) > REBUILD_GROWTH * index.trained_on
-    rebuild = (layout != index.layout and (len(want_ids) > FLAT_LIMIT * 1.25 or len(want_ids) < FLAT_LIMIT // 2
-                                           or len(have) == 0)) or grows
+    rebuild = index.rebuild_for(len(want_ids))
     if rebuild:
         index.rebuild(want_ids, load_ids, batch)
         report = SyncReport(len(new), len(gone), True, len(index))
