@@ -12,9 +12,9 @@ import pytest
 
 from conftest import needs_effnet, shared_data
 from lookalike.organise.cluster import cluster, cluster_vectors
-from lookalike.organise.knn import exact_knn, ivf_knn
 from lookalike.organise.sort import greedy_chain, order_vectors, path_length, sort_order
 from lookalike.organise.vectors import Vectors, capture_times, from_matrix, scaled_times
+from lookalike.search import exact_knn, ivf_knn
 
 
 def _photos(tmp_path: Path, groups: range, name: str = "photos") -> Path:

@@ -1,12 +1,16 @@
 """Candidate pairs, all against all, without an N x N matrix: the k nearest neighbours of every picture
 by CNN embedding (generous cosine threshold) and by the flip/rotation-invariant pHash (every one of a
-picture's 8 orientations is looked up against the others' upright hash)."""
+picture's 8 orientations is looked up against the others' upright hash).
+
+CNN neighbours go through lookalike.search: exact up to ``search.EXACT_LIMIT`` pictures, the inverted
+file above it (at 100k exact search took 5.5-9 min, growing as N^2). The vectors are searched as stored
+(float16 from the catalog), one block at a time in float32."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from lookalike.search import ExactCosineSearcher, HammingSearcher, hamming_distances
+from lookalike.search import EXACT_LIMIT, HammingSearcher, hamming_distances, make_searcher
 
 Pair = tuple[int, int]
 
@@ -19,15 +23,21 @@ def _add(out: dict[Pair, str], i: int, j: int, source: str) -> None:
     out[key] = source if prev in (None, source) else "both"
 
 
-def embedding_pairs(vectors: np.ndarray, k: int, min_cos: float) -> dict[Pair, str]:
-    """Pairs among each row's k nearest rows with cosine >= min_cos."""
+def embedding_pairs(vectors: np.ndarray, k: int, min_cos: float, exact_limit: int = EXACT_LIMIT) -> dict[Pair, str]:
+    """Pairs among each row's k nearest rows with cosine >= min_cos (rows: unit vectors, float16 or
+    float32; exact search up to ``exact_limit`` rows, approximate above)."""
     out: dict[Pair, str] = {}
     if len(vectors) < 2:
         return out
-    g = ExactCosineSearcher(vectors).knn_graph(min(k, len(vectors) - 1))
+    g = make_searcher("embedding", vectors, exact_limit=exact_limit).knn_graph(min(k, len(vectors) - 1))
     rows, cols = np.nonzero(g.scores >= min_cos)
-    for i, c in zip(rows.tolist(), cols.tolist(), strict=True):
-        _add(out, i, int(g.indices[i, c]), "cnn")
+    j = g.indices[rows, cols]
+    a, b = np.minimum(rows, j), np.maximum(rows, j)
+    ok = (a != b) & (a >= 0)
+    n = len(vectors)
+    codes = np.unique(a[ok].astype(np.int64) * n + b[ok])  # each pair once, in (i, j) order
+    for i, jj in zip((codes // n).tolist(), (codes % n).tolist(), strict=True):
+        out[(i, jj)] = "cnn"
     return out
 
 

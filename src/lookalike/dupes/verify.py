@@ -19,6 +19,7 @@ homography removes (see :func:`warp_residual` and docs/BENCHMARKS.md).
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import cv2
@@ -38,6 +39,10 @@ TRACKS = 300  # at most this many tracked points
 MIN_TRACKS = 20  # fewer than this (a flat picture): the geometric test cannot judge and says nothing
 RESIDUAL_FLOOR = 0.1  # working pixels: an affine residual under this is tracking noise, nothing to explain
 MAX_PERSPECTIVE_SHARE = 0.3  # an edited copy: a homography explains at most this share of the residual
+#: bytes of working copies and key points the verifier keeps (least recently used ones go first): a
+#: picture costs about 214 KiB with its mirror image, so 256 MiB holds about 1,200 of them (candidates
+#: come ranked, so the pictures of one neighbourhood are checked close together)
+CACHE_BYTES = 256 * 1024 * 1024
 
 
 @dataclass
@@ -45,6 +50,11 @@ class Local:
     grey: np.ndarray  # uint8 working copy
     points: np.ndarray  # (n, 2) float32 keypoint positions
     desc: np.ndarray | None  # (n, 32) uint8 ORB descriptors
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by this entry's arrays."""
+        return int(self.grey.nbytes + self.points.nbytes + (0 if self.desc is None else self.desc.nbytes))
 
 
 @dataclass
@@ -62,25 +72,59 @@ class Verdict:
 
 
 class Verifier:
-    """Caches each picture's working copy and keypoints; thread-safe enough for one caller."""
+    """Caches pictures' working copies and keypoints, at most ``cache_bytes`` of them (least recently
+    used first out). The cache is locked, but the ORB detector it holds is one object: one verifier per
+    thread."""
 
-    def __init__(self, paths: list[str], nfeatures: int = 500, min_ncc: float = 0.87) -> None:
+    def __init__(self, paths: list[str], nfeatures: int = 500, min_ncc: float = 0.87,
+                 cache_bytes: int = CACHE_BYTES) -> None:
         self.paths = paths
         self.min_ncc = min_ncc
+        self.cache_bytes = max(0, int(cache_bytes))
         self._orb = cv2.ORB_create(nfeatures=nfeatures, fastThreshold=10)
         self._matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
-        self._cache: dict[tuple[int, bool], Local | None] = {}
+        self._cache: OrderedDict[tuple[int, bool], Local | None] = OrderedDict()
+        self._cached_bytes = 0
         self._lock = threading.Lock()
         self.pairs_checked = 0
+        self.decoded = 0  # pictures decoded (a picture evicted and needed again counts again)
+
+    @property
+    def cached_bytes(self) -> int:
+        """Bytes held by the cache now (never above ``cache_bytes``)."""
+        return self._cached_bytes
+
+    def _get(self, key: tuple[int, bool]) -> tuple[bool, Local | None]:
+        with self._lock:
+            if key not in self._cache:
+                return False, None
+            self._cache.move_to_end(key)
+            return True, self._cache[key]
+
+    def _put(self, key: tuple[int, bool], loc: Local | None) -> None:
+        size = 0 if loc is None else loc.nbytes
+        with self._lock:
+            if key in self._cache:
+                old = self._cache.pop(key)
+                self._cached_bytes -= 0 if old is None else old.nbytes
+            if size > self.cache_bytes:
+                return  # larger than the whole budget: used once, never kept
+            while self._cache and self._cached_bytes + size > self.cache_bytes:
+                _, gone = self._cache.popitem(last=False)
+                self._cached_bytes -= 0 if gone is None else gone.nbytes
+            self._cache[key] = loc
+            self._cached_bytes += size
 
     def local(self, i: int, mirror: bool = False) -> Local | None:
         key = (i, mirror)
-        if key in self._cache:
-            return self._cache[key]
+        hit, loc = self._get(key)
+        if hit:
+            return loc
         if mirror:
             base = self.local(i)
             loc = None if base is None else self._features(np.ascontiguousarray(base.grey[:, ::-1]))
         else:
+            self.decoded += 1
             try:
                 img = decode(self.paths[i], min_side=WORK_SIDE).image.convert("L")
             except (DecodeError, OSError):
@@ -95,7 +139,7 @@ class Verifier:
                     g = cv2.resize(g, (max(8, round(g.shape[1] * s)), max(8, round(g.shape[0] * s))),
                                    interpolation=interp)
                 loc = self._features(g)
-        self._cache[key] = loc
+        self._put(key, loc)
         return loc
 
     def _features(self, grey: np.ndarray) -> Local:
@@ -104,8 +148,11 @@ class Verifier:
         return Local(grey, pts, desc)
 
     def forget(self, i: int) -> None:
-        self._cache.pop((i, False), None)
-        self._cache.pop((i, True), None)
+        """Drop picture i (both orientations) from the cache."""
+        with self._lock:
+            for key in ((i, False), (i, True)):
+                gone = self._cache.pop(key, None)
+                self._cached_bytes -= 0 if gone is None else gone.nbytes
 
     def verify(self, i: int, j: int, orientations: tuple[bool, ...] = (False, True)) -> Verdict:
         """Is picture j an edited copy of picture i (or the reverse)? ``orientations``: try j as it is

@@ -27,14 +27,18 @@ from lookalike.catalog import Catalog
 from lookalike.features import DEFAULT_MODEL
 from lookalike.index import Progress
 from lookalike.options import check_sort_options
-from lookalike.organise.knn import EXACT_LIMIT, KnnGraph, knn_graph
 from lookalike.organise.vectors import Vectors, load_vectors
+<<<<<<< HEAD
 
 if TYPE_CHECKING:
     from lookalike.journal import ApplyReport, Plan
 
 #: Neighbours per photo in the k-NN graph the path is drawn through.
 DEFAULT_K = 10
+=======
+from lookalike.index import Progress
+from lookalike.search import EXACT_LIMIT, KnnGraph, knn_graph
+>>>>>>> i11-search
 
 
 @dataclass

@@ -5,6 +5,10 @@ Every organise algorithm works on unit float32 rows ``X`` and a *content distanc
 * embeddings (cosine): ``d = clip(1 - cos, 0, 1)``: similarity ``sim = cos`` (negative cosines count as 0);
 * hashes (Hamming): ``d = hamming / bits``: similarity ``sim = 1 - hamming / bits``. Bits are mapped to
   +-1/sqrt(bits) rows, whose cosine is ``1 - 2 * hamming / bits``, so the same cosine search serves both.
+
+Rows are float32 up to ``COMPACT_ABOVE`` photos and float16 above it (a million 1280-d rows: 2.6 GB
+instead of 5.1 GB); they are made block by block, so no whole-collection float32 copy ever exists, and
+lookalike.search turns one block at a time into float32 for its products.
 """
 
 from __future__ import annotations
@@ -20,8 +24,13 @@ import numpy as np
 from lookalike.catalog import Catalog
 from lookalike.collection import Collection
 from lookalike.errors import UsageError
-from lookalike.features import DEFAULT_MODEL, l2_normalise, load_extractor
+from lookalike.features import DEFAULT_MODEL, load_extractor
 from lookalike.index import Progress, file_sha256
+from lookalike.search.base import unit_block
+
+#: above this many rows, unit rows are kept in float16: past the sizes where cluster may still build
+#: the full distance matrix (its float32 products need float32 rows), search turns blocks into float32
+COMPACT_ABOVE = 20000
 
 
 @dataclass
@@ -29,7 +38,7 @@ class Vectors:
     """Unit rows for ``paths`` (sorted by path) and how to turn cosines into 0..1 distances."""
 
     paths: list[str]
-    x: np.ndarray  # (n, dim) float32, unit rows
+    x: np.ndarray  # (n, dim) unit rows: float32, float16 above COMPACT_ABOVE rows
     kind: str  # "embedding" or "hash"
 
     def __len__(self) -> int:
@@ -44,23 +53,36 @@ class Vectors:
 
     def pair_distance(self, i: np.ndarray | int, j: np.ndarray | int) -> np.ndarray:
         """Distance between rows i and j (vectorised over equal-length index arrays)."""
-        xi, xj = self.x[np.atleast_1d(i)], self.x[np.atleast_1d(j)]
+        xi = np.asarray(self.x[np.atleast_1d(i)], dtype=np.float32)
+        xj = np.asarray(self.x[np.atleast_1d(j)], dtype=np.float32)
         return self.distance_from_cos(np.einsum("ij,ij->i", xi, xj))
 
 
-def unit_rows(matrix: np.ndarray, kind: str) -> np.ndarray:
-    """Float32 unit rows from a catalog matrix: float16 embeddings, or uint64-packed hashes as +-1 bits."""
-    if kind == "hash":
-        words = np.ascontiguousarray(matrix, dtype=">u8")
-        bits = np.unpackbits(words.view(np.uint8), axis=1).astype(np.float32)
-        return (bits * 2.0 - 1.0) / np.sqrt(bits.shape[1], dtype=np.float32)
-    return l2_normalise(np.asarray(matrix, dtype=np.float32))
+def unit_rows(matrix: np.ndarray, kind: str, order: Sequence[int] | np.ndarray | None = None,
+              block: int = 8192) -> np.ndarray:
+    """Unit rows from a catalog matrix (rows taken in ``order`` when given): float16 embeddings, or
+    uint64-packed hashes as +-1 bits. float32 up to ``COMPACT_ABOVE`` rows, float16 above; built one
+    block at a time."""
+    rows = np.arange(len(matrix)) if order is None else np.asarray(order, dtype=np.int64)
+    n = len(rows)
+    cols = np.shape(matrix)[1] if np.ndim(matrix) == 2 else 0
+    dim = cols * 64 if kind == "hash" else cols
+    out = np.empty((n, dim), dtype=np.float16 if n > COMPACT_ABOVE else np.float32)
+    for s in range(0, n, block):
+        part = np.asarray(matrix[rows[s : s + block]])
+        if kind == "hash":
+            words = np.ascontiguousarray(part, dtype=">u8")
+            bits = np.unpackbits(words.view(np.uint8), axis=1).astype(np.float32)
+            out[s : s + block] = (bits * 2.0 - 1.0) / np.sqrt(bits.shape[1], dtype=np.float32)
+        else:
+            out[s : s + block] = unit_block(part)
+    return out
 
 
 def from_matrix(paths: Sequence[str], matrix: np.ndarray, kind: str) -> Vectors:
     """Vectors from (paths, features); rows are put in path order so results do not depend on walk order."""
     order = sorted(range(len(paths)), key=lambda i: paths[i])
-    return Vectors([paths[i] for i in order], unit_rows(np.asarray(matrix)[order], kind), kind)
+    return Vectors([paths[i] for i in order], unit_rows(matrix, kind, order), kind)
 
 
 def load_vectors(
