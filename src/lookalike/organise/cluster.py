@@ -44,14 +44,10 @@ from lookalike.features import DEFAULT_MODEL
 from lookalike.index import Progress
 from lookalike.options import check_cluster_options
 from lookalike.organise.vectors import Vectors, capture_times, load_vectors, scaled_times
-<<<<<<< HEAD
+from lookalike.search import knn_graph
 
 if TYPE_CHECKING:
     from lookalike.journal import ApplyReport
-=======
-from lookalike.index import Progress
-from lookalike.search import knn_graph
->>>>>>> i11-search
 
 METHODS = ("average", "complete", "single", "ward")
 #: Defaults of ``cluster`` / ``cluster_folder`` (the CLI and the HTTP service use these).

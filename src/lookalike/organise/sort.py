@@ -28,17 +28,13 @@ from lookalike.features import DEFAULT_MODEL
 from lookalike.index import Progress
 from lookalike.options import check_sort_options
 from lookalike.organise.vectors import Vectors, load_vectors
-<<<<<<< HEAD
+from lookalike.search import EXACT_LIMIT, KnnGraph, knn_graph
 
 if TYPE_CHECKING:
     from lookalike.journal import ApplyReport, Plan
 
 #: Neighbours per photo in the k-NN graph the path is drawn through.
 DEFAULT_K = 10
-=======
-from lookalike.index import Progress
-from lookalike.search import EXACT_LIMIT, KnnGraph, knn_graph
->>>>>>> i11-search
 
 
 @dataclass
