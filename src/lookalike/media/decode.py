@@ -2,9 +2,13 @@
 
 The one entry point is :func:`decode`. It reads the bytes once (so callers can hash the same bytes),
 applies EXIF orientation, decodes JPEGs at reduced size when the caller needs at most ``min_side``
-pixels on the short side (Pillow's draft mode: the main speed lever), keeps what can be decoded of a
-truncated file (and says so), and turns every odd mode (CMYK, 16-bit, palette, alpha, animation) into
-plain 8-bit RGB.
+pixels on the short side (libjpeg-turbo's DCT scaling: the main speed lever), keeps what can be decoded
+of a truncated file (and says so), and turns every odd mode (CMYK, 16-bit, palette, alpha, animation)
+into plain 8-bit RGB.
+
+JPEGs in RGB or greyscale go through simplejpeg (libjpeg-turbo, decoding straight to the reduced size)
+when it is installed, at the very size Pillow's draft mode would give and with the same pixels; any
+other JPEG (CMYK, truncated, odd markers) and every other format go through Pillow, as before.
 """
 
 from __future__ import annotations
@@ -20,6 +24,15 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from lookalike.errors import DecodeError
 from lookalike.media.files import read_regular
+
+try:  # the fast JPEG path; Pillow's draft mode stands in without it
+    import simplejpeg
+except ImportError:  # pragma: no cover - only without simplejpeg
+    simplejpeg = None
+
+#: Which decoder reads RGB and greyscale JPEGs: "simplejpeg" when installed, else "pillow".
+#: Benchmarks and tests set it to "pillow" to measure or compare Pillow's draft mode.
+JPEG_DECODER = "simplejpeg" if simplejpeg is not None else "pillow"
 
 try:  # HEIC/HEIF support is optional at import time but installed by default
     import pillow_heif
@@ -263,6 +276,24 @@ def _load(img: Image.Image) -> None:
     img.load()
 
 
+def _fast_jpeg(data: bytes, img: Image.Image) -> Image.Image | None:
+    """Decode an RGB or greyscale JPEG with simplejpeg straight to ``img.size`` (the size Pillow's
+    draft mode chose, so both paths give the same picture), as an RGB image; None when this path does
+    not apply or the file is anything but clean (truncated, damaged): Pillow then decodes it as before."""
+    if JPEG_DECODER != "simplejpeg" or simplejpeg is None or img.mode not in ("RGB", "L"):
+        return None
+    w, h = img.size
+    try:
+        # strict: every libjpeg warning (premature end, corrupt data) is an error here, so that such
+        # files take Pillow's path, which knows how to keep what is there and say so
+        arr = simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=w, min_height=h, strict=True)
+    except (ValueError, MemoryError):
+        return None
+    if arr.shape != (h, w, 3):  # a scale libjpeg-turbo does not offer: let Pillow do it
+        return None
+    return Image.fromarray(arr, "RGB")
+
+
 def decode(source: str | Path | bytes, min_side: int | None = None) -> DecodedImage:
     """Decode an image file (a path or its bytes) into an upright RGB :class:`DecodedImage`.
 
@@ -288,9 +319,11 @@ def decode(source: str | Path | bytes, min_side: int | None = None) -> DecodedIm
         if min_side and fmt == "JPEG":
             img.draft("RGB", (min_side, min_side))
         truncated = False
+        fast = _fast_jpeg(data, img) if fmt == "JPEG" else None
         try:
-            with _gate.shared():
-                _load(img)
+            if fast is None:
+                with _gate.shared():
+                    _load(img)
         except OSError as exc:
             if "truncated" not in str(exc) and "broken data stream" not in str(exc):
                 raise DecodeError(f"corrupt image data: {exc}") from exc
@@ -308,7 +341,7 @@ def decode(source: str | Path | bytes, min_side: int | None = None) -> DecodedIm
                     ImageFile.LOAD_TRUNCATED_IMAGES = False
         if orientation in (5, 6, 7, 8):
             w, h = h, w
-        rgb = _to_rgb(img)
+        rgb = fast if fast is not None else _to_rgb(img)
         if orientation in _TRANSPOSE:
             rgb = rgb.transpose(_TRANSPOSE[orientation])
         return DecodedImage(
