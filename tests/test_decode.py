@@ -260,3 +260,28 @@ def test_jpeg_cut_inside_its_header_fails_as_before(monkeypatch, simplejpeg_call
             decode(head, min_side=64)
         errors.append(str(info.value))
     assert errors[0] == errors[1]
+
+
+def _heic_with_thumbnail(path, orientation: int = 1) -> None:
+    pytest.importorskip("pillow_heif")
+    src = Image.open(shared_data("photos", "ukbench00000.jpg")).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    src.save(path, "HEIF", quality=90, thumbnails=[160], exif=exif.tobytes())
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_heic_decodes_its_thumbnail_when_that_is_enough(tmp_path, orientation):
+    path = tmp_path / "phone.heic"
+    _heic_with_thumbnail(path, orientation)
+    full = decode(path)
+    small = decode(path, min_side=100)
+    assert (small.width, small.height) == (full.width, full.height)  # full-size facts kept
+    assert max(small.image.size) == 160  # the 160x120 thumbnail, not the whole picture
+    assert (small.image.width > small.image.height) == (full.image.width > full.image.height)  # same way up
+    def coarse(im):
+        return np.asarray(im.resize((40, 30) if im.width > im.height else (30, 40), Image.Resampling.BOX), dtype=int)
+
+    assert np.abs(coarse(small.image) - coarse(full.image)).mean() < 6  # a scaled copy of the same picture
+    big = decode(path, min_side=200)  # more than the thumbnail has: the picture itself
+    assert big.image.size == full.image.size

@@ -8,7 +8,8 @@ into plain 8-bit RGB.
 
 JPEGs in RGB or greyscale go through simplejpeg (libjpeg-turbo, decoding straight to the reduced size)
 when it is installed, at the very size Pillow's draft mode would give and with the same pixels; any
-other JPEG (CMYK, truncated, odd markers) and every other format go through Pillow, as before.
+other JPEG (CMYK, truncated, odd markers) and every other format go through Pillow, as before. HEICs
+that carry a large enough thumbnail (phones' do) decode that instead of the 12 MP picture.
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ except Exception:  # pragma: no cover - only without pillow-heif
 #: Largest picture we agree to decode, in pixels (a guard against decompression bombs).
 MAX_PIXELS = 180_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own guard warns past this and refuses past twice it
+
+#: Formats decoded at reduced size when the caller needs at most ``min_side`` pixels: JPEG by DCT scaling,
+#: HEIF through pillow-heif's draft, which picks an embedded thumbnail that is a scaled copy of the picture
+#: (same aspect ratio, mode and rotation) and at least ``min_side`` on both sides (phones store 320x240).
+_DRAFT_FORMATS = ("JPEG", "HEIF")
 
 #: Background that transparent pixels are composited onto.
 ALPHA_BACKGROUND = (255, 255, 255)
@@ -316,7 +322,7 @@ def decode(source: str | Path | bytes, min_side: int | None = None) -> DecodedIm
             )
         frames = int(getattr(img, "n_frames", 1) or 1)
         orientation, exif_datetime, exif_tags = _exif_info(img)
-        if min_side and fmt == "JPEG":
+        if min_side and fmt in _DRAFT_FORMATS:
             img.draft("RGB", (min_side, min_side))
         truncated = False
         fast = _fast_jpeg(data, img) if fmt == "JPEG" else None
@@ -329,7 +335,7 @@ def decode(source: str | Path | bytes, min_side: int | None = None) -> DecodedIm
                 raise DecodeError(f"corrupt image data: {exc}") from exc
             truncated = True
             img = _open(data)
-            if min_side and fmt == "JPEG":
+            if min_side and fmt in _DRAFT_FORMATS:
                 img.draft("RGB", (min_side, min_side))
             with _gate.exclusive():
                 ImageFile.LOAD_TRUNCATED_IMAGES = True
