@@ -234,6 +234,16 @@ def test_progressive_and_greyscale_jpegs_take_the_fast_path(tmp_path, monkeypatc
         assert _max_pixel_difference(fast, slow) <= 2
 
 
+def test_mpo_jpeg_from_a_camera_is_decoded_reduced_like_any_jpeg(tmp_path, monkeypatch, simplejpeg_calls):
+    photo = Image.open(shared_data("photos", "ukbench00000.jpg")).convert("RGB")
+    path = tmp_path / "camera.jpg"  # a JPEG with a second picture (MPF), as many cameras and phones write
+    photo.save(path, "MPO", save_all=True, append_images=[photo.rotate(90).resize((160, 120))])
+    fast, slow = _both_paths(monkeypatch, path, 64)
+    assert simplejpeg_calls and fast.format == "MPO" and fast.frames == 2
+    assert (fast.width, fast.height) == (640, 480) and fast.image.size == (160, 120)  # reduced, first picture
+    assert _max_pixel_difference(fast, slow) <= 2
+
+
 def test_cmyk_jpeg_is_left_to_pillow(simplejpeg_calls):
     img = decode(shared_data("edge", "cmyk.jpg"), min_side=64)
     assert not simplejpeg_calls  # libjpeg-turbo cannot turn CMYK into RGB: Pillow's path, as before

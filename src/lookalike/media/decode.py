@@ -47,10 +47,12 @@ except Exception:  # pragma: no cover - only without pillow-heif
 MAX_PIXELS = 180_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own guard warns past this and refuses past twice it
 
-#: Formats decoded at reduced size when the caller needs at most ``min_side`` pixels: JPEG by DCT scaling,
+#: Formats decoded at reduced size when the caller needs at most ``min_side`` pixels: JPEG by DCT scaling
+#: (MPO too: the JPEGs of many cameras and phones carry a second picture, which Pillow reports as MPO),
 #: HEIF through pillow-heif's draft, which picks an embedded thumbnail that is a scaled copy of the picture
 #: (same aspect ratio, mode and rotation) and at least ``min_side`` on both sides (phones store 320x240).
-_DRAFT_FORMATS = ("JPEG", "HEIF")
+_JPEG_FORMATS = ("JPEG", "MPO")
+_DRAFT_FORMATS = (*_JPEG_FORMATS, "HEIF")
 
 #: Background that transparent pixels are composited onto.
 ALPHA_BACKGROUND = (255, 255, 255)
@@ -283,8 +285,8 @@ def _load(img: Image.Image) -> None:
 
 
 def _fast_jpeg(data: bytes, img: Image.Image) -> Image.Image | None:
-    """Decode an RGB or greyscale JPEG with simplejpeg straight to ``img.size`` (the size Pillow's
-    draft mode chose, so both paths give the same picture), as an RGB image; None when this path does
+    """Decode an RGB or greyscale JPEG (an MPO's first picture) with simplejpeg straight to ``img.size`` (the
+    size Pillow's draft mode chose, so both paths give the same picture), as an RGB image; None when this path does
     not apply or the file is anything but clean (truncated, damaged): Pillow then decodes it as before."""
     if JPEG_DECODER != "simplejpeg" or simplejpeg is None or img.mode not in ("RGB", "L"):
         return None
@@ -325,7 +327,7 @@ def decode(source: str | Path | bytes, min_side: int | None = None) -> DecodedIm
         if min_side and fmt in _DRAFT_FORMATS:
             img.draft("RGB", (min_side, min_side))
         truncated = False
-        fast = _fast_jpeg(data, img) if fmt == "JPEG" else None
+        fast = _fast_jpeg(data, img) if fmt in _JPEG_FORMATS else None
         try:
             if fast is None:
                 with _gate.shared():
