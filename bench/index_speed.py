@@ -22,6 +22,7 @@ fastest decoder's floor, hash >= 0.8x that floor.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import resource
 import shutil
@@ -148,7 +149,8 @@ def timed_index(cat: Catalog, folder: str, models: list[str]) -> tuple[float, ob
     return time.perf_counter() - t, rep
 
 
-def jpeg_rows(cat_dir: Path, folder: str, paths: list[str], workers: int, skip_effnet: bool) -> list[tuple]:
+def jpeg_rows(cat_dir: Path, folder: str, paths: list[str], workers: int, skip_effnet: bool,
+              compare_pillow: bool = False) -> list[tuple]:
     """The floors, model rate, bound and lookalike's indexing rates for one folder (see the module doc)."""
     n = len(paths)
     rows: list[tuple] = []
@@ -188,6 +190,24 @@ def jpeg_rows(cat_dir: Path, folder: str, paths: list[str], workers: int, skip_e
     rerun, rep2 = timed_index(cat, folder, ["effnet"])
     assert rep2.unchanged == n - len(rep2.failed)
     rows.append(("effnet re-run, nothing changed", n / rerun, f"{rerun / secs_e:.2%} of first run"))
+    if compare_pillow:  # lookalike itself with Pillow's draft mode instead of simplejpeg, same files
+        decode_module = importlib.import_module("lookalike.media.decode")
+        chosen, decode_module.JPEG_DECODER = decode_module.JPEG_DECODER, "pillow"
+        # interleaved: chosen decoder, Pillow, chosen decoder again (fresh catalogs), so that load drift
+        # biases neither side
+        for model in ("phash", "effnet"):
+            decode_module.JPEG_DECODER = chosen
+            before, _ = timed_index(Catalog(cat_dir / f"{model}-a.sqlite"), folder, [model])
+            decode_module.JPEG_DECODER = "pillow"
+            try:
+                with_pillow, _ = timed_index(Catalog(cat_dir / f"{model}-pillow.sqlite"), folder, [model])
+            finally:
+                decode_module.JPEG_DECODER = chosen
+            after, _ = timed_index(Catalog(cat_dir / f"{model}-b.sqlite"), folder, [model])
+            rows.append((f"{model} indexing, {chosen} (mean of two runs around the next)", 2 * n / (before + after),
+                         ""))
+            rows.append((f"{model} indexing, lookalike decoding with Pillow draft", n / with_pillow,
+                         f"{with_pillow / ((before + after) / 2):.2f}x the time with {chosen}"))
     return rows
 
 
@@ -233,6 +253,8 @@ def main() -> None:
                     help="use N 12 MP camera-like JPEGs made from the shared photos (cached; bench/realsize.py)")
     ap.add_argument("--heic", type=int, default=0, metavar="M", help="with --real-size: also M 12 MP HEICs")
     ap.add_argument("--skip-effnet", action="store_true", help="hash figures only")
+    ap.add_argument("--compare-pillow", action="store_true",
+                    help="also index with lookalike's decoder set to Pillow's draft mode instead of simplejpeg")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="lookalike-bench-"))
     try:
@@ -258,7 +280,7 @@ def main() -> None:
         # read every file once so that all figures see a warm page cache
         for p in paths + heics:
             Path(p).read_bytes()
-        rows = jpeg_rows(tmp, folder, paths, workers, args.skip_effnet)
+        rows = jpeg_rows(tmp, folder, paths, workers, args.skip_effnet, args.compare_pillow)
         if heics:
             hfolder = str(tmp / "heic")
             heics = _linked(heics, hfolder)
