@@ -12,6 +12,8 @@ Prints, as images/s and as ratios:
   bound          1 / (1/decode floor(224) + 1/model only): decoding and inference sharing the same cores
   effnet index   `index -m effnet` end to end into a fresh catalog, vs model only and vs the bound
   re-run         the same index again with nothing changed, vs the first effnet run
+  CPU accounting CPU ms per image, one thread, of each decoder and of the model, against lookalike's own CPU
+                 per image while indexing (all its threads): the same ratios, robust to other load
   HEIC           (--heic) pillow-heif full decode and reduced decode (embedded thumbnail) floors, and
                  hash / effnet indexing of the HEICs
 and the peak resident memory of the process. Targets: issue 2: hash >= 0.8x floor, effnet >= 0.8x model
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import os
 import resource
 import shutil
@@ -143,10 +146,51 @@ def model_only(paths: list[str], batch: int = 16) -> float:
     return len(prepared) / (time.perf_counter() - t)
 
 
+INDEX_CPU: list[float] = []  # CPU seconds (all threads of this process) of each timed_index call
+
+
 def timed_index(cat: Catalog, folder: str, models: list[str]) -> tuple[float, object]:
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     rep = index(cat, [folder], models)
+    INDEX_CPU.append(time.process_time() - c)
     return time.perf_counter() - t, rep
+
+
+def cpu_costs(paths: list[str], sample: int = 60, batch: int = 16) -> dict[str, float]:
+    """CPU milliseconds per image, one thread, of each decoder at 224 and 64 px and of the model (batch 16):
+    what the cores must spend whatever the load, unlike the wall-clock rates."""
+    sample_paths = paths[:sample]
+    datas = [Path(p).read_bytes() for p in sample_paths]
+    out: dict[str, float] = {}
+    for side in (224, 64):
+        def pil(d: bytes, side=side) -> None:
+            with Image.open(io.BytesIO(d)) as im:
+                im.draft("RGB", (side, side))
+                np.asarray(im.convert("RGB"))
+
+        def fast(d: bytes, side=side) -> None:
+            h, w, _, _ = simplejpeg.decode_jpeg_header(d)
+            tw, th = _draft_size(w, h, side)
+            simplejpeg.decode_jpeg(d, colorspace="RGB", min_width=tw, min_height=th)
+
+        for name, fn in (("pillow", pil), ("simplejpeg", fast)):
+            if name == "simplejpeg" and (simplejpeg is None or any(d[:3] != b"\xff\xd8\xff" for d in datas)):
+                continue
+            best = float("inf")
+            for _ in range(2):
+                c = time.process_time()
+                for d in datas:
+                    fn(d)
+                best = min(best, (time.process_time() - c) / len(datas) * 1e3)
+            out[f"{name} {side}"] = best
+    ext = load_extractor("effnet")
+    prepared = np.stack([ext.prepare(decode(p, min_side=224).image) for p in paths[:128]])
+    ext.infer(prepared[:batch])
+    c = time.process_time()
+    for i in range(0, len(prepared), batch):
+        ext.infer(prepared[i : i + batch])
+    out["model"] = (time.process_time() - c) / len(prepared) * 1e3
+    return out
 
 
 def jpeg_rows(cat_dir: Path, folder: str, paths: list[str], workers: int, skip_effnet: bool,
@@ -164,6 +208,7 @@ def jpeg_rows(cat_dir: Path, folder: str, paths: list[str], workers: int, skip_e
     fast64_before, _ = fastest_floor(paths, 64, workers)
     cat = Catalog(cat_dir / "hash.sqlite")
     secs, _ = timed_index(cat, folder, ["phash"])
+    hash_cpu = INDEX_CPU[-1] / n * 1e3
     hash_rate = n / secs
     fast64 = (fast64_before + fastest_floor(paths, 64, workers)[0]) / 2
     rows.append((f"decode floor, Pillow draft to >=64 px, {workers} threads", pil64, ""))
@@ -179,6 +224,7 @@ def jpeg_rows(cat_dir: Path, folder: str, paths: list[str], workers: int, skip_e
     fast224_before, _ = fastest_floor(paths, 224, workers)
     cat = Catalog(cat_dir / "effnet.sqlite")
     secs_e, _ = timed_index(cat, folder, ["effnet"])
+    effnet_cpu = INDEX_CPU[-1] / n * 1e3
     rate_e = n / secs_e
     mo = (mo_before + model_only(paths)) / 2
     fast224 = (fast224_before + fastest_floor(paths, 224, workers)[0]) / 2
@@ -190,6 +236,15 @@ def jpeg_rows(cat_dir: Path, folder: str, paths: list[str], workers: int, skip_e
     rerun, rep2 = timed_index(cat, folder, ["effnet"])
     assert rep2.unchanged == n - len(rep2.failed)
     rows.append(("effnet re-run, nothing changed", n / rerun, f"{rerun / secs_e:.2%} of first run"))
+    cost = cpu_costs(paths)
+    dec = cost.get(f"{name} 224", cost["pillow 224"])
+    dec64 = cost.get(f"{name} 64", cost["pillow 64"])
+    for key, ms in cost.items():
+        rows.append((f"CPU ms per image, one thread: {key}", 1e3 / ms, f"{ms:.1f} ms"))
+    rows.append(("CPU accounting: effnet indexing", 1e3 / effnet_cpu,
+                 f"{effnet_cpu:.1f} ms/img; (decode {name} + model) / it = {(dec + cost['model']) / effnet_cpu:.2f}"))
+    rows.append(("CPU accounting: hash indexing", 1e3 / hash_cpu,
+                 f"{hash_cpu:.1f} ms/img; decode {name}(64) / it = {dec64 / hash_cpu:.2f}"))
     if compare_pillow:  # lookalike itself with Pillow's draft mode instead of simplejpeg, same files
         decode_module = importlib.import_module("lookalike.media.decode")
         chosen, decode_module.JPEG_DECODER = decode_module.JPEG_DECODER, "pillow"
