@@ -6,9 +6,10 @@ pixels on the short side (libjpeg-turbo's DCT scaling: the main speed lever), ke
 of a truncated file (and says so), and turns every odd mode (CMYK, 16-bit, palette, alpha, animation)
 into plain 8-bit RGB.
 
-JPEGs in RGB or greyscale go through simplejpeg (libjpeg-turbo, decoding straight to the reduced size)
-when it is installed, at the very size Pillow's draft mode would give and with the same pixels; any
-other JPEG (CMYK, truncated, odd markers) and every other format go through Pillow, as before. HEICs
+JPEGs in RGB or greyscale decoded at reduced size go through simplejpeg (libjpeg-turbo, decoding straight
+to the reduced size) when it is installed, at the very size Pillow's draft mode would give and with the
+same pixels; full-size decodes, any other JPEG (CMYK, truncated, odd markers) and every other format go
+through Pillow, as before. HEICs
 that carry a large enough thumbnail (phones' do) decode that instead of the 12 MP picture.
 """
 
@@ -284,13 +285,16 @@ def _load(img: Image.Image) -> None:
     img.load()
 
 
-def _fast_jpeg(data: bytes, img: Image.Image) -> Image.Image | None:
+def _fast_jpeg(data: bytes, img: Image.Image, full_size: tuple[int, int]) -> Image.Image | None:
     """Decode an RGB or greyscale JPEG (an MPO's first picture) with simplejpeg straight to ``img.size`` (the
-    size Pillow's draft mode chose, so both paths give the same picture), as an RGB image; None when this path does
-    not apply or the file is anything but clean (truncated, damaged): Pillow then decodes it as before."""
+    reduced size Pillow's draft mode chose, so both paths give the same picture), as an RGB image; None when
+    this path does not apply or the file is anything but clean (truncated, damaged): Pillow then decodes it
+    as before. At full size Pillow is as fast (both are libjpeg-turbo), so only reduced decodes come here."""
     if JPEG_DECODER != "simplejpeg" or simplejpeg is None or img.mode not in ("RGB", "L"):
         return None
     w, h = img.size
+    if (w, h) == full_size:
+        return None
     try:
         # strict: every libjpeg warning (premature end, corrupt data) is an error here, so that such
         # files take Pillow's path, which knows how to keep what is there and say so
@@ -327,7 +331,7 @@ def decode(source: str | Path | bytes, min_side: int | None = None) -> DecodedIm
         if min_side and fmt in _DRAFT_FORMATS:
             img.draft("RGB", (min_side, min_side))
         truncated = False
-        fast = _fast_jpeg(data, img) if fmt in _JPEG_FORMATS else None
+        fast = _fast_jpeg(data, img, (w, h)) if fmt in _JPEG_FORMATS else None
         try:
             if fast is None:
                 with _gate.shared():
