@@ -299,7 +299,7 @@ def _fast_jpeg(data: bytes, img: Image.Image, full_size: tuple[int, int]) -> Ima
         # strict: every libjpeg warning (premature end, corrupt data) is an error here, so that such
         # files take Pillow's path, which knows how to keep what is there and say so
         arr = simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=w, min_height=h, strict=True)
-    except (ValueError, MemoryError):
+    except Exception:  # anything odd: Pillow's path decides, with its own errors and truncation handling
         return None
     if arr.shape != (h, w, 3):  # a scale libjpeg-turbo does not offer: let Pillow do it
         return None
