@@ -2,9 +2,15 @@
 
 The one entry point is :func:`decode`. It reads the bytes once (so callers can hash the same bytes),
 applies EXIF orientation, decodes JPEGs at reduced size when the caller needs at most ``min_side``
-pixels on the short side (Pillow's draft mode: the main speed lever), keeps what can be decoded of a
-truncated file (and says so), and turns every odd mode (CMYK, 16-bit, palette, alpha, animation) into
-plain 8-bit RGB.
+pixels on the short side (libjpeg-turbo's DCT scaling: the main speed lever), keeps what can be decoded
+of a truncated file (and says so), and turns every odd mode (CMYK, 16-bit, palette, alpha, animation)
+into plain 8-bit RGB.
+
+JPEGs in RGB or greyscale decoded at reduced size go through simplejpeg (libjpeg-turbo, decoding straight
+to the reduced size) when it is installed, at the very size Pillow's draft mode would give and with the
+same pixels; full-size decodes, any other JPEG (CMYK, truncated, odd markers) and every other format go
+through Pillow, as before. HEICs
+that carry a large enough thumbnail (phones' do) decode that instead of the 12 MP picture.
 """
 
 from __future__ import annotations
@@ -21,6 +27,15 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from lookalike.errors import DecodeError
 from lookalike.media.files import read_regular
 
+try:  # the fast JPEG path; Pillow's draft mode stands in without it
+    import simplejpeg
+except ImportError:  # pragma: no cover - only without simplejpeg
+    simplejpeg = None
+
+#: Which decoder reads RGB and greyscale JPEGs: "simplejpeg" when installed, else "pillow".
+#: Benchmarks and tests set it to "pillow" to measure or compare Pillow's draft mode.
+JPEG_DECODER = "simplejpeg" if simplejpeg is not None else "pillow"
+
 try:  # HEIC/HEIF support is optional at import time but installed by default
     import pillow_heif
 
@@ -32,6 +47,13 @@ except Exception:  # pragma: no cover - only without pillow-heif
 #: Largest picture we agree to decode, in pixels (a guard against decompression bombs).
 MAX_PIXELS = 180_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own guard warns past this and refuses past twice it
+
+#: Formats decoded at reduced size when the caller needs at most ``min_side`` pixels: JPEG by DCT scaling
+#: (MPO too: the JPEGs of many cameras and phones carry a second picture, which Pillow reports as MPO),
+#: HEIF through pillow-heif's draft, which picks an embedded thumbnail that is a scaled copy of the picture
+#: (same aspect ratio, mode and rotation) and at least ``min_side`` on both sides (phones store 320x240).
+_JPEG_FORMATS = ("JPEG", "MPO")
+_DRAFT_FORMATS = (*_JPEG_FORMATS, "HEIF")
 
 #: Background that transparent pixels are composited onto.
 ALPHA_BACKGROUND = (255, 255, 255)
@@ -263,6 +285,27 @@ def _load(img: Image.Image) -> None:
     img.load()
 
 
+def _fast_jpeg(data: bytes, img: Image.Image, full_size: tuple[int, int]) -> Image.Image | None:
+    """Decode an RGB or greyscale JPEG (an MPO's first picture) with simplejpeg straight to ``img.size`` (the
+    reduced size Pillow's draft mode chose, so both paths give the same picture), as an RGB image; None when
+    this path does not apply or the file is anything but clean (truncated, damaged): Pillow then decodes it
+    as before. At full size Pillow is as fast (both are libjpeg-turbo), so only reduced decodes come here."""
+    if JPEG_DECODER != "simplejpeg" or simplejpeg is None or img.mode not in ("RGB", "L"):
+        return None
+    w, h = img.size
+    if (w, h) == full_size:
+        return None
+    try:
+        # strict: every libjpeg warning (premature end, corrupt data) is an error here, so that such
+        # files take Pillow's path, which knows how to keep what is there and say so
+        arr = simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=w, min_height=h, strict=True)
+    except Exception:  # anything odd: Pillow's path decides, with its own errors and truncation handling
+        return None
+    if arr.shape != (h, w, 3):  # a scale libjpeg-turbo does not offer: let Pillow do it
+        return None
+    return Image.fromarray(arr, "RGB")
+
+
 def decode(source: str | Path | bytes, min_side: int | None = None) -> DecodedImage:
     """Decode an image file (a path or its bytes) into an upright RGB :class:`DecodedImage`.
 
@@ -285,18 +328,20 @@ def decode(source: str | Path | bytes, min_side: int | None = None) -> DecodedIm
             )
         frames = int(getattr(img, "n_frames", 1) or 1)
         orientation, exif_datetime, exif_tags = _exif_info(img)
-        if min_side and fmt == "JPEG":
+        if min_side and fmt in _DRAFT_FORMATS:
             img.draft("RGB", (min_side, min_side))
         truncated = False
+        fast = _fast_jpeg(data, img, (w, h)) if fmt in _JPEG_FORMATS else None
         try:
-            with _gate.shared():
-                _load(img)
+            if fast is None:
+                with _gate.shared():
+                    _load(img)
         except OSError as exc:
             if "truncated" not in str(exc) and "broken data stream" not in str(exc):
                 raise DecodeError(f"corrupt image data: {exc}") from exc
             truncated = True
             img = _open(data)
-            if min_side and fmt == "JPEG":
+            if min_side and fmt in _DRAFT_FORMATS:
                 img.draft("RGB", (min_side, min_side))
             with _gate.exclusive():
                 ImageFile.LOAD_TRUNCATED_IMAGES = True
@@ -308,7 +353,7 @@ def decode(source: str | Path | bytes, min_side: int | None = None) -> DecodedIm
                     ImageFile.LOAD_TRUNCATED_IMAGES = False
         if orientation in (5, 6, 7, 8):
             w, h = h, w
-        rgb = _to_rgb(img)
+        rgb = fast if fast is not None else _to_rgb(img)
         if orientation in _TRANSPOSE:
             rgb = rgb.transpose(_TRANSPOSE[orientation])
         return DecodedImage(
