@@ -215,15 +215,15 @@ def test_relative_says_how_it_compares_with_the_absolute_cut(tmp_path, run_cli):
 
     # the largest distance is 1 (two orthogonal photos): the relative cut is the absolute one
     vec = from_matrix(["/p/a.jpg", "/p/b.jpg", "/p/c.jpg"], np.array([[1, 0], [0, 1], [1, 0.05]], "f4"), "embedding")
-    same = cluster_vectors(vec, sim=0.5, relative=True)
+    same = cluster_vectors(vec, sim=0.5, method="average", relative=True)
     assert same.absolute_cut == same.threshold == 0.5 and same.same_as_absolute is True
     other = cluster_vectors(from_matrix(["/p/a.jpg", "/p/b.jpg", "/p/c.jpg"],
                                         np.array([[1, 0], [1, 1], [1, 0.05]], "f4"), "embedding"),
-                            sim=0.5, relative=True)
+                            sim=0.5, method="average", relative=True)
     assert other.threshold < other.absolute_cut == 0.5 and other.same_as_absolute is False
     assert cluster_vectors(vec, sim=0.5).absolute_cut is None  # only said with --relative
     photos = _photos(tmp_path / "photos", range(2))
-    res = run_cli("cluster", photos, "--model", "phash", "--sim", "0.5", "--relative")
+    res = run_cli("cluster", photos, "--model", "phash", "--sim", "0.5", "--method", "average", "--relative")
     assert "--relative: cut at (1 - sim) x the largest distance in this set; the absolute cut would be at 0.5000, " \
            "with" in res.stderr
 

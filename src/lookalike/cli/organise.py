@@ -117,8 +117,10 @@ def cluster_cmd(
                    ] = DEFAULT_SIM,
     method: Annotated[str, typer.Option("--method", help=f"Linkage: {', '.join(METHODS)}. average: mean "
                                         "similarity between merged groups >= sim; complete: every pair >= sim; "
-                                        "single: a chain of pairs >= sim; ward: cut at sqrt(2(1-sim)) on "
-                                        "Euclidean distances of unit vectors (stricter for big groups).")
+                                        "single: a chain of pairs >= sim; ward (the default, the best on "
+                                        "objects, people and near duplicates alike): cut at sqrt(2(1-sim)) on "
+                                        "Euclidean distances of unit vectors (stricter for big groups; past 20,000 "
+                                        "photos complete is used).")
                   ] = DEFAULT_METHOD,
     min_size: Annotated[int, typer.Option("--min-size", help="Smallest group reported; smaller ones are "
                                           "listed as unclustered.")] = DEFAULT_MIN_SIZE,
@@ -192,6 +194,8 @@ def _print_clusters(result) -> None:
     mode = f"k-NN graph mode (more than {EXACT_LIMIT} photos)" if result.mode == "graph" else "exact mode"
     console.print(f"{len(result.clusters)} group(s), {len(result.unclustered)} unclustered; {result.method} linkage, "
                   f"{mode}, cut at {result.threshold:.4f}", highlight=False)
+    if result.note:
+        console.print(f"note: {result.note}", highlight=False)
     if result.relative and result.absolute_cut is not None:
         if abs(result.absolute_cut - result.threshold) <= 1e-6:
             note = "the same cut as without --relative (the largest distance in this set is 1)"
