@@ -236,3 +236,53 @@ def test_dry_run_of_a_rerun_shows_the_names_it_will_use(tmp_path, run_cli):
     name = out / "cluster_with_4" / "cluster_0" / "ukbench00000.jpg"
     assert f"delete {name} (keeper {photos / 'ukbench00000.jpg'})" in dry
     assert f"-> {name}\n" in dry and "(1).jpg" not in dry
+
+
+# ----------------------------------------------------------------------------- a readable dendrogram
+def test_dendrogram_names_every_leaf_with_a_thumbnail_in_legible_text(tmp_path, catalog):
+    import numpy as np
+    from PIL import Image
+    from scipy.cluster import hierarchy
+
+    from lookalike.organise.cluster import cluster
+    from lookalike.organise.sheets import FONT_SIZE, dendrogram_png
+
+    photos = _photos(tmp_path / "photos", range(3))
+    res = cluster(photos, model="phash", catalog=catalog)
+    drawn = dendrogram_png(res.linkage, tmp_path / "d.png", cut=res.threshold, paths=res.paths)
+    order = hierarchy.dendrogram(res.linkage, no_plot=True)["leaves"]
+    assert drawn.leaves == [os.path.basename(res.paths[i]) for i in order] and drawn.thumbnails
+    assert FONT_SIZE >= 12  # not the 10-px bitmap font
+    img = np.asarray(Image.open(drawn.path).convert("L"))
+    assert img.shape[::-1] == drawn.size
+    bare = dendrogram_png(res.linkage, tmp_path / "bare.png", cut=res.threshold, thumbnails=False)
+    assert not bare.thumbnails and bare.leaves == [str(i) for i in order]  # no paths: the rows' numbers
+    # under the tree: an upright name per leaf, in its own column (ink under the leaf, none half-way between)
+    top, bottom = drawn.names_y
+    band = img[top:bottom] < 128
+    assert len(drawn.leaves) == 12 and bottom - top > 100  # upright names of 16 letters
+    pitch = drawn.leaf_x[1] - drawn.leaf_x[0]
+    assert pitch >= FONT_SIZE + 4
+    for x in drawn.leaf_x:
+        assert band[:, x - FONT_SIZE // 2: x + FONT_SIZE // 2].sum() > 100
+        assert not band[:, x + pitch // 2].any()
+    def coloured(path) -> int:
+        rgb = np.asarray(Image.open(path).convert("RGB")).astype(int)
+        return int((rgb.max(axis=2) - rgb.min(axis=2) > 40).sum())
+
+    assert coloured(drawn.path) > coloured(bare.path) + 12 * 400  # a thumbnail of each photo
+
+
+def test_dendrogram_of_a_big_tree_names_its_branches(tmp_path):
+    import numpy as np
+    from scipy.cluster import hierarchy
+
+    from lookalike.organise.sheets import dendrogram_png
+
+    rng = np.random.default_rng(1)
+    z = hierarchy.linkage(rng.random((500, 4)), "ward")
+    drawn = dendrogram_png(z, tmp_path / "big.png", paths=[f"/p/{i}.jpg" for i in range(500)], max_leaves=150)
+    assert len(drawn.leaves) == 150 and not drawn.thumbnails  # past 120 leaves: names only
+    sizes = [int(x.strip("(").split()[0]) for x in drawn.leaves if x.startswith("(")]
+    assert sum(sizes) + sum(1 for x in drawn.leaves if not x.startswith("(")) == 500
+    assert drawn.size[0] >= 150 * 18  # wide enough for one name per leaf

@@ -103,8 +103,8 @@ def write_links(
                 src = contact_sheet(members, tmp / f"sheet_{i}.jpg")
                 extras[str(src)] = str(folder.parent / f"{folder.name}_sheet.jpg")
         if plot:
-            src = dendrogram_png(result.linkage, tmp / "dendrogram.png", cut=result.threshold)
-            extras[str(src)] = str(out_abs / "dendrogram.png")
+            drawn = dendrogram_png(result.linkage, tmp / "dendrogram.png", cut=result.threshold, paths=result.paths)
+            extras[str(drawn.path)] = str(out_abs / "dendrogram.png")
         groups = list(zip(folders, result.clusters, strict=True)) if mode is not None else []
         description = _descriptions(out_abs)[{"link": 0, "copy": 1, None: 2}[mode]]
         plan, report = write_link_tree(groups, out_abs, description, copy=mode == "copy", extras=extras,
