@@ -71,7 +71,7 @@ def test_journal_list_lines_are_short_sentences(tmp_path, run_cli):
     assert summaries == [
         f"dupes --tier exact --action delete: 3 files deleted in {photos}",
         f"sort --rename: 2 files renamed in {photos}",
-        f"cluster --links: 2 files linked in {out}",
+        f"cluster --links: 2 files linked, 1 file copied in {out}",  # the copy: the tree's manifest
     ]
     text = run_cli("journal", "list", env={"COLUMNS": "250"}).stdout
     for s in summaries:
@@ -156,7 +156,8 @@ def test_cluster_links_run_again_replaces_its_tree_and_undo_brings_it_back(tmp_p
     assert [k for k in after if k.startswith("cluster_with_12/cluster_0/")] == [
         "cluster_with_12/cluster_0/ukbench00001.jpg"]
     linked = sum(len(m) for m in groups.values())
-    assert list_journals()[-1].summary == f"cluster --links: 11 links removed, {linked} files linked in {out}"
+    assert list_journals()[-1].summary == \
+        f"cluster --links: 11 links removed, {linked} files linked, 1 file replaced in {out}"  # (the manifest)
 
     run_cli("undo")  # one undo: the previous tree is back, exactly
     assert _tree_of(out) == before
@@ -179,7 +180,8 @@ def test_cluster_copies_are_removed_only_while_equal_to_their_photo(tmp_path, ru
     assert (folder / "ukbench00000.jpg").read_bytes() == b"edited in OUT"
     assert (folder / "ukbench00001.jpg").read_bytes() == (shared_data("photos") / "ukbench00001.jpg").read_bytes()
     assert not (folder / "ukbench00002.jpg").exists() and not (folder / "ukbench00003.jpg").exists()
-    assert "cluster_0_sheet.jpg" in res.stderr  # a sheet nothing replaces has no keeper: left, and said so
+    # the sheet of the earlier tree, which nothing replaces, goes too (a photo it shows is its keeper)
+    assert not (out / "cluster_with_4" / "cluster_0_sheet.jpg").exists() and "cluster_0_sheet.jpg" not in res.stderr
 
 
 def test_unlink_names_the_photo_it_points_to_as_keeper(tmp_path):
@@ -286,3 +288,98 @@ def test_dendrogram_of_a_big_tree_names_its_branches(tmp_path):
     sizes = [int(x.strip("(").split()[0]) for x in drawn.leaves if x.startswith("(")]
     assert sum(sizes) + sum(1 for x in drawn.leaves if not x.startswith("(")) == 500
     assert drawn.size[0] >= 150 * 18  # wide enough for one name per leaf
+
+
+# ----------------------------------------------------------------------------- stale sheets, after a purge
+def test_cluster_rerun_replaces_its_own_earlier_sheets_and_dendrogram(tmp_path, run_cli):
+    photos = _photos(tmp_path / "photos", range(3))
+    out = tmp_path / "out"
+    run_cli("cluster", photos, "--model", "phash", "--sim", "0", "--method", "average", "--links", out, "--sheet",
+            "--plot")
+    old_sheet = out / "cluster_with_12" / "cluster_0_sheet.jpg"
+    assert old_sheet.is_file() and (out / "dendrogram.png").is_file()
+    (out / "cluster_with_12" / "my notes.jpg").write_bytes(b"mine")  # what the user adds is theirs
+    before = _tree_of(out)
+
+    second = run_cli("cluster", photos, "--model", "phash", "--sim", "0.6", "--method", "average", "--links", out,
+                     "--sheet")
+    groups = _printed_groups(second.stdout)
+    sheets = sorted(p.relative_to(out).as_posix() for p in out.rglob("*_sheet.jpg"))
+    assert sheets == sorted(f"{name}_sheet.jpg" for name in groups)  # the new tree's sheets, and only those
+    assert not old_sheet.exists() and not (out / "dendrogram.png").exists()  # the old tree's pictures went
+    assert (out / "cluster_with_12" / "my notes.jpg").read_bytes() == b"mine"
+    assert "left in place" not in second.stderr
+    run_cli("undo")
+    assert _tree_of(out) == before  # one undo: the old tree, its sheet and its dendrogram are back
+
+    # a sheet the user changed is no longer lookalike's: left in place, and said so
+    old_sheet.write_bytes(b"edited by hand")
+    third = run_cli("cluster", photos, "--model", "phash", "--sim", "0.6", "--method", "average", "--links", out)
+    assert old_sheet.read_bytes() == b"edited by hand"
+    assert f"left in place: {old_sheet}" in third.stderr
+    assert not (out / "dendrogram.png").exists()
+
+
+def test_after_journal_purge_a_rerun_still_knows_its_tree_from_the_manifest(tmp_path, run_cli):
+    import json
+
+    from lookalike.journal.links import MANIFEST
+
+    photos = _photos(tmp_path / "photos", range(2))
+    out = tmp_path / "out"
+    run_cli("cluster", photos, "--model", "phash", "--sim", "0", "--links", out, "--sheet")
+    folder = out / "cluster_with_8" / "cluster_0"
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert {e["path"] for e in manifest["files"]} == {f"cluster_with_8/cluster_0/{p.name}" for p in photos.iterdir()
+                                                      } | {"cluster_with_8/cluster_0_sheet.jpg"}
+    # the user re-points one link and adds a file of theirs; a hand-made entry names a file of theirs and one
+    # outside OUT: neither matches what lookalike wrote, so neither is touched
+    changed = folder / "ukbench00001.jpg"
+    changed.unlink()
+    changed.symlink_to(photos / "ukbench00002.jpg")
+    mine = out / "mine.jpg"
+    mine.write_bytes(b"mine")
+    outside = tmp_path / "outside.jpg"
+    outside.write_bytes(b"outside")
+    manifest["files"] += [{"path": "mine.jpg", "source": str(photos / "ukbench00000.jpg"),
+                           "fingerprints": ["symlink:" + str(photos / "ukbench00000.jpg")]},
+                          {"path": "../outside.jpg", "source": str(photos / "ukbench00000.jpg"),
+                           "fingerprints": ["0" * 64]}]
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    assert "purged" in run_cli("journal", "purge", "--all").stdout
+
+    again = run_cli("cluster", photos, "--model", "phash", "--sim", "0", "--links", out, "--sheet")
+    # no cluster_1 twin next to the old folder: the old links (all but the changed one) were replaced
+    assert list(_printed_groups(again.stdout)) == ["cluster_with_8/cluster_1"]  # cluster_0 still holds the user's
+    assert sorted(p.name for p in folder.iterdir()) == ["ukbench00001.jpg"]
+    assert os.readlink(changed) == str(photos / "ukbench00002.jpg")
+    assert f"left in place: {changed}" in again.stderr
+    assert mine.read_bytes() == b"mine" and outside.read_bytes() == b"outside"
+    assert not (out / "cluster_with_8" / "cluster_0_sheet.jpg").exists()  # the old sheet went with its tree
+    assert (out / "cluster_with_8" / "cluster_1_sheet.jpg").is_file()
+    assert len(list((out / "cluster_with_8" / "cluster_1").iterdir())) == 8
+    # a re-run puts the tree back into the freed folder number once the user's link is gone
+    changed.unlink()
+    run_cli("journal", "purge", "--all")
+    third = run_cli("cluster", photos, "--model", "phash", "--sim", "0", "--links", out)
+    assert list(_printed_groups(third.stdout)) == ["cluster_with_8/cluster_0"]
+    assert not (out / "cluster_with_8" / "cluster_1").exists() and not (out / "cluster_with_8" / "cluster_1_sheet.jpg"
+                                                                          ).exists()
+    assert sorted(p.name for p in out.iterdir()) == sorted([MANIFEST, "cluster_with_8", "mine.jpg"])
+
+
+def test_a_manifest_that_is_not_lookalikes_is_never_read_or_overwritten(tmp_path, run_cli):
+    from lookalike.journal.links import MANIFEST, read_manifest
+
+    photos = _photos(tmp_path / "photos", range(1))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / MANIFEST).write_text('{"files": [{"path": "x"}]}')  # not lookalike's format
+    assert read_manifest(out) is None
+    res = run_cli("cluster", photos, "--model", "phash", "--sim", "0", "--links", out)
+    assert (out / MANIFEST).read_text() == '{"files": [{"path": "x"}]}'
+    assert "no manifest written" in res.stderr
+    fifo = tmp_path / "fifo-out"
+    fifo.mkdir()
+    os.mkfifo(fifo / MANIFEST)
+    assert read_manifest(fifo) is None  # never opened (a FIFO would block)
