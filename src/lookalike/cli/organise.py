@@ -160,8 +160,9 @@ def cluster_cmd(
 
     Everything written to OUT goes through the journal: nothing there is overwritten, and `lookalike undo`
     removes exactly what this run wrote. Run again into the same OUT, the new tree replaces what earlier
-    cluster runs wrote there (their links and copies, each removal checked against the photo it stands for;
-    files of yours are never touched), and one `lookalike undo` brings the previous tree back.
+    cluster runs wrote there (their links, copies, contact sheets and dendrogram, each removal checked against
+    a photo it stands for; files of yours are never touched), and one `lookalike undo` brings the previous
+    tree back. OUT/.lookalike-links.json records what lookalike wrote, so this works after `journal purge` too.
     """
     from lookalike.organise.cluster import cluster_folder
 

@@ -4,14 +4,17 @@ Layout (imagecluster's): ``OUT/cluster_with_<size>/cluster_<i>/<photo name>``, `
 size. Run again into the same OUT, the new tree replaces the one earlier runs wrote there, in the same journal
 run (so one ``lookalike undo`` brings the previous tree back):
 
-* what an earlier ``cluster`` run into OUT wrote is known from its journal (``journal.created_files``: links and
-  copies it made, done, not undone, and still exactly as it made them). Nothing else in OUT is ever removed;
+* what an earlier ``cluster`` run into OUT wrote is known from its journal (``journal.created_files``) and from
+  the tree's manifest, ``OUT/.lookalike-links.json``, which every run writes (so the tree is still recognised
+  after ``lookalike journal purge``); either way a file counts as lookalike's only while it is exactly as
+  lookalike made it. Nothing else in OUT is ever removed; a manifest entry whose file changed is reported;
 * each such symbolic link is removed as a link (``Plan.unlink``): its keeper is the photo it points to, which
   the journal checks (a regular file with the sha256 it has now) before removing it; a copy (``--copy``, or a
   copy made where links are impossible) is removed only while its content equals the photo it copies, which is
-  its keeper; a contact sheet or dendrogram is replaced by the new one at the same name (its keeper). What has
-  no keeper (the photo is gone or changed, a sheet nothing replaces) is left in place and listed in
-  ``plan.skipped``;
+  its keeper; a contact sheet or dendrogram is replaced by the new one at the same name (its keeper), and one
+  the new run does not write again (a sheet of a cluster that is no more, a dendrogram not asked for again) is
+  removed with a photo it shows as its keeper. What has no keeper (the photo is gone or changed) is left in
+  place and listed in ``plan.skipped``;
 * a ``cluster_<i>`` folder holding anything else (a file of yours, a link left in place) is skipped for the
   next free number; the folders used are in ``result.folders`` (what the CLI prints).
 
