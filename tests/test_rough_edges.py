@@ -383,3 +383,43 @@ def test_a_manifest_that_is_not_lookalikes_is_never_read_or_overwritten(tmp_path
     fifo.mkdir()
     os.mkfifo(fifo / MANIFEST)
     assert read_manifest(fifo) is None  # never opened (a FIFO would block)
+
+
+def test_manifest_survives_a_sheets_only_run_odd_names_and_a_linked_out(tmp_path, catalog):
+    import json
+
+    from lookalike.journal import purge
+    from lookalike.journal.links import MANIFEST
+    from lookalike.organise import cluster_folder
+
+    def run(out, **kw):
+        kw.setdefault("mode", "link")
+        return cluster_folder(photos, sim=0, model="phash", out=out, catalog=catalog, **kw)
+
+    photos = _photos(tmp_path / "photos", range(1))
+    odd = photos / "caf\udce9.jpg"  # a name that is not UTF-8
+    (photos / "ukbench00003.jpg").rename(odd)
+    out = tmp_path / "out"
+    run(out)
+    run(out, mode=None, sheet=True)  # sheets only: the links stay, and stay in the manifest
+    listed = {e["path"] for e in json.loads((out / MANIFEST).read_text())["files"]}
+    folder = "cluster_with_4/cluster_0"
+    sheets = {p.relative_to(out).as_posix() for p in out.rglob("*_sheet.jpg")}
+    assert len(sheets) == 1
+    assert listed == {f"{folder}/ukbench0000{i}.jpg" for i in range(3)} | {f"{folder}/caf\udce9.jpg"} | sheets
+    purge(all=True)
+    via = tmp_path / "via"
+    via.symlink_to(out)  # OUT given through a symbolic link
+    again = run(via)
+    assert again.names() == [folder] and again.left == []
+    assert sorted(os.listdir(out / folder)) == sorted(["caf\udce9.jpg", *(f"ukbench0000{i}.jpg" for i in range(3))])
+    assert os.readlink(out / folder / "caf\udce9.jpg") == str(odd)
+    assert not any(out.rglob("*_sheet.jpg"))  # the old sheet went with the old tree
+    # a folder of the tree swapped for a link to elsewhere is not the tree lookalike wrote: nothing there is touched
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(out / "cluster_with_4", elsewhere)
+    (out / "cluster_with_4").symlink_to(elsewhere)
+    purge(all=True)
+    run(out)
+    assert sorted(os.listdir(elsewhere / "cluster_0")) == sorted(["caf\udce9.jpg",
+                                                                  *(f"ukbench0000{i}.jpg" for i in range(3))])

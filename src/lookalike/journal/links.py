@@ -64,6 +64,7 @@ class EarlierTree:
     shows: dict[str, list[str]] = field(default_factory=dict)
     changed: list[dict[str, str]] = field(default_factory=list)
     manifest: bool = False  # OUT holds a manifest lookalike wrote (replaced by the new one)
+    kept: list[Created] = field(default_factory=list)  # lookalike's files this run leaves alone (still listed)
 
 
 def read_manifest(out: str | os.PathLike) -> list[dict] | None:
@@ -99,8 +100,9 @@ def earlier_files(out: str | os.PathLike, descriptions: Collection[str] | None =
     recorded. A manifest entry whose file changed or went is in ``changed``; nothing else is listed."""
     root = os.path.normpath(os.path.abspath(out))
     tree = EarlierTree()
-    if not os.path.isdir(root) or os.path.islink(root):
+    if not os.path.isdir(root):
         return tree
+    real_root = os.path.realpath(root)
     found = {c.path: c for c in created_files(root, descriptions, journal_dir)}
     entries = read_manifest(root)
     tree.manifest = entries is not None
@@ -110,6 +112,9 @@ def earlier_files(out: str | os.PathLike, descriptions: Collection[str] | None =
         source = e.get("source")
         if path is None or not made or not isinstance(source, str) or not os.path.isabs(source):
             continue
+        if not os.path.realpath(os.path.dirname(path)).startswith(real_root + os.sep) and \
+                os.path.realpath(os.path.dirname(path)) != real_root:
+            continue  # a folder of the tree replaced by a link to elsewhere: not the tree lookalike wrote
         shows = [p for p in e.get("shows") or [] if isinstance(p, str) and os.path.isabs(p)]
         if shows:
             tree.shows[path] = shows
@@ -265,6 +270,13 @@ def _plan_manifest(plan: Plan, out: str, tmp: str, extras: dict[str, str], shows
     relative to ``out``, what it stands for, the fingerprints it may have), written to ``tmp`` and copied in
     (replacing the earlier manifest, which is lookalike's own record)."""
     files = []
+    touched = {op.path for op in plan.operations if op.removes}
+    for c in [*earlier.files, *earlier.kept]:  # earlier files this run leaves as they are stay lookalike's
+        if c.path not in touched and os.path.basename(c.path) != MANIFEST:
+            entry = {"path": os.path.relpath(c.path, out), "source": c.source, "fingerprints": [c.fingerprint]}
+            if c.path in earlier.shows:
+                entry["shows"] = earlier.shows[c.path]
+            files.append(entry)
     for op in plan.operations:
         if op.op == "copy" and op.dst and op.src:
             dst, src, made = op.dst, op.src, [op.sha256] if op.sha256 else []

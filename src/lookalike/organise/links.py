@@ -94,7 +94,8 @@ def write_links(
         raise UsageError(f"{out_abs} exists and is not a folder")
     earlier = earlier_files(out_abs, _descriptions(out_abs), journal_dir)
     if mode is None:  # sheets/plot only: the links of earlier runs stay (and so does what the manifest says of them)
-        earlier = EarlierTree([c for c in earlier.files if generated(c)], earlier.shows, [], earlier.manifest)
+        earlier = EarlierTree([c for c in earlier.files if generated(c)], earlier.shows, [], earlier.manifest,
+                              kept=[c for c in earlier.files if not generated(c)])
     tmp = Path(tempfile.mkdtemp(prefix=GENERATED_PREFIX))
     try:
         remove, _left = triage(earlier.files, set(), earlier.shows)
