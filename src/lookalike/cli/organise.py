@@ -113,7 +113,9 @@ def cluster_cmd(
     folders: Folders,
     sim: Annotated[float, typer.Option("--sim", help="Similarity in 0..1 needed to group "
                                        "photos (cosine for embeddings, 1 - Hamming/bits for hashes): the tree is "
-                                       "cut at distance 1 - sim. 0: one group; 1: identical photos only.")
+                                       "cut at distance 1 - sim (ward: sqrt(2(1-sim))). 0: one group (not always "
+                                       "with ward); 1: identical photos only. The default is the best measured on "
+                                       "objects, people and near duplicates.")
                    ] = DEFAULT_SIM,
     method: Annotated[str, typer.Option("--method", help=f"Linkage: {', '.join(METHODS)}. average: mean "
                                         "similarity between merged groups >= sim; complete: every pair >= sim; "
