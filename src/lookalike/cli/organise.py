@@ -155,7 +155,7 @@ def cluster_cmd(
     Past 20,000 photos no N x N distance matrix is built: clustering runs over the k-nearest-neighbour
     graph (k=15) instead. --sim keeps its meaning, but photos are joined only through k-NN links (so
     --sim 0 gives one group per connected part of that graph), average/complete linkage is taken over those
-    links only, and --method ward and --plot are not available.
+    links only, --method ward (the default) becomes complete (a note says so), and --plot is not available.
 
     Groups are printed under the folder names --links/--copy use (cluster_with_<size>/cluster_<i>), then
     imagecluster's table of cluster sizes (size : count).
