@@ -1,6 +1,14 @@
-"""Cluster quality (ARI, NMI) on labelled real photos, and time/memory at scale.
+"""Cluster quality (ARI, NMI) on labelled real photos, the choice of `cluster`'s defaults, and time/memory at scale.
 
     LOOKALIKE_SHARED=/work/shared python bench/cluster_quality.py [--model effnet] [--scale 10000 100000]
+    LOOKALIKE_SHARED=/work/shared python bench/cluster_quality.py --defaults   # method x sim on every kind
+
+``--defaults`` scores every method x sim (``--grid``) on three kinds of labelled folder -- objects (UKBench,
+group = index // 4), people (celebrity: 12 people x 30; deepface: 9 identities in 25 photos; the kind's
+score is the mean of the two), near duplicates (bench/dupes_quality.py's edited copies: a family = one source
+photo and its edits, with the other photos of the same set as distractors) -- and picks the one with the
+highest mean ARI over the kinds (ties: the higher worst kind). That pick is DEFAULT_METHOD / DEFAULT_SIM in
+lookalike/organise/cluster.py (tests/test_organise_defaults.py pins it on a small labelled folder).
 
 Labels: UKBench photos (group = index // 4), celebrity faces (identity = folder), and the celebrity set's
 byte-identical pairs (DUPLICATES.txt; every other photo is its own group). Unclustered photos count as
@@ -96,6 +104,129 @@ def duplicate_labels(paths: list[str], folder: Path) -> np.ndarray | None:
     return lab
 
 
+#: The grid ``--defaults`` scores (and the test of the defaults scores on its small folder).
+GRID_METHODS = ("average", "complete", "single", "ward")
+GRID_SIMS = tuple(round(0.3 + 0.05 * i, 2) for i in range(13))  # 0.30 .. 0.90
+
+
+def grid_scores(sets: list[tuple[str, object, np.ndarray]], methods=GRID_METHODS, sims=GRID_SIMS
+                ) -> dict[tuple[str, float], dict[str, float]]:
+    """ARI of every (method, sim) on every set: ``{(method, sim): {kind: ARI}}``; sets of one kind (``(kind,
+    vectors, truth)``) are averaged into one score for that kind."""
+    out: dict[tuple[str, float], dict[str, float]] = {}
+    for method in methods:
+        for s in sims:
+            per_kind: dict[str, list[float]] = {}
+            for kind, vec, truth in sets:
+                res = cluster_vectors(vec, sim=s, method=method)
+                per_kind.setdefault(kind, []).append(ari(truth, predicted(vec.paths, res)))
+            out[(method, s)] = {k: float(np.mean(v)) for k, v in per_kind.items()}
+    return out
+
+
+def best_setting(scores: dict[tuple[str, float], dict[str, float]]) -> tuple[str, float]:
+    """The (method, sim) with the highest mean ARI over the kinds; ties (within 1e-9) go to the higher worst kind,
+    then to the first in grid order."""
+    def key(item):
+        vals = list(item[1].values())
+        return (round(float(np.mean(vals)), 9), round(min(vals), 9))
+
+    return max(scores.items(), key=key)[0]
+
+
+def labelled_sets(cat: Catalog, model: str, near_folder: Path, near_limit: int) -> list[tuple[str, str, object,
+                                                                                                 np.ndarray]]:
+    """``(kind, name, vectors, truth)`` for each labelled folder found under $LOOKALIKE_SHARED."""
+    data = SHARED / "data"
+    sets = []
+    if (data / "photos").exists():
+        vec = load_vectors([data / "photos"], model=model, catalog=cat)
+        sets.append(("objects", "UKBench objects", vec, labels_for(vec.paths, "ukbench")))
+    if (data / "faces" / "celebrity").exists():
+        vec = load_vectors([data / "faces" / "celebrity"], model=model, catalog=cat)
+        sets.append(("people", "celebrity people", vec, labels_for(vec.paths, "celebrity")))
+    if (data / "faces" / "deepface" / "master.csv").exists():
+        vec = load_vectors([data / "faces" / "deepface"], model=model, catalog=cat)
+        sets.append(("people", "deepface people", vec, deepface_labels(vec.paths, data / "faces" / "deepface")))
+    try:
+        from dupes_quality import build
+    except ImportError:
+        build = None
+    if build is not None and (data / "photos").exists():
+        if not near_folder.exists():  # built once, so the catalog's features are found again next run
+            build(near_folder, near_limit)
+        vec = load_vectors([near_folder], model=model, catalog=cat)
+        sets.append(("near duplicates", f"edited copies ({near_limit} originals)", vec, family_labels(vec.paths)))
+    return sets
+
+
+def deepface_labels(paths: list[str], folder: Path) -> np.ndarray:
+    """deepface's identities: the connected parts of master.csv's Yes pairs (a photo alone is its own)."""
+    import csv
+
+    index = {Path(p).name: i for i, p in enumerate(paths)}
+    parent = list(range(len(paths)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    with open(folder / "master.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            a, b = index.get(row["file_x"]), index.get(row["file_y"])
+            if row["Decision"] == "Yes" and a is not None and b is not None:
+                parent[root(a)] = root(b)
+    return np.array([root(i) for i in range(len(paths))])
+
+
+def family_labels(paths: list[str]) -> np.ndarray:
+    """The near-duplicate families of a folder bench/dupes_quality.py's ``build`` wrote: an original is its own
+    family (its bytes' sha256), an edited copy ``edits/NNNN/<stem>__<edit>`` belongs to its source's."""
+    import hashlib
+
+    sha = {}
+    stem_of_family: dict[str, str] = {}
+    for p in paths:
+        if "/orig/" in p:
+            sha[p] = hashlib.sha256(Path(p).read_bytes()).hexdigest()
+            stem_of_family.setdefault(Path(p).stem, sha[p])
+    labels = []
+    names: dict[str, int] = {}
+    for p in paths:
+        fam = sha[p] if p in sha else stem_of_family[Path(p).name.split("__")[0]]
+        labels.append(names.setdefault(fam, len(names)))
+    return np.array(labels)
+
+
+def print_defaults(cat: Catalog, model: str, near_folder: Path, near_limit: int, sims=GRID_SIMS,
+                   save: Path | None = None) -> None:
+    sets = labelled_sets(cat, model, near_folder, near_limit)
+    for kind, name, vec, truth in sets:
+        print(f"{kind:16} {name:28} {len(vec):4d} photos, {len(set(truth.tolist()))} groups")
+    t = time.perf_counter()
+    scores = grid_scores([(k, v, tr) for k, _n, v, tr in sets], sims=sims)
+    kinds = list(dict.fromkeys(k for k, *_ in sets))
+    print(f"model {model}; ARI per kind (people: mean of its sets), mean and worst over the kinds "
+          f"({time.perf_counter() - t:.1f} s)")
+    print(f"| method | sim | {' | '.join(kinds)} | mean | worst |")
+    print("| --- | ---: |" + " ---: |" * (len(kinds) + 2))
+    best = best_setting(scores)
+    for (method, s), per in scores.items():
+        vals = [per[k] for k in kinds]
+        mark = " <- best" if (method, s) == best else ""
+        print(f"| {method} | {s:.2f} | {' | '.join(f'{v:.3f}' for v in vals)} | {np.mean(vals):.3f} | "
+              f"{min(vals):.3f} |{mark}")
+    print(f"best: method {best[0]}, sim {best[1]:.2f}")
+    if save:  # the measured table the test of the defaults reads (tests/test_organise_defaults.py)
+        rows = [{"method": m, "sim": s, "ari": per} for (m, s), per in scores.items()]
+        save.write_text(json.dumps({"model": model, "rule": "highest mean ARI over the kinds, ties: higher worst",
+                                    "sets": [{"kind": k, "name": n, "photos": len(v),
+                                              "groups": len(set(tr.tolist()))} for k, n, v, tr in sets],
+                                    "best": {"method": best[0], "sim": best[1]}, "rows": rows}, indent=1) + "\n")
+
+
 def run_scale(n: int, graph: bool = False) -> dict:
     vec, scenes = synthetic(n, labels=True)
     t0 = time.perf_counter()
@@ -137,6 +268,11 @@ def main() -> None:
     ap.add_argument("--sims", type=float, nargs="*", default=[0.5, 0.6, 0.7, 0.8])
     ap.add_argument("--scale", type=int, nargs="*", default=[10000, 100000])
     ap.add_argument("--dupes-limit", type=int, default=40, help="edited originals in the near-duplicate set")
+    ap.add_argument("--defaults", action="store_true", help="score method x sim on every kind of labelled folder "
+                    "and print the best (cluster's defaults)")
+    ap.add_argument("--near-folder", type=Path, help="where --defaults builds the edited-copies set (kept, so "
+                    "its features stay in the catalog)")
+    ap.add_argument("--save", type=Path, help="with --defaults: write the table as JSON (bench/cluster_defaults.json)")
     ap.add_argument("--one-scale", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--graph", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -145,6 +281,10 @@ def main() -> None:
         return
 
     cat = Catalog(args.catalog)
+    if args.defaults:
+        near = args.near_folder or Path(args.catalog).parent / f"near-dupes-{args.dupes_limit}"
+        print_defaults(cat, args.model, near, args.dupes_limit, save=args.save)
+        return
     sets = [("ukbench", SHARED / "data" / "photos"), ("celebrity", SHARED / "data" / "faces" / "celebrity")]
     print(f"model {args.model}; min_size 2; unclustered photos count as groups of one")
     print(f"{'labels':18} {'n':>4} {'method':9} {'mode':6} {'cut':9} {'sim':>5} {'groups':>6} {'uncl.':>5} "

@@ -221,8 +221,11 @@ def test_graph_mode_agrees_with_exact_on_separated_groups():
         graph = cluster_vectors(vec, sim=0.5, method=method, exact_limit=0)
         assert exact.mode == "exact" and graph.mode == "graph"
         assert sorted(map(sorted, exact.clusters)) == sorted(map(sorted, graph.clusters)), method
-    with pytest.raises(Exception, match="ward"):
-        cluster_vectors(vec, method="ward", exact_limit=0)
+    # ward (the default) needs the full matrix: past the limit it becomes complete linkage, and says so
+    fallback = cluster_vectors(vec, sim=0.5, method="ward", exact_limit=0)
+    assert fallback.method == "complete" and fallback.mode == "graph" and "ward" in fallback.note
+    assert sorted(map(sorted, fallback.clusters)) == sorted(map(sorted, graph.clusters))
+    assert cluster_vectors(vec, sim=0.5, method="ward").note is None
 
 
 def test_time_mixing_with_missing_and_equal_times(tmp_path):
@@ -365,7 +368,7 @@ def test_cluster_and_dupes_defaults_are_the_librarys():
 
     cli = inspect.signature(cluster_cmd).parameters
     lib = inspect.signature(cluster_mod.cluster_folder).parameters
-    for name, value in (("sim", 0.5), ("method", "average"), ("min_size", 2), ("time_weight", 0.0)):
+    for name, value in (("sim", 0.45), ("method", "ward"), ("min_size", 2), ("time_weight", 0.0)):
         assert cli[name].default == lib[name].default == inspect.signature(cluster_mod.cluster).parameters[
             name].default == getattr(cluster_mod, f"DEFAULT_{name.upper()}") == value
     cli = inspect.signature(dupes_cmd).parameters

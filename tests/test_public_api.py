@@ -45,7 +45,7 @@ SIGNATURES = {
         "progress: 'Progress' = None, dry_run: 'bool' = False) -> 'ApplyReport'"
     ),
     "cluster_folder": (
-        "(folders: 'Sequence[str | Path] | str | Path', sim: 'float' = 0.5, method: 'str' = 'average', "
+        "(folders: 'Sequence[str | Path] | str | Path', sim: 'float' = 0.45, method: 'str' = 'ward', "
         "min_size: 'int' = 2, time_weight: 'float' = 0.0, model: 'str' = 'effnet', *, relative: 'bool' = False, "
         "out: 'str | Path | None' = None, mode: 'str | None' = None, sheet: 'bool' = False, plot: 'bool' = False, "
         "dry_run: 'bool' = False, recursive: 'bool' = True, catalog: 'Catalog | str | Path | None' = None, "

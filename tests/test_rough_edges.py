@@ -71,7 +71,7 @@ def test_journal_list_lines_are_short_sentences(tmp_path, run_cli):
     assert summaries == [
         f"dupes --tier exact --action delete: 3 files deleted in {photos}",
         f"sort --rename: 2 files renamed in {photos}",
-        f"cluster --links: 2 files linked in {out}",
+        f"cluster --links: 2 files linked, 1 file copied in {out}",  # the copy: the tree's manifest
     ]
     text = run_cli("journal", "list", env={"COLUMNS": "250"}).stdout
     for s in summaries:
@@ -156,7 +156,8 @@ def test_cluster_links_run_again_replaces_its_tree_and_undo_brings_it_back(tmp_p
     assert [k for k in after if k.startswith("cluster_with_12/cluster_0/")] == [
         "cluster_with_12/cluster_0/ukbench00001.jpg"]
     linked = sum(len(m) for m in groups.values())
-    assert list_journals()[-1].summary == f"cluster --links: 11 links removed, {linked} files linked in {out}"
+    assert list_journals()[-1].summary == \
+        f"cluster --links: 11 links removed, {linked} files linked, 1 file replaced in {out}"  # (the manifest)
 
     run_cli("undo")  # one undo: the previous tree is back, exactly
     assert _tree_of(out) == before
@@ -179,7 +180,8 @@ def test_cluster_copies_are_removed_only_while_equal_to_their_photo(tmp_path, ru
     assert (folder / "ukbench00000.jpg").read_bytes() == b"edited in OUT"
     assert (folder / "ukbench00001.jpg").read_bytes() == (shared_data("photos") / "ukbench00001.jpg").read_bytes()
     assert not (folder / "ukbench00002.jpg").exists() and not (folder / "ukbench00003.jpg").exists()
-    assert "cluster_0_sheet.jpg" in res.stderr  # a sheet nothing replaces has no keeper: left, and said so
+    # the sheet of the earlier tree, which nothing replaces, goes too (a photo it shows is its keeper)
+    assert not (out / "cluster_with_4" / "cluster_0_sheet.jpg").exists() and "cluster_0_sheet.jpg" not in res.stderr
 
 
 def test_unlink_names_the_photo_it_points_to_as_keeper(tmp_path):
@@ -215,15 +217,15 @@ def test_relative_says_how_it_compares_with_the_absolute_cut(tmp_path, run_cli):
 
     # the largest distance is 1 (two orthogonal photos): the relative cut is the absolute one
     vec = from_matrix(["/p/a.jpg", "/p/b.jpg", "/p/c.jpg"], np.array([[1, 0], [0, 1], [1, 0.05]], "f4"), "embedding")
-    same = cluster_vectors(vec, sim=0.5, relative=True)
+    same = cluster_vectors(vec, sim=0.5, method="average", relative=True)
     assert same.absolute_cut == same.threshold == 0.5 and same.same_as_absolute is True
     other = cluster_vectors(from_matrix(["/p/a.jpg", "/p/b.jpg", "/p/c.jpg"],
                                         np.array([[1, 0], [1, 1], [1, 0.05]], "f4"), "embedding"),
-                            sim=0.5, relative=True)
+                            sim=0.5, method="average", relative=True)
     assert other.threshold < other.absolute_cut == 0.5 and other.same_as_absolute is False
     assert cluster_vectors(vec, sim=0.5).absolute_cut is None  # only said with --relative
     photos = _photos(tmp_path / "photos", range(2))
-    res = run_cli("cluster", photos, "--model", "phash", "--sim", "0.5", "--relative")
+    res = run_cli("cluster", photos, "--model", "phash", "--sim", "0.5", "--method", "average", "--relative")
     assert "--relative: cut at (1 - sim) x the largest distance in this set; the absolute cut would be at 0.5000, " \
            "with" in res.stderr
 
@@ -236,3 +238,188 @@ def test_dry_run_of_a_rerun_shows_the_names_it_will_use(tmp_path, run_cli):
     name = out / "cluster_with_4" / "cluster_0" / "ukbench00000.jpg"
     assert f"delete {name} (keeper {photos / 'ukbench00000.jpg'})" in dry
     assert f"-> {name}\n" in dry and "(1).jpg" not in dry
+
+
+# ----------------------------------------------------------------------------- a readable dendrogram
+def test_dendrogram_names_every_leaf_with_a_thumbnail_in_legible_text(tmp_path, catalog):
+    import numpy as np
+    from PIL import Image
+    from scipy.cluster import hierarchy
+
+    from lookalike.organise.cluster import cluster
+    from lookalike.organise.sheets import FONT_SIZE, dendrogram_png
+
+    photos = _photos(tmp_path / "photos", range(3))
+    res = cluster(photos, model="phash", catalog=catalog)
+    drawn = dendrogram_png(res.linkage, tmp_path / "d.png", cut=res.threshold, paths=res.paths)
+    order = hierarchy.dendrogram(res.linkage, no_plot=True)["leaves"]
+    assert drawn.leaves == [os.path.basename(res.paths[i]) for i in order] and drawn.thumbnails
+    assert FONT_SIZE >= 12  # not the 10-px bitmap font
+    img = np.asarray(Image.open(drawn.path).convert("L"))
+    assert img.shape[::-1] == drawn.size
+    bare = dendrogram_png(res.linkage, tmp_path / "bare.png", cut=res.threshold, thumbnails=False)
+    assert not bare.thumbnails and bare.leaves == [str(i) for i in order]  # no paths: the rows' numbers
+    # under the tree: an upright name per leaf, in its own column (ink under the leaf, none half-way between)
+    top, bottom = drawn.names_y
+    band = img[top:bottom] < 128
+    assert len(drawn.leaves) == 12 and bottom - top > 100  # upright names of 16 letters
+    pitch = drawn.leaf_x[1] - drawn.leaf_x[0]
+    assert pitch >= FONT_SIZE + 4
+    for x in drawn.leaf_x:
+        assert band[:, x - FONT_SIZE // 2: x + FONT_SIZE // 2].sum() > 100
+        assert not band[:, x + pitch // 2].any()
+    def coloured(path) -> int:
+        rgb = np.asarray(Image.open(path).convert("RGB")).astype(int)
+        return int((rgb.max(axis=2) - rgb.min(axis=2) > 40).sum())
+
+    assert coloured(drawn.path) > coloured(bare.path) + 12 * 400  # a thumbnail of each photo
+
+
+def test_dendrogram_of_a_big_tree_names_its_branches(tmp_path):
+    import numpy as np
+    from scipy.cluster import hierarchy
+
+    from lookalike.organise.sheets import dendrogram_png
+
+    rng = np.random.default_rng(1)
+    z = hierarchy.linkage(rng.random((500, 4)), "ward")
+    drawn = dendrogram_png(z, tmp_path / "big.png", paths=[f"/p/{i}.jpg" for i in range(500)], max_leaves=150)
+    assert len(drawn.leaves) == 150 and not drawn.thumbnails  # past 120 leaves: names only
+    sizes = [int(x.strip("(").split()[0]) for x in drawn.leaves if x.startswith("(")]
+    assert sum(sizes) + sum(1 for x in drawn.leaves if not x.startswith("(")) == 500
+    assert drawn.size[0] >= 150 * 18  # wide enough for one name per leaf
+
+
+# ----------------------------------------------------------------------------- stale sheets, after a purge
+def test_cluster_rerun_replaces_its_own_earlier_sheets_and_dendrogram(tmp_path, run_cli):
+    photos = _photos(tmp_path / "photos", range(3))
+    out = tmp_path / "out"
+    run_cli("cluster", photos, "--model", "phash", "--sim", "0", "--method", "average", "--links", out, "--sheet",
+            "--plot")
+    old_sheet = out / "cluster_with_12" / "cluster_0_sheet.jpg"
+    assert old_sheet.is_file() and (out / "dendrogram.png").is_file()
+    (out / "cluster_with_12" / "my notes.jpg").write_bytes(b"mine")  # what the user adds is theirs
+    before = _tree_of(out)
+
+    second = run_cli("cluster", photos, "--model", "phash", "--sim", "0.6", "--method", "average", "--links", out,
+                     "--sheet")
+    groups = _printed_groups(second.stdout)
+    sheets = sorted(p.relative_to(out).as_posix() for p in out.rglob("*_sheet.jpg"))
+    assert sheets == sorted(f"{name}_sheet.jpg" for name in groups)  # the new tree's sheets, and only those
+    assert not old_sheet.exists() and not (out / "dendrogram.png").exists()  # the old tree's pictures went
+    assert (out / "cluster_with_12" / "my notes.jpg").read_bytes() == b"mine"
+    assert "left in place" not in second.stderr
+    run_cli("undo")
+    assert _tree_of(out) == before  # one undo: the old tree, its sheet and its dendrogram are back
+
+    # a sheet the user changed is no longer lookalike's: left in place, and said so
+    old_sheet.write_bytes(b"edited by hand")
+    third = run_cli("cluster", photos, "--model", "phash", "--sim", "0.6", "--method", "average", "--links", out)
+    assert old_sheet.read_bytes() == b"edited by hand"
+    assert f"left in place: {old_sheet}" in third.stderr
+    assert not (out / "dendrogram.png").exists()
+
+
+def test_after_journal_purge_a_rerun_still_knows_its_tree_from_the_manifest(tmp_path, run_cli):
+    import json
+
+    from lookalike.journal.links import MANIFEST
+
+    photos = _photos(tmp_path / "photos", range(2))
+    out = tmp_path / "out"
+    run_cli("cluster", photos, "--model", "phash", "--sim", "0", "--links", out, "--sheet")
+    folder = out / "cluster_with_8" / "cluster_0"
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert {e["path"] for e in manifest["files"]} == {f"cluster_with_8/cluster_0/{p.name}" for p in photos.iterdir()
+                                                      } | {"cluster_with_8/cluster_0_sheet.jpg"}
+    # the user re-points one link and adds a file of theirs; a hand-made entry names a file of theirs and one
+    # outside OUT: neither matches what lookalike wrote, so neither is touched
+    changed = folder / "ukbench00001.jpg"
+    changed.unlink()
+    changed.symlink_to(photos / "ukbench00002.jpg")
+    mine = out / "mine.jpg"
+    mine.write_bytes(b"mine")
+    outside = tmp_path / "outside.jpg"
+    outside.write_bytes(b"outside")
+    manifest["files"] += [{"path": "mine.jpg", "source": str(photos / "ukbench00000.jpg"),
+                           "fingerprints": ["symlink:" + str(photos / "ukbench00000.jpg")]},
+                          {"path": "../outside.jpg", "source": str(photos / "ukbench00000.jpg"),
+                           "fingerprints": ["0" * 64]}]
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    assert "purged" in run_cli("journal", "purge", "--all").stdout
+
+    again = run_cli("cluster", photos, "--model", "phash", "--sim", "0", "--links", out, "--sheet")
+    # no cluster_1 twin next to the old folder: the old links (all but the changed one) were replaced
+    assert list(_printed_groups(again.stdout)) == ["cluster_with_8/cluster_1"]  # cluster_0 still holds the user's
+    assert sorted(p.name for p in folder.iterdir()) == ["ukbench00001.jpg"]
+    assert os.readlink(changed) == str(photos / "ukbench00002.jpg")
+    assert f"left in place: {changed}" in again.stderr
+    assert mine.read_bytes() == b"mine" and outside.read_bytes() == b"outside"
+    assert not (out / "cluster_with_8" / "cluster_0_sheet.jpg").exists()  # the old sheet went with its tree
+    assert (out / "cluster_with_8" / "cluster_1_sheet.jpg").is_file()
+    assert len(list((out / "cluster_with_8" / "cluster_1").iterdir())) == 8
+    # a re-run puts the tree back into the freed folder number once the user's link is gone
+    changed.unlink()
+    run_cli("journal", "purge", "--all")
+    third = run_cli("cluster", photos, "--model", "phash", "--sim", "0", "--links", out)
+    assert list(_printed_groups(third.stdout)) == ["cluster_with_8/cluster_0"]
+    assert not (out / "cluster_with_8" / "cluster_1").exists() and not (out / "cluster_with_8" / "cluster_1_sheet.jpg"
+                                                                          ).exists()
+    assert sorted(p.name for p in out.iterdir()) == sorted([MANIFEST, "cluster_with_8", "mine.jpg"])
+
+
+def test_a_manifest_that_is_not_lookalikes_is_never_read_or_overwritten(tmp_path, run_cli):
+    from lookalike.journal.links import MANIFEST, read_manifest
+
+    photos = _photos(tmp_path / "photos", range(1))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / MANIFEST).write_text('{"files": [{"path": "x"}]}')  # not lookalike's format
+    assert read_manifest(out) is None
+    res = run_cli("cluster", photos, "--model", "phash", "--sim", "0", "--links", out)
+    assert (out / MANIFEST).read_text() == '{"files": [{"path": "x"}]}'
+    assert "no manifest written" in res.stderr
+    fifo = tmp_path / "fifo-out"
+    fifo.mkdir()
+    os.mkfifo(fifo / MANIFEST)
+    assert read_manifest(fifo) is None  # never opened (a FIFO would block)
+
+
+def test_manifest_survives_a_sheets_only_run_odd_names_and_a_linked_out(tmp_path, catalog):
+    import json
+
+    from lookalike.journal import purge
+    from lookalike.journal.links import MANIFEST
+    from lookalike.organise import cluster_folder
+
+    def run(out, **kw):
+        kw.setdefault("mode", "link")
+        return cluster_folder(photos, sim=0, model="phash", out=out, catalog=catalog, **kw)
+
+    photos = _photos(tmp_path / "photos", range(1))
+    odd = photos / "caf\udce9.jpg"  # a name that is not UTF-8
+    (photos / "ukbench00003.jpg").rename(odd)
+    out = tmp_path / "out"
+    run(out)
+    run(out, mode=None, sheet=True)  # sheets only: the links stay, and stay in the manifest
+    listed = {e["path"] for e in json.loads((out / MANIFEST).read_text())["files"]}
+    folder = "cluster_with_4/cluster_0"
+    sheets = {p.relative_to(out).as_posix() for p in out.rglob("*_sheet.jpg")}
+    assert len(sheets) == 1
+    assert listed == {f"{folder}/ukbench0000{i}.jpg" for i in range(3)} | {f"{folder}/caf\udce9.jpg"} | sheets
+    purge(all=True)
+    via = tmp_path / "via"
+    via.symlink_to(out)  # OUT given through a symbolic link
+    again = run(via)
+    assert again.names() == [folder] and again.left == []
+    assert sorted(os.listdir(out / folder)) == sorted(["caf\udce9.jpg", *(f"ukbench0000{i}.jpg" for i in range(3))])
+    assert os.readlink(out / folder / "caf\udce9.jpg") == str(odd)
+    assert not any(out.rglob("*_sheet.jpg"))  # the old sheet went with the old tree
+    # a folder of the tree swapped for a link to elsewhere is not the tree lookalike wrote: nothing there is touched
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(out / "cluster_with_4", elsewhere)
+    (out / "cluster_with_4").symlink_to(elsewhere)
+    purge(all=True)
+    run(out)
+    assert sorted(os.listdir(elsewhere / "cluster_0")) == sorted(["caf\udce9.jpg",
+                                                                  *(f"ukbench0000{i}.jpg" for i in range(3))])

@@ -1,4 +1,4 @@
-"""`lookalike faces ...`: detect, train, models, recognize, who, cluster, name. Logic lives in lookalike.faces."""
+"""`lookalike faces ...`: detect, train, models, recognize, who, cluster, name, people. Logic: lookalike.faces."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ def register(app: typer.Typer) -> None:
     faces_app.command("who")(who_cmd)
     faces_app.command("cluster")(cluster_cmd)
     faces_app.command("name")(name_cmd)
+    faces_app.command("people")(people_cmd)
     models_app = typer.Typer(help="Face models on disk: list, use, info, rm.", no_args_is_help=True)
     models_app.command("list")(models_list)
     models_app.command("use")(models_use)
@@ -214,6 +215,70 @@ def name_cmd(
         return
     out.print(f"model {rep.model}: added {rep.photos_added} faces of {label}; {rep.people} people, "
               f"{rep.prototypes} prototypes, threshold {rep.threshold}")
+
+
+def _parse_names(names: list[str]) -> list[tuple[str, str]]:
+    """``--name GROUP=LABEL`` values as (group id, label), checked before any photo is read."""
+    from lookalike.errors import UsageError
+    from lookalike.faces.people import check_label
+
+    pairs = []
+    for raw in names:
+        group, sep, label = raw.partition("=")
+        if not sep or not group.strip():
+            raise UsageError(f"--name {raw!r}: give GROUP=LABEL, e.g. --name person-001='Ada Lovelace'")
+        pairs.append((group.strip(), check_label(label)))
+    if len({g for g, _ in pairs}) != len(pairs):
+        raise UsageError("--name: each group is named once")
+    return pairs
+
+
+def people_cmd(
+    folder: Annotated[list[Path], typer.Argument(help="Folder(s) of photos with faces.")],
+    model: ModelOpt = None,
+    threshold: Annotated[float | None, typer.Option(help="Distance under which two faces may be one person "
+                                                    "(default: the model's, or the embedder's).")] = None,
+    min_size: Annotated[int, typer.Option(help="Smallest group reported as a person.")] = 2,
+    detector: DetectorOption = None,
+    name: Annotated[list[str] | None, typer.Option("--name", metavar="GROUP=LABEL", help="Name a group: its faces "
+                                                   "become examples of LABEL in the face model (--model, else the "
+                                                   "active one), as the People view does. Repeatable.")] = None,
+    catalog: CatalogOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """The faces of a folder grouped by person, each group named after the face model's label for its faces
+    (so names given before show again). --json prints the grouping the service's /v1/faces/people job returns."""
+    from lookalike.errors import UsageError
+    from lookalike.faces.people import group_people, name_person
+    from lookalike.faces.store import active_face_model
+    from lookalike.options import check_int, check_tolerance
+
+    check_tolerance(threshold, "--threshold")
+    check_int("--min-size", min_size, 1, 1000)
+    names = _parse_names(name or [])
+    target = model or active_face_model()
+    if names and not target:
+        raise UsageError("--name needs a face model to add the people to: give --model NAME (created when new)")
+    cat = open_catalog(chosen_catalog(catalog))
+    with progress_bar("faces", not json_out) as progress:
+        people = group_people(folder, model=model, threshold=threshold, min_size=min_size, detector=detector,
+                              catalog=cat, progress=progress)
+    for group, _label in names:
+        people.group(group)  # an unknown id is one clear line, before the model changes
+    for group, label in names:
+        people, report = name_person(people, group, label, target, catalog=cat)
+        _say(f"{group} named {label}: {report.photos_added} faces added to face model {report.model}")
+    if json_out:
+        print_json(people.to_json())
+        return
+    for g in people.groups:
+        out.print(f"{g.id}" + (f" ({g.label})" if g.label else "") + f": {len(g.faces)} faces",
+                  highlight=False, markup=False)
+        for f in g.faces:
+            out.print(f"    {shown(f.path)}  {list(f.box)}", highlight=False, markup=False)
+    where = f"; names from face model {people.model}" if people.model else ""
+    _say(f"{len(people.groups)} people, {len(people.alone)} faces alone, {len(people.no_face)} photos without a "
+         f"face, {len(people.failed)} failed (threshold {people.threshold:.3f}{where})")
 
 
 def models_list(json_out: JsonOption = False) -> None:

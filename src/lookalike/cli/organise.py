@@ -113,12 +113,16 @@ def cluster_cmd(
     folders: Folders,
     sim: Annotated[float, typer.Option("--sim", help="Similarity in 0..1 needed to group "
                                        "photos (cosine for embeddings, 1 - Hamming/bits for hashes): the tree is "
-                                       "cut at distance 1 - sim. 0: one group; 1: identical photos only.")
+                                       "cut at distance 1 - sim (ward: sqrt(2(1-sim))). 0: one group (not always "
+                                       "with ward); 1: identical photos only. The default is the best measured on "
+                                       "objects, people and near duplicates.")
                    ] = DEFAULT_SIM,
     method: Annotated[str, typer.Option("--method", help=f"Linkage: {', '.join(METHODS)}. average: mean "
                                         "similarity between merged groups >= sim; complete: every pair >= sim; "
-                                        "single: a chain of pairs >= sim; ward: cut at sqrt(2(1-sim)) on "
-                                        "Euclidean distances of unit vectors (stricter for big groups).")
+                                        "single: a chain of pairs >= sim; ward (the default, the best on "
+                                        "objects, people and near duplicates alike): cut at sqrt(2(1-sim)) on "
+                                        "Euclidean distances of unit vectors (stricter for big groups; past 20,000 "
+                                        "photos complete is used).")
                   ] = DEFAULT_METHOD,
     min_size: Annotated[int, typer.Option("--min-size", help="Smallest group reported; smaller ones are "
                                           "listed as unclustered.")] = DEFAULT_MIN_SIZE,
@@ -151,15 +155,16 @@ def cluster_cmd(
     Past 20,000 photos no N x N distance matrix is built: clustering runs over the k-nearest-neighbour
     graph (k=15) instead. --sim keeps its meaning, but photos are joined only through k-NN links (so
     --sim 0 gives one group per connected part of that graph), average/complete linkage is taken over those
-    links only, and --method ward and --plot are not available.
+    links only, --method ward (the default) becomes complete (a note says so), and --plot is not available.
 
     Groups are printed under the folder names --links/--copy use (cluster_with_<size>/cluster_<i>), then
     imagecluster's table of cluster sizes (size : count).
 
     Everything written to OUT goes through the journal: nothing there is overwritten, and `lookalike undo`
     removes exactly what this run wrote. Run again into the same OUT, the new tree replaces what earlier
-    cluster runs wrote there (their links and copies, each removal checked against the photo it stands for;
-    files of yours are never touched), and one `lookalike undo` brings the previous tree back.
+    cluster runs wrote there (their links, copies, contact sheets and dendrogram, each removal checked against
+    a photo it stands for; files of yours are never touched), and one `lookalike undo` brings the previous
+    tree back. OUT/.lookalike-links.json records what lookalike wrote, so this works after `journal purge` too.
     """
     from lookalike.organise.cluster import cluster_folder
 
@@ -192,6 +197,8 @@ def _print_clusters(result) -> None:
     mode = f"k-NN graph mode (more than {EXACT_LIMIT} photos)" if result.mode == "graph" else "exact mode"
     console.print(f"{len(result.clusters)} group(s), {len(result.unclustered)} unclustered; {result.method} linkage, "
                   f"{mode}, cut at {result.threshold:.4f}", highlight=False)
+    if result.note:
+        console.print(f"note: {result.note}", highlight=False)
     if result.relative and result.absolute_cut is not None:
         if abs(result.absolute_cut - result.threshold) <= 1e-6:
             note = "the same cut as without --relative (the largest distance in this set is 1)"

@@ -24,7 +24,8 @@ between them only, while that value is <= 1 - sim. (The links are the shortest d
 is lower than the exact one and groups can grow larger than in the exact mode.) With ``time_weight`` the
 neighbours are found by content and their link distances mixed with time. Photos are only ever joined
 through k-NN links, so ``sim = 0`` gives one group per connected part of the k-NN graph. ``ward`` and the
-dendrogram need the exact mode.
+dendrogram need the exact mode: past the limit ``ward`` (the default) becomes ``complete`` linkage over the
+graph, and ``result.note`` says so.
 """
 
 from __future__ import annotations
@@ -50,9 +51,13 @@ if TYPE_CHECKING:
     from lookalike.journal import ApplyReport
 
 METHODS = ("average", "complete", "single", "ward")
-#: Defaults of ``cluster`` / ``cluster_folder`` (the CLI and the HTTP service use these).
-DEFAULT_METHOD = "average"
-DEFAULT_SIM = 0.5
+#: Defaults of ``cluster`` / ``cluster_folder`` (the CLI and the HTTP service use these): the best mean ARI over
+#: three kinds of labelled folder (objects, people, near duplicates; ``bench/cluster_quality.py --defaults``,
+#: table in docs/BENCHMARKS.md and bench/cluster_defaults.json).
+DEFAULT_METHOD = "ward"
+DEFAULT_SIM = 0.45
+#: What ``ward`` becomes past ``exact_limit`` photos (ward needs the full distance matrix).
+GRAPH_FALLBACK_METHOD = "complete"
 DEFAULT_MIN_SIZE = 2
 DEFAULT_TIME_WEIGHT = 0.0
 EXACT_LIMIT = 20000
@@ -78,6 +83,7 @@ class ClusterResult:
     folders: list[str] = field(default_factory=list)  # set by ``write_links``: the folder of each cluster
     left: list[dict[str, str]] = field(default_factory=list)  # set by ``write_links``: earlier files left in OUT
     applied: ApplyReport | None = None  # set by ``cluster_folder``: the journal run that wrote OUT
+    note: str | None = None  # a method asked for that could not be used, and what was used instead
 
     def to_json(self) -> dict:
         return {"clusters": [{"members": list(c)} for c in self.clusters], "unclustered": list(self.unclustered)}
@@ -236,6 +242,11 @@ def cluster_vectors(
     if time_weight > 0 and scaled is None:
         raise UsageError("time_weight needs the photos' times")
     z = None
+    note = None
+    if method == "ward" and n > exact_limit:
+        note = (f"ward linkage needs the full distance matrix (at most {exact_limit} photos): "
+                f"{GRAPH_FALLBACK_METHOD} linkage over the k-NN graph used instead")
+        method = GRAPH_FALLBACK_METHOD
     if n < 2:
         labels, mode, t = np.zeros(n, dtype=np.int64), "exact", 1.0 - sim
     elif n <= exact_limit:
@@ -252,7 +263,7 @@ def cluster_vectors(
     clustered = {i for g in big for i in g}
     clusters = [[vec.paths[i] for i in g] for g in big]
     rest = [vec.paths[i] for i in range(n) if i not in clustered]
-    res = ClusterResult(clusters, rest, method, sim, mode, t, list(vec.paths), z, relative=relative)
+    res = ClusterResult(clusters, rest, method, sim, mode, t, list(vec.paths), z, relative=relative, note=note)
     if relative:
         res.absolute_cut = float(np.sqrt(2.0 * (1.0 - sim))) if method == "ward" else 1.0 - sim
         if abs(res.absolute_cut - t) <= _TOL:

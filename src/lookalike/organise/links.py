@@ -4,14 +4,17 @@ Layout (imagecluster's): ``OUT/cluster_with_<size>/cluster_<i>/<photo name>``, `
 size. Run again into the same OUT, the new tree replaces the one earlier runs wrote there, in the same journal
 run (so one ``lookalike undo`` brings the previous tree back):
 
-* what an earlier ``cluster`` run into OUT wrote is known from its journal (``journal.created_files``: links and
-  copies it made, done, not undone, and still exactly as it made them). Nothing else in OUT is ever removed;
+* what an earlier ``cluster`` run into OUT wrote is known from its journal (``journal.created_files``) and from
+  the tree's manifest, ``OUT/.lookalike-links.json``, which every run writes (so the tree is still recognised
+  after ``lookalike journal purge``); either way a file counts as lookalike's only while it is exactly as
+  lookalike made it. Nothing else in OUT is ever removed; a manifest entry whose file changed is reported;
 * each such symbolic link is removed as a link (``Plan.unlink``): its keeper is the photo it points to, which
   the journal checks (a regular file with the sha256 it has now) before removing it; a copy (``--copy``, or a
   copy made where links are impossible) is removed only while its content equals the photo it copies, which is
-  its keeper; a contact sheet or dendrogram is replaced by the new one at the same name (its keeper). What has
-  no keeper (the photo is gone or changed, a sheet nothing replaces) is left in place and listed in
-  ``plan.skipped``;
+  its keeper; a contact sheet or dendrogram is replaced by the new one at the same name (its keeper), and one
+  the new run does not write again (a sheet of a cluster that is no more, a dendrogram not asked for again) is
+  removed with a photo it shows as its keeper. What has no keeper (the photo is gone or changed) is left in
+  place and listed in ``plan.skipped``;
 * a ``cluster_<i>`` folder holding anything else (a file of yours, a link left in place) is skipped for the
   next free number; the folders used are in ``result.folders`` (what the CLI prints).
 
@@ -28,8 +31,8 @@ from pathlib import Path
 
 from lookalike.errors import UsageError
 from lookalike.index import Progress
-from lookalike.journal import ApplyReport, created_files
-from lookalike.journal.links import GENERATED_PREFIX, generated, triage, write_link_tree
+from lookalike.journal import ApplyReport
+from lookalike.journal.links import GENERATED_PREFIX, EarlierTree, earlier_files, generated, triage, write_link_tree
 from lookalike.organise.cluster import ClusterResult
 from lookalike.organise.sheets import contact_sheet, dendrogram_png
 
@@ -89,26 +92,32 @@ def write_links(
     out_abs = Path(os.path.abspath(out))
     if out_abs.exists() and not out_abs.is_dir():
         raise UsageError(f"{out_abs} exists and is not a folder")
-    previous = created_files(out_abs, _descriptions(out_abs), journal_dir) if out_abs.is_dir() else []
-    if mode is None:  # sheets/plot only: the links of earlier runs stay
-        previous = [c for c in previous if generated(c)]
+    earlier = earlier_files(out_abs, _descriptions(out_abs), journal_dir)
+    if mode is None:  # sheets/plot only: the links of earlier runs stay (and so does what the manifest says of them)
+        earlier = EarlierTree([c for c in earlier.files if generated(c)], earlier.shows, [], earlier.manifest,
+                              kept=[c for c in earlier.files if not generated(c)])
     tmp = Path(tempfile.mkdtemp(prefix=GENERATED_PREFIX))
     try:
-        remove, _left = triage(previous, set())
-        folders = cluster_folders(result, out_abs, {c.path for _how, c in remove})  # folders freed can be used again
+        remove, _left = triage(earlier.files, set(), earlier.shows)
+        freed = {c.path for _how, c, _keeper in remove}
+        folders = cluster_folders(result, out_abs, freed)  # folders freed can be used again
         result.folders = [str(f) for f in folders]
         extras: dict[str, str] = {}
+        shows: dict[str, list[str]] = {}
         if sheet:
             for i, (folder, members) in enumerate(zip(folders, result.clusters, strict=True)):
                 src = contact_sheet(members, tmp / f"sheet_{i}.jpg")
-                extras[str(src)] = str(folder.parent / f"{folder.name}_sheet.jpg")
+                extras[str(src)] = dst = str(folder.parent / f"{folder.name}_sheet.jpg")
+                shows[dst] = list(members)
         if plot:
-            src = dendrogram_png(result.linkage, tmp / "dendrogram.png", cut=result.threshold)
-            extras[str(src)] = str(out_abs / "dendrogram.png")
+            drawn = dendrogram_png(result.linkage, tmp / "dendrogram.png", cut=result.threshold, paths=result.paths)
+            extras[str(drawn.path)] = dst = str(out_abs / "dendrogram.png")
+            shows[dst] = list(result.paths)
         groups = list(zip(folders, result.clusters, strict=True)) if mode is not None else []
         description = _descriptions(out_abs)[{"link": 0, "copy": 1, None: 2}[mode]]
         plan, report = write_link_tree(groups, out_abs, description, copy=mode == "copy", extras=extras,
-                                       previous=previous, dry_run=dry_run, journal_dir=journal_dir, progress=progress)
+                                       previous=earlier, shows=shows, manifest=True, dry_run=dry_run,
+                                       journal_dir=journal_dir, progress=progress)
         result.left = plan.skipped
         return report
     finally:
