@@ -493,8 +493,8 @@ def test_read_only_catalog_is_one_clear_error(how, run_cli):
 def _tamper(cat: Path, model: str, blob: bytes, path: str) -> None:
     conn = sqlite3.connect(cat)
     (cid,) = conn.execute("SELECT content_id FROM files WHERE path=?", (path,)).fetchone()
-    assert conn.execute("UPDATE features SET data=? WHERE content_id=? AND model_id=(SELECT id FROM models WHERE model=?)",
-                        (blob, cid, model)).rowcount == 1
+    q = "UPDATE features SET data=? WHERE content_id=? AND model_id=(SELECT id FROM models WHERE model=?)"
+    assert conn.execute(q, (blob, cid, model)).rowcount == 1
     conn.commit()
     conn.close()
 
