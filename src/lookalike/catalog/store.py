@@ -44,6 +44,8 @@ from lookalike.errors import CatalogError
 SCHEMA_VERSION = schema.SCHEMA_VERSION
 
 _CHUNK = 500  # parameters per IN (...) query
+#: paths per block while feature_matrix fills its result: the memory beyond the result is about two such blocks
+_MATRIX_BLOCK = 8192
 
 
 _FILE_COLUMNS = "f.path,f.size,f.mtime_ns,c.sha256,f.status,f.error,f.inode,f.ctime_ns"
@@ -493,18 +495,35 @@ class Catalog:
                     for path, cid, data in db.execute(q, (mid, *sub)):
                         ids[from_db_path(path)] = cid
                         blobs[cid] = data
-            bad = self._damaged(blobs, kind, nbytes)
+            bad = self._wrong_size(blobs, kind, nbytes)
+            if nbytes is None and len(bad) < len(blobs):
+                nbytes = next(len(b) for cid, b in blobs.items() if cid not in bad)
+            kept = [p for p in chunk if p in ids and ids[p] not in bad]
+            mat = self._stack([blobs[ids[p]] for p in kept], kind, nbytes)
+            del blobs
+            if kind != "hash" and len(kept):  # embeddings must be finite
+                finite = np.isfinite(mat).all(axis=1)
+                if not finite.all():
+                    bad.update({ids[kept[i]]: "not a finite number" for i in np.flatnonzero(~finite)})
+                    mat = mat[finite]
+                    kept = [p for p, ok in zip(kept, finite, strict=True) if ok]
             if bad:
                 with self.transaction() as tx:
                     tx.executemany("DELETE FROM features WHERE content_id=? AND model_id=?",
                                    [(cid, mid) for cid in sorted(bad)])
-                for cid in bad:
-                    del blobs[cid]
-            if nbytes is None and blobs:
-                nbytes = len(next(iter(blobs.values())))
-            kept = [p for p in chunk if ids.get(p) in blobs]
             names = [p for p in chunk if ids.get(p) in bad]
-            yield kept, decode_features([blobs[ids[p]] for p in kept], kind), names, bad
+            yield kept, mat, names, bad
+
+    @staticmethod
+    def _stack(blobs: list[bytes], kind: str, nbytes: int | None) -> np.ndarray:
+        """Blobs of one checked size as one matrix, filled row by row (no joined copy of the block)."""
+        if not blobs or not nbytes:
+            return decode_features([], kind)
+        dtype = np.dtype("<u8") if kind == "hash" else np.dtype("<f2")
+        out = np.empty((len(blobs), nbytes // dtype.itemsize), dtype=dtype)
+        for i, blob in enumerate(blobs):
+            out[i] = np.frombuffer(blob, dtype=dtype)
+        return out
 
     def _damage_error(self, model: str, names: list[str], why: str) -> DamagedFeatureError:
         first = names[0] if names else "a picture"
@@ -548,47 +567,42 @@ class Catalog:
         and, for embeddings, finite. Damaged ones are deleted (the next indexing run computes them again)
         and DamagedFeatureError is raised, so a tampered catalog never gives a NaN score or a wrong shape."""
         kept: list[str] = []
-        parts: list[np.ndarray] = []
+        out: np.ndarray | None = None
         damaged: list[str] = []
         why = ""
-        for k, mat, names, bad in self._feature_blocks(paths, model, version, kind, nbytes, 65536):
-            kept += k
+        for k, mat, names, bad in self._feature_blocks(paths, model, version, kind, nbytes, _MATRIX_BLOCK):
             if len(k):
-                parts.append(mat)
+                if out is None:  # one allocation for the whole result, filled block by block
+                    out = np.empty((len(paths), mat.shape[1]), dtype=mat.dtype)
+                out[len(kept) : len(kept) + len(k)] = mat
+                kept += k
             damaged += names
             if bad and not why:
                 why = next(iter(bad.values()))
         if why:
             raise self._damage_error(model, damaged, why)
-        if len(parts) == 1:
-            return kept, parts[0]
-        if not parts:
+        if out is None:
             return kept, decode_features([], kind)
-        return kept, np.concatenate(parts)
+        if len(kept) < len(out):
+            out.resize((len(kept), out.shape[1]), refcheck=False)  # in place: no second copy
+        return kept, out
 
     @staticmethod
-    def _damaged(blobs: dict[int, bytes], kind: str, nbytes: int | None) -> dict[int, str]:
-        """key -> what is wrong, for blobs that cannot be a feature."""
+    def _wrong_size(blobs: dict[int, bytes], kind: str, nbytes: int | None) -> dict[int, str]:
+        """key -> what is wrong, for blobs whose size cannot be this model's feature (``nbytes``, or the size
+        most of them have when None; all of them when that size is no whole number of values)."""
         if not blobs:
             return {}
         itemsize = 8 if kind == "hash" else 2
-        if nbytes is None:  # the size most blobs have
+        if nbytes is None:
             counts: dict[int, int] = {}
             for b in blobs.values():
                 counts[len(b)] = counts.get(len(b), 0) + 1
             nbytes = max(counts, key=lambda n: (counts[n], n))
-        bad = {h: f"{len(b)} bytes instead of {nbytes}" for h, b in blobs.items()
-               if len(b) != nbytes or not isinstance(b, bytes)}
         if nbytes == 0 or nbytes % itemsize:
             return {h: f"{len(b)} bytes" for h, b in blobs.items()}
-        if kind != "hash":
-            good = [h for h in blobs if h not in bad]
-            if good:
-                mat = np.frombuffer(b"".join(blobs[h] for h in good), dtype="<f2").reshape(len(good), -1)
-                finite = np.isfinite(mat).all(axis=1)
-                for i in np.flatnonzero(~finite):
-                    bad[good[i]] = "not a finite number"
-        return bad
+        return {h: f"{len(b)} bytes instead of {nbytes}" for h, b in blobs.items()
+                if len(b) != nbytes or not isinstance(b, bytes)}
 
     @_guarded
     def stats(self) -> dict:
