@@ -8,7 +8,8 @@ picture facts, one 1280-d float16 feature each, written in batches of 1,000 as t
 bytes per picture (page_count * page_size / n, after a WAL checkpoint, and the features table's own
 share from dbstat), the write time, the time (three runs) and memory of ``feature_matrix`` over all of them,
 and (new side) the time of ``iter_feature_blocks``. The old side's sources default to
-``git archive 7d55393`` (schema 2).
+``git archive 7d55393`` (schema 2). Last, the old side's catalog is opened with this checkout: the
+one-off migration to schema 3 (and repack to 16 KiB pages), timed.
 """
 
 from __future__ import annotations
@@ -86,6 +87,26 @@ def measure(n: int, dim: int, folder: str) -> dict:
     return out
 
 
+def migrate(db: str, n: int) -> dict:
+    """Open a schema-2 catalog with this checkout: the one-off migration (and repack), timed."""
+    from lookalike.catalog import Catalog
+
+    before = os.path.getsize(db)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    with Catalog(db) as cat:
+        seconds = time.perf_counter() - t0
+        conn = cat.connection()
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+        count = sum(m["count"] for m in cat.stats()["features"])
+    assert count == n
+    return {"migrate_s": round(seconds, 1), "file_mb_before": round(before / 2**20),
+            "file_mb_after": round(os.path.getsize(db) / 2**20), "page_size": page,
+            "bytes_per_picture": round(pages * page / n),
+            "peak_rss_mb": round((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", type=int, default=100_000)
@@ -93,15 +114,20 @@ def main() -> None:
     ap.add_argument("--before-src", help=f"sources of the schema-2 lookalike (default: git archive {OLD_COMMIT})")
     ap.add_argument("--page-sizes", default="", help="this checkout also with these page sizes (e.g. 8192,65536)")
     ap.add_argument("--side", help=argparse.SUPPRESS)
+    ap.add_argument("--keep", help=argparse.SUPPRESS)
+    ap.add_argument("--migrate", help=argparse.SUPPRESS)
     ap.add_argument("--page-size", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.migrate:  # a child: migrate the old side's catalog
+        print(json.dumps(migrate(args.migrate, args.n)))
+        return
     if args.side:  # a child: measure with the lookalike on PYTHONPATH
         if args.page_size:
             from lookalike.catalog import schema
 
             schema.PAGE_SIZE = args.page_size
         with tempfile.TemporaryDirectory() as tmp:
-            print(json.dumps(measure(args.n, args.dim, tmp)))
+            print(json.dumps(measure(args.n, args.dim, args.keep or tmp)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         old_src = args.before_src
@@ -112,13 +138,20 @@ def main() -> None:
         sides = [("schema 2 (before)", old_src, 0), ("this checkout", str(ROOT / "src"), 0)]
         extra = [int(p) for p in args.page_sizes.split(",") if p]
         sides += [(f"this checkout, {p}-byte pages", str(ROOT / "src"), p) for p in extra]
+        keep = os.path.join(tmp, "old")
+        os.mkdir(keep)
         for side, src, page_size in sides:
             env = {**os.environ, "PYTHONPATH": src}
+            more = ["--keep", keep] if src == old_src else []
             proc = subprocess.run([sys.executable, __file__, "--side", side, "-n", str(args.n), "--dim",
-                                   str(args.dim), "--page-size", str(page_size)],
+                                   str(args.dim), "--page-size", str(page_size), *more],
                                   capture_output=True, text=True, env=env, check=True)
             results[side] = json.loads(proc.stdout.strip().splitlines()[-1])
             print(f"{side}: {json.dumps(results[side])}", flush=True)
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        proc = subprocess.run([sys.executable, __file__, "--migrate", os.path.join(keep, "catalog.sqlite"), "-n",
+                               str(args.n)], capture_output=True, text=True, env=env, check=True)
+        print(f"schema 2 -> 3 migration: {proc.stdout.strip().splitlines()[-1]}", flush=True)
     print(f"load average at the end: {os.getloadavg()[0]:.1f} (cores: {os.cpu_count()})")
 
 
