@@ -8,6 +8,7 @@ import hashlib
 import os
 import shutil
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -219,3 +220,32 @@ def test_content_hashes_stay_hex_in_the_api_and_unknown_forms_round_trip(tmp_pat
         cat.forget_paths(["/a.jpg"])
         assert cat.prune()["features_removed"] == 1
         assert cat.features_for_hashes([h], "phash", "1") == {}
+
+
+def test_read_only_schema2_catalog_is_one_clear_error_and_stays_schema2(tmp_path):
+    from test_safety_identity import _as_nobody
+
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chmod(home, 0o777)
+    # a folder the unprivileged user may not enter (pytest's are 0700): one line, not a PermissionError
+    res = _as_nobody("--catalog", tmp_path / "c.sqlite", "cache", "stats", home=home)
+    assert res.returncode == 1 and "Traceback" not in res.stderr and res.stderr.strip().count("\n") == 0
+    assert f"cannot open catalog {tmp_path / 'c.sqlite'}" in res.stderr
+    base = Path(tempfile.mkdtemp(prefix="lookalike-ro-"))  # outside pytest's 0700 folders
+    try:
+        db, lib = schema2_catalog(base)
+        for p in (base, lib):
+            os.chmod(p, 0o755)
+        before = db.read_bytes()
+        os.chmod(db, 0o444)
+        os.chmod(base, 0o555)  # neither the file nor its folder (journals) can be written
+        res = _as_nobody("--catalog", db, "cache", "stats", home=home)
+        os.chmod(base, 0o755)
+        assert res.returncode == 1, res.stdout
+        assert "Traceback" not in res.stderr and res.stderr.strip().count("\n") == 0, res.stderr
+        assert f"catalog {db}" in res.stderr and ("read-only" in res.stderr or "cannot open" in res.stderr)
+        assert db.read_bytes() == before
+    finally:
+        os.chmod(base, 0o755)
+        shutil.rmtree(base, ignore_errors=True)

@@ -263,9 +263,14 @@ class Catalog:
     def __init__(self, path: str | Path | None = None) -> None:
         if path:
             self.path = Path(os.path.abspath(Path(path).expanduser()))
-            if self.path.is_dir():
+            try:
+                is_dir, parent_is_dir = self.path.is_dir(), self.path.parent.is_dir()
+            except OSError as exc:  # a folder on the way that this user may not enter
+                raise CatalogError(f"cannot open catalog {self.path} ({exc.strerror or exc}); check that the file "
+                                   "and its folder exist and can be written") from exc
+            if is_dir:
                 raise CatalogError(f"catalog {self.path} is a folder, not a database file")
-            if not self.path.parent.is_dir():
+            if not parent_is_dir:
                 raise CatalogError(f"cannot open catalog {self.path}: its folder {self.path.parent} does not exist "
                                    "(create it first, or choose another --catalog)")
         else:
