@@ -2,6 +2,7 @@
 
     python bench/catalog_size.py                 # 100,000 synthetic 1280-d float16 vectors
     python bench/catalog_size.py -n 20000 --before-src /path/to/old/src
+    python bench/catalog_size.py -n 20000 --layouts  # candidate feature tables alone, 4-64 KiB pages
 
 Each side runs in its own process on the same synthetic collection (file rows with realistic paths,
 picture facts, one 1280-d float16 feature each, written in batches of 1,000 as the indexer does):
@@ -87,6 +88,55 @@ def measure(n: int, dim: int, folder: str) -> dict:
     return out
 
 
+_LAYOUTS = {
+    "schema 2: TEXT hex keys, WITHOUT ROWID": (
+        "CREATE TABLE features (content_hash TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, "
+        "data BLOB NOT NULL, PRIMARY KEY (content_hash, model, version)) WITHOUT ROWID", False),
+    "integer keys, WITHOUT ROWID": (
+        "CREATE TABLE features (content_id INTEGER NOT NULL, model_id INTEGER NOT NULL, data BLOB NOT NULL, "
+        "PRIMARY KEY (content_id, model_id)) WITHOUT ROWID", True),
+    "integer keys, rowid table (chosen)": (
+        "CREATE TABLE features (content_id INTEGER NOT NULL, model_id INTEGER NOT NULL, data BLOB NOT NULL, "
+        "PRIMARY KEY (content_id, model_id))", True),
+}
+
+
+def layouts(n: int, dim: int, page_sizes: list[int], folder: str) -> None:
+    """Bytes per row of candidate feature tables alone (plus ``contents`` where keyed by integers), raw SQL."""
+    import sqlite3
+
+    import numpy as np
+
+    vecs = np.random.default_rng(0).standard_normal((n, dim)).astype("<f2")
+    digests = [hashlib.sha256(str(i).encode()).digest() for i in range(n)]
+    for name, (ddl, ids) in _LAYOUTS.items():
+        sizes = []
+        for page in page_sizes:
+            db = os.path.join(folder, f"layout-{page}.sqlite")
+            conn = sqlite3.connect(db, isolation_level=None)
+            conn.execute(f"PRAGMA page_size={page}")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("BEGIN")
+            conn.execute(ddl)
+            if ids:
+                conn.execute("CREATE TABLE contents (id INTEGER PRIMARY KEY, sha256 BLOB NOT NULL UNIQUE)")
+                conn.executemany("INSERT INTO contents VALUES (?, ?)", ((i + 1, d) for i, d in enumerate(digests)))
+                rows = ((i + 1, vecs[i].tobytes()) for i in range(n))
+                conn.executemany("INSERT INTO features VALUES (?, 1, ?)", rows)
+            else:
+                conn.executemany("INSERT INTO features VALUES (?, 'effnet', '1', ?)",
+                                 ((d.hex(), vecs[i].tobytes()) for i, d in enumerate(digests)))
+            conn.execute("COMMIT")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            sizes.append(f"{page // 1024} KiB pages {pages * page / n:,.0f} B")
+            conn.close()
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(db + suffix):
+                    os.remove(db + suffix)
+        print(f"layout {name}: " + ", ".join(sizes), flush=True)
+
+
 def migrate(db: str, n: int) -> dict:
     """Open a schema-2 catalog with this checkout: the one-off migration (and repack), timed."""
     from lookalike.catalog import Catalog
@@ -113,11 +163,16 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=1280)
     ap.add_argument("--before-src", help=f"sources of the schema-2 lookalike (default: git archive {OLD_COMMIT})")
     ap.add_argument("--page-sizes", default="", help="this checkout also with these page sizes (e.g. 8192,65536)")
+    ap.add_argument("--layouts", action="store_true", help="only compare candidate feature tables (raw SQL)")
     ap.add_argument("--side", help=argparse.SUPPRESS)
     ap.add_argument("--keep", help=argparse.SUPPRESS)
     ap.add_argument("--migrate", help=argparse.SUPPRESS)
     ap.add_argument("--page-size", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.layouts:
+        with tempfile.TemporaryDirectory() as tmp:
+            layouts(args.n, args.dim, [4096, 8192, 16384, 65536], tmp)
+        return
     if args.migrate:  # a child: migrate the old side's catalog
         print(json.dumps(migrate(args.migrate, args.n)))
         return
