@@ -5,6 +5,7 @@ written by a newer one, and the streamed feature reader."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sqlite3
@@ -249,3 +250,24 @@ def test_read_only_schema2_catalog_is_one_clear_error_and_stays_schema2(tmp_path
     finally:
         os.chmod(base, 0o755)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_two_processes_opening_a_schema2_catalog_at_once_both_get_it_migrated_once(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import SRC
+
+    db, lib = schema2_catalog(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    procs = [subprocess.Popen([sys.executable, "-m", "lookalike", "--catalog", str(db), "cache", "stats", "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    for out, _ in outs:
+        stats = json.loads(out)
+        assert stats["files"] == 8 and sum(m["count"] for m in stats["features"]) == 18
+    conn = _raw(db)
+    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "3"
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
