@@ -271,3 +271,19 @@ def test_two_processes_opening_a_schema2_catalog_at_once_both_get_it_migrated_on
     assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "3"
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
+
+
+def test_migrated_catalog_held_open_elsewhere_is_repacked_by_prune_later(tmp_path):
+    db, lib = schema2_catalog(tmp_path)
+    _, _, features = _v2_rows(db)
+    other = _raw(db)
+    other.execute("PRAGMA journal_mode=WAL")
+    other.execute("SELECT COUNT(*) FROM files").fetchone()  # another process has the catalog open
+    with Catalog(db) as cat:
+        assert cat.connection().execute("PRAGMA page_size").fetchone()[0] == 4096  # migrated, not repacked
+        other.close()
+        assert cat.prune() == {"files_removed": 0, "features_removed": 0}
+        assert cat.connection().execute("PRAGMA page_size").fetchone()[0] == 16384
+        assert cat.connection().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        for (h, model, version), data in features.items():
+            assert cat.features_for_hashes([h], model, version) == {h: data}
