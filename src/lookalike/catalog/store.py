@@ -545,7 +545,9 @@ class Catalog:
         """Stream :meth:`feature_matrix` block by block: (paths of this block that have the feature, their
         features as stored: float16 (n, dim) for embeddings, uint64 words for hashes), ``block`` paths at a
         time, in the order of ``paths``. Memory: one block (65,536 1280-d rows: 168 MB), never the whole
-        collection. A damaged blob is removed and DamagedFeatureError raised when its block is reached."""
+        collection. Each block is read on its own (no read transaction is held between blocks, so writers
+        and checkpoints go on). A damaged blob is removed and DamagedFeatureError raised when its block is
+        reached."""
         if block < 1:
             raise ValueError(f"block must be at least 1, not {block}")
         return self._iter_blocks(paths, model, version, kind, nbytes, block)
