@@ -161,8 +161,9 @@ def test_old_catalog_is_migrated_and_rows_without_inode_count_as_changed_once(tm
     rep = run_cli("index", folder, "-m", "phash", "--json", "--catalog", db).json()
     assert (rep["changed"], rep["unchanged"]) == (0, 1)
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT content_hash FROM files").fetchone()[0] == file_sha256(str(a))
-    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+    assert conn.execute("SELECT hex(sha256) FROM files JOIN contents ON id = content_id").fetchone()[0].lower() \
+        == file_sha256(str(a))
+    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "3"
     conn.close()
 
 
@@ -491,8 +492,9 @@ def test_read_only_catalog_is_one_clear_error(how, run_cli):
 
 def _tamper(cat: Path, model: str, blob: bytes, path: str) -> None:
     conn = sqlite3.connect(cat)
-    (h,) = conn.execute("SELECT content_hash FROM files WHERE path=?", (path,)).fetchone()
-    assert conn.execute("UPDATE features SET data=? WHERE content_hash=? AND model=?", (blob, h, model)).rowcount == 1
+    (cid,) = conn.execute("SELECT content_id FROM files WHERE path=?", (path,)).fetchone()
+    q = "UPDATE features SET data=? WHERE content_id=? AND model_id=(SELECT id FROM models WHERE model=?)"
+    assert conn.execute(q, (blob, cid, model)).rowcount == 1
     conn.commit()
     conn.close()
 
@@ -534,7 +536,8 @@ def test_nan_blob_never_reaches_json(tmp_path, run_cli):
     q = str(lib / "p0.jpg")
     before = run_cli("similar", q, "--in", lib, "--json", "--catalog", cat).json()
     conn = sqlite3.connect(cat)
-    (n,) = conn.execute("SELECT LENGTH(data) FROM features WHERE model='effnet' LIMIT 1").fetchone()
+    (n,) = conn.execute("SELECT LENGTH(data) FROM features JOIN models ON models.id = model_id "
+                        "WHERE model='effnet' LIMIT 1").fetchone()
     conn.close()
     nan = np.full(n // 2, np.nan, dtype="<f2").tobytes()
     _tamper(cat, "effnet", nan, str(lib / "p1.jpg"))

@@ -10,5 +10,8 @@ def generation(catalog: Catalog, model: str, version: str) -> tuple[int, float, 
     """(file rows, latest write time, feature rows of this model): changes whenever indexing writes."""
     db = catalog.connection()
     files, latest = db.execute("SELECT COUNT(*), COALESCE(MAX(seen_at), 0) FROM files").fetchone()
-    (feats,) = db.execute("SELECT COUNT(*) FROM features WHERE model=? AND version=?", (model, version)).fetchone()
+    (feats,) = db.execute(
+        "SELECT COUNT(*) FROM features WHERE model_id = (SELECT id FROM models WHERE model=? AND version=?)",
+        (model, version),
+    ).fetchone()
     return int(files), float(latest), int(feats)

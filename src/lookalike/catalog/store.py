@@ -1,14 +1,19 @@
 """The catalog: one SQLite database (WAL) of files, picture facts and features.
 
+Tables (schema 3, :mod:`lookalike.catalog.schema`; the public API speaks hex content hashes throughout):
+
+* ``contents``: one row per content hash (sha256 of a file's bytes, stored as 32 raw bytes) and its
+  integer id, which keys everything below, so a moved or renamed file reuses its features;
+* ``models``: one row per (model, version) and its integer id;
 * ``files``: one row per path: (size, mtime_ns, inode, ctime_ns) is the fast path that lets an
   unchanged file go unread (ctime is set by the kernel on every change, and no user tool can set it:
   a file rewritten with its size and mtime kept, as by ``touch -r``, is still seen as changed);
-  ``content_hash`` (sha256 of the bytes) keys everything else, so a moved or renamed file reuses its
-  features. Paths are stored as TEXT when they are valid UTF-8 and as BLOB (the name's bytes, from
-  ``os.fsencode``) when they are not (a name such as ``caf\xe9.jpg``): lossless, and old catalogs
-  (all TEXT) read as before.
-* ``images``: facts about a content hash learnt while decoding (size, format, EXIF time...).
-* ``features``: (content_hash, model, version) -> blob (float16 embedding or uint64 hash words).
+  ``content_id`` says which content it holds. Paths are stored as TEXT when they are valid UTF-8 and
+  as BLOB (the name's bytes, from ``os.fsencode``) when they are not (a name such as ``caf\xe9.jpg``):
+  lossless, and old catalogs (all TEXT) read as before.
+* ``images``: facts about a content learnt while decoding (size, format, EXIF time...).
+* ``features``: (content_id, model_id) -> blob (float16 embedding or uint64 hash words).
+  :meth:`Catalog.iter_feature_blocks` streams them a block at a time.
 
 Every SQLite failure (a damaged file, a read-only file or folder) surfaces as one CatalogError naming the
 catalog, never a traceback. Several processes may index into one catalog at once: WAL mode, a generous
@@ -31,44 +36,20 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from lookalike.catalog import schema
+from lookalike.catalog.schema import hash_key, hash_text
 from lookalike.config import default_catalog_path
 from lookalike.errors import CatalogError
 
-#: 2: files gained inode and ctime_ns (rows from version 1 have NULL there and count as changed once).
-SCHEMA_VERSION = 2
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS files (
-    path TEXT PRIMARY KEY,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    content_hash TEXT,
-    status TEXT NOT NULL,
-    error TEXT,
-    seen_at REAL NOT NULL,
-    inode INTEGER,
-    ctime_ns INTEGER
-);
-CREATE INDEX IF NOT EXISTS files_by_hash ON files(content_hash);
-CREATE TABLE IF NOT EXISTS images (
-    content_hash TEXT PRIMARY KEY,
-    width INTEGER, height INTEGER, format TEXT, mode TEXT,
-    truncated INTEGER, frames INTEGER, exif_datetime TEXT, exif_tags INTEGER, bytes INTEGER
-);
-CREATE TABLE IF NOT EXISTS features (
-    content_hash TEXT NOT NULL,
-    model TEXT NOT NULL,
-    version TEXT NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (content_hash, model, version)
-) WITHOUT ROWID;
-"""
+SCHEMA_VERSION = schema.SCHEMA_VERSION
 
 _CHUNK = 500  # parameters per IN (...) query
+#: paths per block while feature_matrix fills its result: the memory beyond the result is about two such blocks
+_MATRIX_BLOCK = 8192
 
 
-_FILE_COLUMNS = "path,size,mtime_ns,content_hash,status,error,inode,ctime_ns"
+_FILE_COLUMNS = "f.path,f.size,f.mtime_ns,c.sha256,f.status,f.error,f.inode,f.ctime_ns"
+_FILES_JOIN = "files f LEFT JOIN contents c ON c.id = f.content_id"
 
 
 @dataclass(frozen=True)
@@ -101,7 +82,7 @@ class FileRow:
 
 
 def _file_row(row: Sequence[Any]) -> FileRow:
-    return FileRow(from_db_path(row[0]), *row[1:])
+    return FileRow(from_db_path(row[0]), row[1], row[2], hash_text(row[3]), *row[4:])
 
 
 def to_db_path(path: str) -> str | bytes:
@@ -276,14 +257,20 @@ class Catalog:
     """Handle on a catalog database. Cheap to create; thread-safe (a connection per thread).
 
     ``path``: the database file; its folder must exist (it is never created, so a mistyped
-    ``--catalog`` cannot leave folders behind). None: the default catalog under lookalike's home."""
+    ``--catalog`` cannot leave folders behind). None: the default catalog under lookalike's home.
+    A catalog written by an older lookalike is migrated in place when opened (:mod:`.schema`)."""
 
     def __init__(self, path: str | Path | None = None) -> None:
         if path:
             self.path = Path(os.path.abspath(Path(path).expanduser()))
-            if self.path.is_dir():
+            try:
+                is_dir, parent_is_dir = self.path.is_dir(), self.path.parent.is_dir()
+            except OSError as exc:  # a folder on the way that this user may not enter
+                raise CatalogError(f"cannot open catalog {self.path} ({exc.strerror or exc}); check that the file "
+                                   "and its folder exist and can be written") from exc
+            if is_dir:
                 raise CatalogError(f"catalog {self.path} is a folder, not a database file")
-            if not self.path.parent.is_dir():
+            if not parent_is_dir:
                 raise CatalogError(f"cannot open catalog {self.path}: its folder {self.path.parent} does not exist "
                                    "(create it first, or choose another --catalog)")
         else:
@@ -292,21 +279,9 @@ class Catalog:
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         with self.transaction() as db:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            self._migrate(db)
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-
-    @staticmethod
-    def _migrate(db: sqlite3.Connection) -> None:
-        """Bring a catalog written by an older lookalike up to this schema (inside the open transaction)."""
-        columns = {r[1] for r in db.execute("PRAGMA table_info(files)")}
-        for name in ("inode", "ctime_ns"):
-            if name not in columns:  # old rows get NULL: they count as changed once, then are filled in
-                db.execute(f"ALTER TABLE files ADD COLUMN {name} INTEGER")
-        db.execute("UPDATE meta SET value=? WHERE key='schema_version' AND CAST(value AS INTEGER) < ?",
-                   (str(SCHEMA_VERSION), SCHEMA_VERSION))
+            migrated = schema.prepare(db, self.path)
+        if migrated:  # one-off: 16 KiB pages and the old tables' space back (skipped while others hold it)
+            schema.repack(self.connection())
 
     # -- connections -------------------------------------------------------------------------
     def connection(self) -> sqlite3.Connection:
@@ -317,7 +292,9 @@ class Catalog:
                 conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False,
                                        factory=_Connection)
                 conn.catalog_path = str(self.path)
+                schema.register_functions(conn)
                 conn.execute("PRAGMA busy_timeout=60000")
+                conn.execute(f"PRAGMA page_size={schema.PAGE_SIZE}")  # new databases only (before WAL)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA foreign_keys=ON")
@@ -379,6 +356,33 @@ class Catalog:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- integer keys ------------------------------------------------------------------------
+    @staticmethod
+    def _content_ids(db: sqlite3.Connection, hashes: Iterable[str | None], create: bool = False) -> dict[str, int]:
+        """content hash (hex) -> its id in ``contents`` (created when ``create``; else absent ones are left out)."""
+        keys = {h: hash_key(h) for h in hashes if h}
+        if not keys:
+            return {}
+        if create:
+            db.executemany("INSERT OR IGNORE INTO contents (sha256) VALUES (?)", [(k,) for k in keys.values()])
+        by_key = {_bind_value(k): h for h, k in keys.items()}
+        values = list(keys.values())
+        out: dict[str, int] = {}
+        for i in range(0, len(values), _CHUNK):
+            chunk = values[i : i + _CHUNK]
+            q = f"SELECT id, sha256 FROM contents WHERE sha256 IN ({','.join('?' * len(chunk))})"
+            for cid, key in db.execute(q, chunk):
+                out[by_key[key]] = cid
+        return out
+
+    @staticmethod
+    def _model_id(db: sqlite3.Connection, model: str, version: str, create: bool = False) -> int | None:
+        """The id of (model, version) in ``models`` (created when ``create``; else None when unknown)."""
+        if create:
+            db.execute("INSERT OR IGNORE INTO models (model, version) VALUES (?, ?)", (model, version))
+        row = db.execute("SELECT id FROM models WHERE model=? AND version=?", (model, version)).fetchone()
+        return None if row is None else int(row[0])
+
     # -- reads -------------------------------------------------------------------------------
     @_guarded
     def lookup_files(self, paths: Sequence[str]) -> dict[str, FileRow]:
@@ -389,7 +393,7 @@ class Catalog:
         for i in range(0, len(keys), _CHUNK):
             chunk = keys[i : i + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            q = f"SELECT {_FILE_COLUMNS} FROM files WHERE path IN ({marks})"
+            q = f"SELECT {_FILE_COLUMNS} FROM {_FILES_JOIN} WHERE f.path IN ({marks})"
             for row in db.execute(q, chunk):
                 r = _file_row(row)
                 out[r.path] = r
@@ -402,14 +406,13 @@ class Catalog:
         db = self.connection()
         rows: list[FileRow] = []
         text_prefix = to_db_path(prefix)
+        q = f"SELECT {_FILE_COLUMNS} FROM {_FILES_JOIN} WHERE f.path >= ? AND f.path < ?"
         if isinstance(text_prefix, str):  # UTF-8 names below a UTF-8 folder (TEXT rows)
             hi = prefix[:-1] + chr(ord(os.sep) + 1)
-            rows += [_file_row(r) for r in db.execute(
-                f"SELECT {_FILE_COLUMNS} FROM files WHERE path >= ? AND path < ?", (prefix, hi))]
+            rows += [_file_row(r) for r in db.execute(q, (prefix, hi))]
         raw = os.fsencode(prefix)  # names that are not UTF-8 (BLOB rows; BLOBs compare bytewise)
         raw_hi = raw[:-1] + bytes([raw[-1] + 1])
-        rows += [_file_row(r) for r in db.execute(
-            f"SELECT {_FILE_COLUMNS} FROM files WHERE path >= ? AND path < ?", (raw, raw_hi))]
+        rows += [_file_row(r) for r in db.execute(q, (raw, raw_hi))]
         return rows
 
     @_guarded
@@ -418,100 +421,195 @@ class Catalog:
     ) -> set[str]:
         """The subset of ``hashes`` that already have this model's feature (of ``nbytes`` bytes when given:
         a stored blob of another size is damaged and counts as missing, so indexing computes it again)."""
-        hashes = list(hashes)
         db = self.connection()
+        mid = self._model_id(db, model, version)
+        if mid is None:
+            return set()
+        ids = self._content_ids(db, hashes)
+        by_id = {cid: h for h, cid in ids.items()}
+        values = list(by_id)
         found: set[str] = set()
         size = "" if nbytes is None else f"AND LENGTH(data)={int(nbytes)} "
-        for i in range(0, len(hashes), _CHUNK):
-            chunk = hashes[i : i + _CHUNK]
-            q = (
-                f"SELECT content_hash FROM features WHERE model=? AND version=? {size}"
-                f"AND content_hash IN ({','.join('?' * len(chunk))})"
-            )
-            found.update(r[0] for r in db.execute(q, (model, version, *chunk)))
+        for i in range(0, len(values), _CHUNK):
+            chunk = values[i : i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            q = f"SELECT content_id FROM features WHERE model_id=? {size}AND content_id IN ({marks})"
+            found.update(by_id[r[0]] for r in db.execute(q, (mid, *chunk)))
         return found
 
     @_guarded
     def has_image(self, content_hash: str) -> bool:
-        row = self.connection().execute("SELECT 1 FROM images WHERE content_hash=?", (content_hash,)).fetchone()
+        row = self.connection().execute(
+            "SELECT 1 FROM images i JOIN contents c ON c.id = i.content_id WHERE c.sha256=?", (hash_key(content_hash),)
+        ).fetchone()
         return row is not None
 
     @_guarded
     def images(self, hashes: Iterable[str]) -> dict[str, ImageRow]:
         """Picture facts by content hash."""
-        hashes = list(hashes)
         db = self.connection()
+        ids = self._content_ids(db, hashes)
+        by_id = {cid: h for h, cid in ids.items()}
+        values = list(by_id)
         out: dict[str, ImageRow] = {}
-        for i in range(0, len(hashes), _CHUNK):
-            chunk = hashes[i : i + _CHUNK]
-            q = f"SELECT * FROM images WHERE content_hash IN ({','.join('?' * len(chunk))})"
+        for i in range(0, len(values), _CHUNK):
+            chunk = values[i : i + _CHUNK]
+            q = f"SELECT * FROM images WHERE content_id IN ({','.join('?' * len(chunk))})"
             for r in db.execute(q, chunk):
-                out[r[0]] = ImageRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7], r[8], r[9])
+                h = by_id[r[0]]
+                out[h] = ImageRow(h, r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7], r[8], r[9])
         return out
 
     @_guarded
     def features_for_hashes(self, hashes: Sequence[str], model: str, version: str) -> dict[str, bytes]:
+        """content hash -> stored blob of this model, for the hashes that have one."""
         db = self.connection()
+        mid = self._model_id(db, model, version)
+        if mid is None:
+            return {}
+        ids = self._content_ids(db, hashes)
+        by_id = {cid: h for h, cid in ids.items()}
+        values = list(by_id)
         out: dict[str, bytes] = {}
-        for i in range(0, len(hashes), _CHUNK):
-            chunk = hashes[i : i + _CHUNK]
-            q = (
-                "SELECT content_hash, data FROM features WHERE model=? AND version=? "
-                f"AND content_hash IN ({','.join('?' * len(chunk))})"
-            )
-            out.update(db.execute(q, (model, version, *chunk)))
+        for i in range(0, len(values), _CHUNK):
+            chunk = values[i : i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            q = f"SELECT content_id, data FROM features WHERE model_id=? AND content_id IN ({marks})"
+            out.update((by_id[cid], data) for cid, data in db.execute(q, (mid, *chunk)))
         return out
+
+    def _feature_blocks(
+        self, paths: Sequence[str], model: str, version: str, kind: str, nbytes: int | None, block: int
+    ) -> Iterator[tuple[list[str], np.ndarray, list[str], dict[int, str]]]:
+        """(kept paths, float16/uint64 matrix, paths whose blob was damaged, content id -> what is wrong) per
+        block of ``block`` paths. Damaged blobs are deleted before their block is yielded. ``nbytes`` None:
+        the size most blobs of the first block that has any have (then fixed for every later block)."""
+        db = self.connection()
+        mid = self._model_id(db, model, version)
+        for start in range(0, len(paths), block):
+            chunk = paths[start : start + block]
+            ids: dict[str, int] = {}
+            blobs: dict[int, bytes] = {}
+            if mid is not None:
+                keys = [to_db_path(p) for p in chunk]
+                for i in range(0, len(keys), _CHUNK):
+                    sub = keys[i : i + _CHUNK]
+                    q = ("SELECT f.path, f.content_id, x.data FROM files f JOIN features x "
+                         "ON x.content_id = f.content_id AND x.model_id = ? "
+                         f"WHERE f.status != 'error' AND f.path IN ({','.join('?' * len(sub))})")
+                    for path, cid, data in db.execute(q, (mid, *sub)):
+                        ids[from_db_path(path)] = cid
+                        blobs[cid] = data
+            bad = self._wrong_size(blobs, kind, nbytes)
+            if nbytes is None and len(bad) < len(blobs):
+                nbytes = next(len(b) for cid, b in blobs.items() if cid not in bad)
+            kept = [p for p in chunk if p in ids and ids[p] not in bad]
+            mat = self._stack([blobs[ids[p]] for p in kept], kind, nbytes)
+            del blobs
+            if kind != "hash" and len(kept):  # embeddings must be finite
+                finite = np.isfinite(mat).all(axis=1)
+                if not finite.all():
+                    bad.update({ids[kept[i]]: "not a finite number" for i in np.flatnonzero(~finite)})
+                    mat = mat[finite]
+                    kept = [p for p, ok in zip(kept, finite, strict=True) if ok]
+            if bad:
+                with self.transaction() as tx:
+                    tx.executemany("DELETE FROM features WHERE content_id=? AND model_id=?",
+                                   [(cid, mid) for cid in sorted(bad)])
+            names = [p for p in chunk if ids.get(p) in bad]
+            yield kept, mat, names, bad
+
+    @staticmethod
+    def _stack(blobs: list[bytes], kind: str, nbytes: int | None) -> np.ndarray:
+        """Blobs of one checked size as one matrix, filled row by row (no joined copy of the block)."""
+        if not blobs or not nbytes:
+            return decode_features([], kind)
+        dtype = np.dtype("<u8") if kind == "hash" else np.dtype("<f2")
+        out = np.empty((len(blobs), nbytes // dtype.itemsize), dtype=dtype)
+        for i, blob in enumerate(blobs):
+            out[i] = np.frombuffer(blob, dtype=dtype)
+        return out
+
+    def _damage_error(self, model: str, names: list[str], why: str) -> DamagedFeatureError:
+        first = names[0] if names else "a picture"
+        more = f" and {len(names) - 1} other file(s)" if len(names) > 1 else ""
+        return DamagedFeatureError(
+            f"catalog {self.path}: the stored {model} feature of {first}{more} was damaged ({why}); "
+            "it has been removed and is computed again on the next run", names)
+
+    @_guarded
+    def iter_feature_blocks(
+        self, paths: Sequence[str], model: str, version: str, kind: str, nbytes: int | None = None,
+        block: int = 65536,
+    ) -> Iterator[tuple[list[str], np.ndarray]]:
+        """Stream :meth:`feature_matrix` block by block: (paths of this block that have the feature, their
+        features as stored: float16 (n, dim) for embeddings, uint64 words for hashes), ``block`` paths at a
+        time, in the order of ``paths``. Memory: one block (65,536 1280-d rows: 168 MB), never the whole
+        collection. Each block is read on its own (no read transaction is held between blocks, so writers
+        and checkpoints go on). A damaged blob is removed and DamagedFeatureError raised when its block is
+        reached."""
+        if block < 1:
+            raise ValueError(f"block must be at least 1, not {block}")
+        return self._iter_blocks(paths, model, version, kind, nbytes, block)
+
+    def _iter_blocks(
+        self, paths: Sequence[str], model: str, version: str, kind: str, nbytes: int | None, block: int
+    ) -> Iterator[tuple[list[str], np.ndarray]]:
+        try:
+            for kept, mat, names, bad in self._feature_blocks(paths, model, version, kind, nbytes, block):
+                if bad:
+                    raise self._damage_error(model, names, next(iter(bad.values())))
+                yield kept, mat
+        except sqlite3.Error as exc:
+            raise catalog_error(self.path, exc) from exc
 
     @_guarded
     def feature_matrix(
         self, paths: Sequence[str], model: str, version: str, kind: str, nbytes: int | None = None
     ) -> tuple[list[str], np.ndarray]:
-        """(paths that have the feature, matrix of their features in that order).
+        """(paths that have the feature, matrix of their features in that order): float16 (n, dim) for
+        embeddings, uint64 (n, words) for hashes, as stored (:meth:`iter_feature_blocks` streams it).
 
         Every blob is checked: all of one size (``nbytes`` when given, else the size most of them have),
         and, for embeddings, finite. Damaged ones are deleted (the next indexing run computes them again)
         and DamagedFeatureError is raised, so a tampered catalog never gives a NaN score or a wrong shape."""
-        rows = self.lookup_files(paths)
-        hashes = {p: r.content_hash for p, r in rows.items() if r.content_hash and r.status != "error"}
-        blobs = self.features_for_hashes(sorted(set(hashes.values())), model, version)
-        bad = self._damaged(blobs, kind, nbytes)
-        if bad:
-            with self.transaction() as db:
-                db.executemany("DELETE FROM features WHERE content_hash=? AND model=? AND version=?",
-                               [(h, model, version) for h in sorted(bad)])
-            names = [p for p in paths if hashes.get(p) in bad]
-            first = names[0] if names else sorted(bad)[0]
-            more = f" and {len(names) - 1} other file(s)" if len(names) > 1 else ""
-            why = bad[hashes[first]] if first in hashes else next(iter(bad.values()))
-            raise DamagedFeatureError(
-                f"catalog {self.path}: the stored {model} feature of {first}{more} was damaged ({why}); "
-                "it has been removed and is computed again on the next run", names)
-        kept = [p for p in paths if hashes.get(p) in blobs]
-        return kept, decode_features([blobs[hashes[p]] for p in kept], kind)
+        kept: list[str] = []
+        out: np.ndarray | None = None
+        damaged: list[str] = []
+        why = ""
+        for k, mat, names, bad in self._feature_blocks(paths, model, version, kind, nbytes, _MATRIX_BLOCK):
+            if len(k):
+                if out is None:  # one allocation for the whole result, filled block by block
+                    out = np.empty((len(paths), mat.shape[1]), dtype=mat.dtype)
+                out[len(kept) : len(kept) + len(k)] = mat
+                kept += k
+            damaged += names
+            if bad and not why:
+                why = next(iter(bad.values()))
+        if why:
+            raise self._damage_error(model, damaged, why)
+        if out is None:
+            return kept, decode_features([], kind)
+        if len(kept) < len(out):
+            out.resize((len(kept), out.shape[1]), refcheck=False)  # in place: no second copy
+        return kept, out
 
     @staticmethod
-    def _damaged(blobs: dict[str, bytes], kind: str, nbytes: int | None) -> dict[str, str]:
-        """content_hash -> what is wrong, for blobs that cannot be a feature."""
+    def _wrong_size(blobs: dict[int, bytes], kind: str, nbytes: int | None) -> dict[int, str]:
+        """key -> what is wrong, for blobs whose size cannot be this model's feature (``nbytes``, or the size
+        most of them have when None; all of them when that size is no whole number of values)."""
         if not blobs:
             return {}
         itemsize = 8 if kind == "hash" else 2
-        if nbytes is None:  # the size most blobs have
+        if nbytes is None:
             counts: dict[int, int] = {}
             for b in blobs.values():
                 counts[len(b)] = counts.get(len(b), 0) + 1
             nbytes = max(counts, key=lambda n: (counts[n], n))
-        bad = {h: f"{len(b)} bytes instead of {nbytes}" for h, b in blobs.items()
-               if len(b) != nbytes or not isinstance(b, bytes)}
         if nbytes == 0 or nbytes % itemsize:
             return {h: f"{len(b)} bytes" for h, b in blobs.items()}
-        if kind != "hash":
-            good = [h for h in blobs if h not in bad]
-            if good:
-                mat = np.frombuffer(b"".join(blobs[h] for h in good), dtype="<f2").reshape(len(good), -1)
-                finite = np.isfinite(mat).all(axis=1)
-                for i in np.flatnonzero(~finite):
-                    bad[good[i]] = "not a finite number"
-        return bad
+        return {h: f"{len(b)} bytes instead of {nbytes}" for h, b in blobs.items()
+                if len(b) != nbytes or not isinstance(b, bytes)}
 
     @_guarded
     def stats(self) -> dict:
@@ -521,7 +619,8 @@ class Catalog:
         models = [
             {"model": m, "version": v, "count": n, "bytes": b}
             for m, v, n, b in db.execute(
-                "SELECT model, version, COUNT(*), SUM(LENGTH(data)) FROM features GROUP BY model, version"
+                "SELECT m.model, m.version, COUNT(*), SUM(LENGTH(x.data)) FROM features x "
+                "JOIN models m ON m.id = x.model_id GROUP BY x.model_id ORDER BY m.model, m.version"
             )
         ]
         size = 0
@@ -551,19 +650,23 @@ class Catalog:
         if not (files or images or features):
             return
         now = time.time()
-        rows = [(to_db_path(f.path), f.size, f.mtime_ns, f.content_hash, f.status, _db_text(f.error), now, f.inode,
-                 f.ctime_ns) for f in files]
         with self.transaction() as db:
+            hashes = {f.content_hash for f in files} | {i.content_hash for i in images}
+            ids = self._content_ids(db, hashes | {f.content_hash for f in features}, create=True)
             if images:
                 db.executemany("INSERT OR REPLACE INTO images VALUES (?,?,?,?,?,?,?,?,?,?)",
-                               [i.values() for i in images])
+                               [(ids[i.content_hash], *i.values()[1:]) for i in images])
             if features:
-                db.executemany("INSERT OR REPLACE INTO features VALUES (?,?,?,?)",
-                               [(f.content_hash, f.model, f.version, f.data) for f in features])
-            if rows:
+                mids = {(f.model, f.version) for f in features}
+                model_ids = {mv: self._model_id(db, *mv, create=True) for mv in sorted(mids)}
+                db.executemany("INSERT OR REPLACE INTO features (content_id, model_id, data) VALUES (?,?,?)",
+                               [(ids[f.content_hash], model_ids[f.model, f.version], f.data) for f in features])
+            if files:
                 db.executemany(
-                    "INSERT OR REPLACE INTO files (path,size,mtime_ns,content_hash,status,error,seen_at,inode,"
-                    "ctime_ns) VALUES (?,?,?,?,?,?,?,?,?)", rows
+                    "INSERT OR REPLACE INTO files (path,size,mtime_ns,content_id,status,error,seen_at,inode,"
+                    "ctime_ns) VALUES (?,?,?,?,?,?,?,?,?)",
+                    [(to_db_path(f.path), f.size, f.mtime_ns, ids.get(f.content_hash) if f.content_hash else None,
+                      f.status, _db_text(f.error), now, f.inode, f.ctime_ns) for f in files],
                 )
 
     @_guarded
@@ -576,25 +679,23 @@ class Catalog:
         return len(keys)
 
     def _drop_orphans(self, db: sqlite3.Connection) -> int:
-        n = db.execute(
-            "DELETE FROM features WHERE content_hash NOT IN (SELECT content_hash FROM files "
-            "WHERE content_hash IS NOT NULL)"
-        ).rowcount
-        db.execute(
-            "DELETE FROM images WHERE content_hash NOT IN (SELECT content_hash FROM files "
-            "WHERE content_hash IS NOT NULL)"
-        )
+        used = "(SELECT content_id FROM files WHERE content_id IS NOT NULL)"
+        n = db.execute(f"DELETE FROM features WHERE content_id NOT IN {used}").rowcount
+        db.execute(f"DELETE FROM images WHERE content_id NOT IN {used}")
+        db.execute(f"DELETE FROM contents WHERE id NOT IN {used}")
         return n
 
     @_guarded
     def prune(self) -> dict[str, int]:
-        """Drop entries of files that no longer exist, then features nobody refers to."""
+        """Drop entries of files that no longer exist, then features nobody refers to (and repack a catalog
+        migrated from an older lookalike that could not be repacked then)."""
         paths = [from_db_path(r[0]) for r in self.connection().execute("SELECT path FROM files")]
         gone = [p for p in paths if not os.path.exists(p)]
         self.forget_paths(gone)
         with self.transaction() as db:
             dropped = self._drop_orphans(db)
         self.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        schema.repack(self.connection())
         return {"files_removed": len(gone), "features_removed": dropped}
 
     @_guarded
@@ -602,10 +703,12 @@ class Catalog:
         """Drop one model's features, or everything. Returns rows removed."""
         with self.transaction() as db:
             if model:
-                return db.execute("DELETE FROM features WHERE model=?", (model,)).rowcount
+                return db.execute("DELETE FROM features WHERE model_id IN (SELECT id FROM models WHERE model=?)",
+                                  (model,)).rowcount
             n = db.execute("DELETE FROM features").rowcount
             n += db.execute("DELETE FROM images").rowcount
             n += db.execute("DELETE FROM files").rowcount
+            db.execute("DELETE FROM contents")
         return n
 
 
