@@ -80,12 +80,19 @@ def index_paths(
     models: Sequence[str] = (DEFAULT_MODEL,),
     recursive: bool = True,
     progress: Progress | None = None,
+    cluster: str | int | None = None,
 ) -> IndexReport:
     """Bring the catalog up to date for every image under ``paths`` and the given models.
 
     ``catalog``: a Catalog, a database path, or None (the default catalog). A path that does not exist, or
     a folder that holds no picture, is a UsageError raised before anything is decoded
-    (``media.walk.walk_inputs``: the one check of every command's inputs)."""
+    (``media.walk.walk_inputs``: the one check of every command's inputs). ``cluster``: a Dask scheduler
+    address or a number of local Dask worker processes: the files that need work are read, decoded and
+    embedded there (:func:`lookalike.index.distributed.index_on_cluster`, the ``lookalike[dask]`` extra)."""
+    if cluster is not None:
+        from lookalike.index.distributed import index_on_cluster
+
+        return index_on_cluster(paths, catalog, models, recursive=recursive, progress=progress, cluster=cluster)
     t0 = time.perf_counter()
     cat = open_catalog(catalog)
     report = IndexReport()
