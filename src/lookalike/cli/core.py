@@ -62,6 +62,17 @@ def index_cmd(
         typer.Option("--model", "-m", help="Model(s) to compute; repeat for several. Default: effnet."),
     ] = None,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Enter sub-folders.")] = True,
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", metavar="ADDRESS",
+                     help="Dask scheduler (tcp://host:8786): its workers read, decode and embed the files that "
+                          "need work; this process stays the one writer of the catalog."),
+    ] = None,
+    dask_workers: Annotated[
+        int | None,
+        typer.Option("--dask-workers", min=1, max=256, metavar="N",
+                     help="Start a local Dask cluster of N worker processes for this run."),
+    ] = None,
     catalog: CatalogOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -71,13 +82,25 @@ def index_cmd(
     Bad files are reported with a reason and never stop the run; so are paths left out on purpose
     (symlinks out of the given folders, lookalike's own data folder). An input that does not exist, or a
     folder in which no picture is found, is an error (exit status 1) and nothing is indexed.
+
+    With --scheduler or --dask-workers (the lookalike[dask] extra) the files that need work are read,
+    decoded and embedded by Dask workers, which must run this lookalike version and see the files under the
+    same paths; unchanged files are never sent, and this process alone writes the catalog.
     """
+    if scheduler is not None and dask_workers is not None:
+        raise fail("give --scheduler or --dask-workers, not both")
     models = model or [DEFAULT_MODEL]
+    cluster = scheduler if scheduler is not None else dask_workers
     with progress_bar("indexing", not json_out) as progress:
-        report = index_paths(paths, chosen_catalog(catalog), models, recursive=recursive, progress=progress)
+        report = index_paths(paths, chosen_catalog(catalog), models, recursive=recursive, progress=progress,
+                             cluster=cluster)
     if json_out:
         print_json(report.to_json())
         return
+    if cluster is not None:
+        d = report.to_json()["dask"]
+        out.print(f"dask: {d['sent']} files sent in {d['shards']} shards to {d['workers']} workers"
+                  + (f" ({d['lost_shards']} shards lost)" if d["lost_shards"] else ""), highlight=False)
     out.print(
         f"new {report.new}, changed {report.changed}, unchanged {report.unchanged}, "
         f"failed {len(report.failed)}" + (f", skipped {len(report.skipped)}" if report.skipped else "")

@@ -37,6 +37,8 @@ from lookalike.index.report import IndexFailure, IndexReport, Progress
 SHARD_FILES = 64
 #: Seconds to wait for a scheduler's first worker.
 WORKER_WAIT_S = 60
+#: Seconds to keep trying to reach a scheduler.
+CONNECT_TIMEOUT_S = 15
 
 _FILES_SEEN = 0  # files this worker process has read for a shard (see :func:`worker_stats`)
 
@@ -326,7 +328,7 @@ def _connect(cluster: str | int) -> tuple[Any, Any, str]:
         return distributed.Client(local), local, local.scheduler_address
     address = str(cluster)
     try:
-        client = distributed.Client(address, timeout=30)
+        client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S)
     except (OSError, TimeoutError) as exc:
         raise ClusterError(f"cannot reach the Dask scheduler at {address}: {exc}") from exc
     try:
