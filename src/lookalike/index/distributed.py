@@ -127,20 +127,21 @@ def _check_workers(client: Any, models: Sequence[str]) -> int:
 
 
 class _WorkerSide:
-    """What a shard sees in place of the catalog: nothing is known (the worker never opens the catalog), and
-    rows are kept to be sent back instead of written."""
+    """What a shard sees in place of the catalog (a worker never opens it): the known contents the driver
+    sent along (content hash -> models that have its feature), and rows kept to be sent back, not written."""
 
-    def __init__(self) -> None:
+    def __init__(self, known: dict[str, list[str]]) -> None:
+        self.known = known
         self.files: list[FileRow] = []
         self.images: list[ImageRow] = []
         self.features: list[FeatureRow] = []
 
     def hashes_with_feature(self, hashes: Iterable[str], model: str, version: str,
                             nbytes: int | None = None) -> set[str]:
-        return set()
+        return {h for h in hashes if model in self.known.get(h, ())}
 
     def has_image(self, content_hash: str) -> bool:
-        return False
+        return content_hash in self.known
 
     def write(self, files: Sequence[FileRow] = (), images: Sequence[ImageRow] = (),
               features: Sequence[FeatureRow] = ()) -> None:
@@ -183,8 +184,12 @@ class VersionMismatch(ClusterError):
     """A shard arrived at a worker running another lookalike."""
 
 
-def index_shard(jobs: Sequence[ShardJob], models: Sequence[str], fingerprint: dict) -> ShardResult:
-    """Run on a worker: read, hash, decode and embed the shard's files; return the rows (never writes)."""
+def index_shard(jobs: Sequence[ShardJob], models: Sequence[str], fingerprint: dict,
+                known_content: dict[str, list[str]] | None = None) -> ShardResult:
+    """Run on a worker: read, hash, decode and embed the shard's files; return the rows (never writes).
+
+    ``known_content``: contents the catalog already holds that a new file of the shard may turn out to be (same
+    size), with the models that have their feature: such a file (moved, renamed, copied) is not decoded."""
     from lookalike.index.pipeline import _Batches, _Job, _run_in_pool
 
     global _FILES_SEEN
@@ -193,7 +198,7 @@ def index_shard(jobs: Sequence[ShardJob], models: Sequence[str], fingerprint: di
         raise VersionMismatch(f"this worker runs {_fingerprint(models)}, the driver {fingerprint}")
     extractors = [load_extractor(m) for m in models]  # cached: loaded once per worker process
     by_id = {e.id: e for e in extractors}
-    side = _WorkerSide()
+    side = _WorkerSide(known_content or {})
     known = {j.path: FileRow(j.path, j.size, j.mtime_ns, j.content_hash, j.known_status or "ok", None,
                              j.inode, j.ctime_ns) for j in jobs if j.status == "unchanged"}
     plan = [_Job(j.path, j.size, j.mtime_ns, j.status, j.inode, j.ctime_ns, j.content_hash,
@@ -315,6 +320,29 @@ def _shards(jobs: Sequence[ShardJob], workers: int, shard_files: int) -> list[li
     return [list(jobs[i : i + size]) for i in range(0, len(jobs), size)]
 
 
+def _known_content(cat: Catalog, jobs: Sequence[ShardJob], extractors: Sequence[Extractor]
+                   ) -> dict[int, dict[str, list[str]]]:
+    """size -> {content hash -> models with its feature}, for the known pictures of the sizes of the files whose
+    content is not known yet: lets a worker tell a moved or copied file without asking the catalog."""
+    from lookalike.index.pipeline import _nbytes
+
+    by_size = cat.hashes_of_size({j.size for j in jobs if j.need is None})
+    hashes = [h for hs in by_size.values() for h in hs]
+    models: dict[str, list[str]] = {h: [] for h in hashes}
+    for e in extractors:
+        for h in cat.hashes_with_feature(hashes, e.id, e.version, _nbytes(e)):
+            models[h].append(e.id)
+    return {n: {h: models[h] for h in hs} for n, hs in by_size.items()}
+
+
+def _content_for(shard: Sequence[ShardJob], by_size: dict[int, dict[str, list[str]]]) -> dict[str, list[str]]:
+    """The known contents a shard's new files may be."""
+    out: dict[str, list[str]] = {}
+    for n in {j.size for j in shard if j.need is None}:
+        out.update(by_size.get(n, {}))
+    return out
+
+
 def _connect(cluster: str | int) -> tuple[Any, Any, str]:
     """(client, local cluster or None, scheduler address) for an address or a local worker count."""
     distributed = _require_dask()
@@ -407,8 +435,10 @@ def _run_shards(cat: Catalog, to_send: list[ShardJob], extractors: Sequence[Extr
         report.workers = _check_workers(client, model_ids)
         shards = _shards(to_send, report.workers, shard_files)
         fingerprint = _fingerprint(model_ids)
-        futures = [client.submit(index_shard, s, model_ids, fingerprint, pure=False, key=f"lookalike-shard-{i}-"
-                                 f"{os.getpid()}-{time.time_ns()}") for i, s in enumerate(shards)]
+        by_size = _known_content(cat, to_send, extractors)
+        futures = [client.submit(index_shard, s, model_ids, fingerprint, _content_for(s, by_size), pure=False,
+                                 key=f"lookalike-shard-{i}-{os.getpid()}-{time.time_ns()}")
+                   for i, s in enumerate(shards)]
         shard_of = {f.key: s for f, s in zip(futures, shards, strict=True)}
         report.shards, report.sent = len(shards), len(to_send)
         racy: list[FileRow] = []
