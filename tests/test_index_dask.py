@@ -139,6 +139,31 @@ def test_a_file_a_worker_cannot_read_is_a_per_file_error(photos, tmp_path, clust
     cat.close()
 
 
+def test_an_interrupted_dask_run_leaves_whole_shards(photos, tmp_path, cluster):
+    """Ctrl-C (KeyboardInterrupt) after the first shard is merged: the catalog holds whole files only (each row
+    with its picture facts and every model's feature), the other shards are cancelled, and the next run sends
+    just the files that are missing."""
+    calls = []
+
+    def interrupt(done: int, total: int) -> None:
+        calls.append(done)
+        if len(calls) == 2:  # 1: after planning; 2: after the first shard is in the catalog
+            raise KeyboardInterrupt
+
+    cat = Catalog(tmp_path / "c.sqlite")
+    with pytest.raises(KeyboardInterrupt):
+        index_paths([photos], cat, ["phash", "dhash"], cluster=cluster.scheduler.address, progress=interrupt)
+    tables = _tables(tmp_path / "c.sqlite")
+    stored = {r[3] for r in tables["files"]}
+    assert 0 < len(stored) < N_PHOTOS
+    assert {r[0] for r in tables["images"]} == stored
+    want = sorted((h, m) for h in stored for m in ("dhash", "phash"))
+    assert sorted((r[0], r[1]) for r in tables["features"]) == want
+    rest = index_paths([photos], cat, ["phash", "dhash"], cluster=cluster.scheduler.address)
+    assert (rest.unchanged, rest.new, rest.sent) == (len(stored), N_PHOTOS - len(stored), N_PHOTOS - len(stored))
+    cat.close()
+
+
 def test_a_worker_running_another_lookalike_is_refused(photos, tmp_path, cluster):
     """Every worker's lookalike version is checked before any work is sent: a mismatch is a clear error and
     nothing is indexed."""

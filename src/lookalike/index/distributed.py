@@ -431,6 +431,7 @@ def _run_shards(cat: Catalog, to_send: list[ShardJob], extractors: Sequence[Extr
     client, local, address = _connect(cluster)
     report.scheduler = address
     futures: list[Any] = []
+    racy: list[FileRow] = []
     try:
         report.workers = _check_workers(client, model_ids)
         shards = _shards(to_send, report.workers, shard_files)
@@ -441,7 +442,6 @@ def _run_shards(cat: Catalog, to_send: list[ShardJob], extractors: Sequence[Extr
                    for i, s in enumerate(shards)]
         shard_of = {f.key: s for f, s in zip(futures, shards, strict=True)}
         report.shards, report.sent = len(shards), len(to_send)
-        racy: list[FileRow] = []
         for fut in distributed.as_completed(futures):
             shard = shard_of[fut.key]
             try:
@@ -473,6 +473,11 @@ def _run_shards(cat: Catalog, to_send: list[ShardJob], extractors: Sequence[Extr
     except BaseException:
         if futures:
             client.cancel(futures)
+        if racy:  # no time to re-check them: they lose their fast path (read again next run)
+            try:
+                cat.write([dataclasses.replace(r, ctime_ns=None) for r in racy])
+            except LookalikeError:
+                pass  # the catalog itself failed: the error being raised says so
         raise
     finally:
         client.close()
