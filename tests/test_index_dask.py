@@ -73,14 +73,17 @@ def _tables(path) -> dict[str, list]:
 def test_two_local_dask_workers_give_the_plain_catalog(photos, tmp_path, run_cli):
     """`lookalike index --dask-workers 2` (a LocalCluster of two worker processes) writes the same catalog as
     a plain run: same file rows and picture facts, hash features byte for byte, embeddings within float16."""
+    odd = os.path.join(os.fsencode(photos), b"caf\xe9 (not UTF-8).jpg")  # stored as a BLOB path
+    shutil.copy2(photos / "ukbench00000.jpg", odd)
     model_args = [a for m in MODELS for a in ("-m", m)]
     plain = run_cli("index", photos, *model_args, "--catalog", tmp_path / "plain.sqlite", "--json").json()
     dask = run_cli("index", photos, *model_args, "--dask-workers", "2", "--catalog", tmp_path / "dask.sqlite",
                    "--json").json()
-    assert (plain["new"], dask["new"], dask["failed"]) == (N_PHOTOS, N_PHOTOS, [])
-    assert dask["dask"]["workers"] == 2 and dask["dask"]["sent"] == N_PHOTOS and dask["dask"]["shards"] >= 2
+    assert (plain["new"], dask["new"], dask["failed"]) == (N_PHOTOS + 1, N_PHOTOS + 1, [])
+    assert dask["dask"]["workers"] == 2 and dask["dask"]["sent"] == N_PHOTOS + 1 and dask["dask"]["shards"] >= 2
     a, b = _tables(tmp_path / "plain.sqlite"), _tables(tmp_path / "dask.sqlite")
-    assert a["files"] == b["files"] and len(a["files"]) == N_PHOTOS
+    assert a["files"] == b["files"] and len(a["files"]) == N_PHOTOS + 1
+    assert os.fsencode(odd) in [r[0] for r in b["files"]]
     assert all(r[4] == "ok" and r[7] is not None for r in b["files"])  # full fast-path rows
     assert a["images"] == b["images"] and len(a["images"]) == N_PHOTOS
     assert [r[:3] for r in a["features"]] == [r[:3] for r in b["features"]]

@@ -293,9 +293,18 @@ def _rows(result: ShardResult) -> tuple[list[FileRow], list[ImageRow], list[Feat
     return files, images, features
 
 
-def _check_features(features: Sequence[FeatureRow], extractors: Sequence[Extractor], worker: str) -> None:
-    """A worker's features must be of a requested model, of the driver's version and size."""
+def _check_rows(shard: Sequence[ShardJob], files: Sequence[FileRow], images: Sequence[ImageRow],
+                features: Sequence[FeatureRow], extractors: Sequence[Extractor], worker: str) -> None:
+    """A worker's rows must be about the shard's files only (one row each), its pictures and features about
+    those files' contents, and its features of a requested model, of the driver's version and size."""
     from lookalike.index.pipeline import _nbytes
+
+    paths = {j.path for j in shard}
+    if len({f.path for f in files}) != len(files) or any(f.path not in paths for f in files):
+        raise ClusterError(f"worker {worker} sent file rows that are not its shard's files")
+    hashes = {f.content_hash for f in files}
+    if any(i.content_hash not in hashes for i in images) or any(f.content_hash not in hashes for f in features):
+        raise ClusterError(f"worker {worker} sent picture facts or features of contents its shard does not hold")
 
     by_id = {e.id: e for e in extractors}
     for f in features:
@@ -458,7 +467,7 @@ def _run_shards(cat: Catalog, to_send: list[ShardJob], extractors: Sequence[Extr
                     progress(finished, total)
                 continue
             files, images, features = _rows(result)
-            _check_features(features, extractors, result.worker)
+            _check_rows(shard, files, images, features, extractors, result.worker)
             cat.write(files, images, features)  # one transaction: the shard is in the catalog whole, or not
             for key, n in result.counts.items():
                 setattr(report, key, getattr(report, key) + n)
