@@ -19,11 +19,14 @@ Dask and pyarrow are an optional extra: ``pip install 'lookalike[dask]'``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
+import signal
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -352,6 +355,20 @@ def _content_for(shard: Sequence[ShardJob], by_size: dict[int, dict[str, list[st
     return out
 
 
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Worker processes started inside inherit an ignored SIGINT: a Ctrl-C at the terminal (sent to the whole
+    process group) interrupts the driver only, which cancels the shards and closes the cluster itself."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _connect(cluster: str | int) -> tuple[Any, Any, str]:
     """(client, local cluster or None, scheduler address) for an address or a local worker count."""
     distributed = _require_dask()
@@ -360,8 +377,9 @@ def _connect(cluster: str | int) -> tuple[Any, Any, str]:
         n = int(cluster)
         if not 1 <= n <= 256:
             raise UsageError(f"--dask-workers must be between 1 and 256, not {n}")
-        local = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                         dashboard_address=None, silence_logs=quiet)
+        with _workers_ignore_ctrl_c():
+            local = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                             dashboard_address=None, silence_logs=quiet)
         return distributed.Client(local), local, local.scheduler_address
     address = str(cluster)
     try:
