@@ -278,3 +278,44 @@ def test_import_refuses_another_model_version_size_or_bad_values(photos, tmp_pat
         assert _tables(tmp_path / "dst.sqlite")["features"] == []
     src.close()
     dst.close()
+
+
+def test_worker_rows_outside_the_shard_are_refused():
+    """The one writer checks what a worker sends: rows about other files, pictures or features of contents the
+    shard does not hold, or features of another model version never reach the catalog."""
+    from lookalike.catalog import FileRow, ImageRow
+
+    ext = [dask_index.load_extractor("phash")]
+    job = dask_index.ShardJob("/p/a.jpg", 1, 1, "new", 1, 1, None, None)
+    h, other = "a" * 64, "b" * 64
+    good = FileRow("/p/a.jpg", 1, 1, h, "ok", None, 1, 1)
+    feat = FeatureRow(h, "phash", "1", bytes(8))
+    dask_index._check_rows([job], [good], [], [feat], ext, "w")  # the shard's own rows pass
+    bad_cases = {
+        "not its shard's files": ([FileRow("/etc/x.jpg", 1, 1, h, "ok", None, 1, 1)], [], []),
+        "does not hold": ([good], [ImageRow(other, 1, 1, "JPEG", "RGB", False, 1, None, 0, 1)], []),
+        "version 0": ([good], [], [FeatureRow(h, "phash", "0", bytes(8))]),
+        "bytes instead of 8": ([good], [], [FeatureRow(h, "phash", "1", bytes(16))]),
+    }
+    for why, (files, images, features) in bad_cases.items():
+        with pytest.raises(dask_index.ClusterError, match=why):
+            dask_index._check_rows([job], files, images, features, ext, "w")
+
+
+def test_an_unreachable_scheduler_is_one_clear_error(photos, tmp_path, monkeypatch, run_cli):
+    """No scheduler at the address: a ClusterError naming it, nothing indexed; --scheduler with --dask-workers
+    is refused by the CLI."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nobody listens there
+    monkeypatch.setattr(dask_index, "CONNECT_TIMEOUT_S", 2)
+    cat = Catalog(tmp_path / "c.sqlite")
+    with pytest.raises(dask_index.ClusterError, match=f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}"):
+        index_paths([photos], cat, ["phash"], cluster=f"tcp://127.0.0.1:{port}")
+    assert cat.stats()["files"] == 0
+    cat.close()
+    res = run_cli("index", photos, "-m", "phash", "--scheduler", "tcp://127.0.0.1:1", "--dask-workers", "2",
+                  "--catalog", tmp_path / "c.sqlite", check=False)
+    assert res.returncode == 1 and "not both" in res.stderr
