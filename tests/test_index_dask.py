@@ -319,3 +319,42 @@ def test_an_unreachable_scheduler_is_one_clear_error(photos, tmp_path, monkeypat
     res = run_cli("index", photos, "-m", "phash", "--scheduler", "tcp://127.0.0.1:1", "--dask-workers", "2",
                   "--catalog", tmp_path / "c.sqlite", check=False)
     assert res.returncode == 1 and "not both" in res.stderr
+
+
+def test_a_shard_whose_worker_fails_is_retried_next_run(photos, tmp_path, cluster):
+    """A worker that fails on a whole shard (here: its pool raises, as a worker that lost its disk would) makes
+    that shard's files per-file failures with the reason; nothing is written for them, the other shards are
+    merged, and the next run indexes them."""
+    bad = str(photos / "ukbench00005.jpg")
+
+    def break_pool(path: str) -> None:
+        from lookalike.index import pipeline
+
+        real = getattr(pipeline, "_real_run_in_pool", pipeline._run_in_pool)
+        pipeline._real_run_in_pool = real
+
+        def failing(jobs, *args):
+            if any(j.path == path for j in jobs):
+                raise OSError("input/output error on the worker's mount")
+            return real(jobs, *args)
+
+        pipeline._run_in_pool = failing
+
+    def mend_pool() -> None:
+        from lookalike.index import pipeline
+
+        pipeline._run_in_pool = getattr(pipeline, "_real_run_in_pool", pipeline._run_in_pool)
+
+    cat = Catalog(tmp_path / "c.sqlite")
+    cluster.run(break_pool, bad)
+    try:
+        report = index_paths([photos], cat, ["phash"], cluster=cluster.scheduler.address)
+    finally:
+        cluster.run(mend_pool)
+    lost = {f.path: f.error for f in report.failed}
+    assert report.lost == 1 and bad in lost and "input/output error" in lost[bad]
+    assert report.new == N_PHOTOS - len(lost)
+    assert not cat.lookup_files(list(lost))  # no row: the next run tries them again
+    again = index_paths([photos], cat, ["phash"], cluster=cluster.scheduler.address)
+    assert (again.new, again.unchanged, again.failed) == (len(lost), N_PHOTOS - len(lost), [])
+    cat.close()

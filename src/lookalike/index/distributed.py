@@ -43,6 +43,7 @@ WORKER_WAIT_S = 60
 #: Seconds to keep trying to reach a scheduler.
 CONNECT_TIMEOUT_S = 15
 
+_COUNTS = ("new", "changed", "unchanged", "decoded", "reused")  # the report's counters a shard adds to
 _FILES_SEEN = 0  # files this worker process has read for a shard (see :func:`worker_stats`)
 
 
@@ -222,8 +223,7 @@ def index_shard(jobs: Sequence[ShardJob], models: Sequence[str], fingerprint: di
     return ShardResult(
         files=_to_ipc(_file_table(side.files)), images=_to_ipc(_image_table(side.images)),
         features=_to_ipc(_feature_table(side.features)),
-        counts={"new": report.new, "changed": report.changed, "unchanged": report.unchanged,
-                "decoded": report.decoded, "reused": report.reused},
+        counts={key: getattr(report, key) for key in _COUNTS},
         failed=[(f.path, f.error) for f in report.failed], truncated=list(report.truncated),
         racy=[r.path for r in batches.racy], worker=worker, seconds=time.perf_counter() - t0)
 
@@ -373,10 +373,12 @@ def _connect(cluster: str | int) -> tuple[Any, Any, str]:
     """(client, local cluster or None, scheduler address) for an address or a local worker count."""
     distributed = _require_dask()
     quiet = logging.ERROR
-    if isinstance(cluster, int) or (isinstance(cluster, str) and cluster.isdigit()):
-        n = int(cluster)
+    if isinstance(cluster, bool) or not isinstance(cluster, int | str) or cluster == "":
+        raise UsageError(f"cluster must be a Dask scheduler address or a number of local workers, not {cluster!r}")
+    if isinstance(cluster, int):
+        n = cluster
         if not 1 <= n <= 256:
-            raise UsageError(f"--dask-workers must be between 1 and 256, not {n}")
+            raise UsageError(f"the number of local Dask workers must be between 1 and 256, not {n}")
         with _workers_ignore_ctrl_c():
             local = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                              dashboard_address=None, silence_logs=quiet)
@@ -408,24 +410,14 @@ def index_on_cluster(
     ``cluster``: a scheduler address (``tcp://host:8786``) or a number of local worker processes (a
     LocalCluster started and stopped for this run). Same catalog as a plain run (features within float16
     rounding of the model's output on each worker's CPU)."""
-    from lookalike.index.pipeline import _ask_missing_features, _plan
-    from lookalike.media import check_inputs, walk_inputs
+    from lookalike.index.pipeline import _plan_run
 
     t0 = time.perf_counter()
     cat = open_catalog(catalog)
     report = DaskIndexReport()
-    roots = check_inputs(str(p) for p in paths)
-    model_ids = list(dict.fromkeys(models))
-    extractors = [load_extractor(m) for m in model_ids]  # the driver's versions and sizes are the reference
+    # the driver's extractors: their versions and sizes are the reference for every worker
+    extractors, known, jobs = _plan_run(paths, cat, models, recursive, report)
     model_ids = [e.id for e in extractors]
-
-    walk_problems: list = []
-    files = walk_inputs(roots, recursive=recursive, errors=walk_problems)
-    for w in walk_problems:
-        (report.skipped if w.skipped else report.failed).append(IndexFailure(w.path, w.error))
-    known = cat.lookup_files(files)
-    jobs = _plan(files, known, report)
-    _ask_missing_features(cat, extractors, jobs)
     total, finished = len(jobs), 0
     to_send: list[ShardJob] = []
     for j in jobs:
@@ -469,14 +461,14 @@ def _run_shards(cat: Catalog, to_send: list[ShardJob], extractors: Sequence[Extr
                    for i, s in enumerate(shards)]
         shard_of = {f.key: s for f, s in zip(futures, shards, strict=True)}
         report.shards, report.sent = len(shards), len(to_send)
-        for fut in distributed.as_completed(futures):
+        # results are fetched in the client's background thread while this one merges the previous shard
+        for fut, result in distributed.as_completed(futures, with_results=True, raise_errors=False):
             shard = shard_of[fut.key]
-            try:
-                result: ShardResult = fut.result()
-            except VersionMismatch as exc:
-                raise ClusterError(f"refusing the Dask cluster: a worker joined with another lookalike ({exc}); "
-                                   "install the same lookalike version on every worker") from exc
-            except Exception as exc:  # a lost worker, an unpicklable task...: this shard's files fail
+            if isinstance(result, VersionMismatch):
+                raise ClusterError(f"refusing the Dask cluster: a worker joined with another lookalike ({result}); "
+                                   "install the same lookalike version on every worker") from result
+            if not isinstance(result, ShardResult):  # a lost worker, an unpicklable task...: this shard's files fail
+                exc = result
                 report.lost += 1
                 why = f"the Dask worker failed on this file's shard: {type(exc).__name__}: {exc}"
                 report.failed += [IndexFailure(j.path, why) for j in shard]
@@ -487,8 +479,8 @@ def _run_shards(cat: Catalog, to_send: list[ShardJob], extractors: Sequence[Extr
             files, images, features = _rows(result)
             _check_rows(shard, files, images, features, extractors, result.worker)
             cat.write(files, images, features)  # one transaction: the shard is in the catalog whole, or not
-            for key, n in result.counts.items():
-                setattr(report, key, getattr(report, key) + n)
+            for key in _COUNTS:
+                setattr(report, key, getattr(report, key) + int(result.counts.get(key, 0)))
             report.failed += [IndexFailure(p, e) for p, e in result.failed]
             report.truncated += result.truncated
             racy_paths = set(result.racy)

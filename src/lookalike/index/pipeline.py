@@ -96,16 +96,7 @@ def index_paths(
     t0 = time.perf_counter()
     cat = open_catalog(catalog)
     report = IndexReport()
-    roots = check_inputs(str(p) for p in paths)
-    extractors = [load_extractor(m) for m in dict.fromkeys(models)]
-
-    walk_problems: list = []
-    files = walk_inputs(roots, recursive=recursive, errors=walk_problems)
-    for w in walk_problems:
-        (report.skipped if w.skipped else report.failed).append(IndexFailure(w.path, w.error))
-    known = cat.lookup_files(files)
-    jobs = _plan(files, known, report)
-    _ask_missing_features(cat, extractors, jobs)
+    extractors, known, jobs = _plan_run(paths, cat, models, recursive, report)
 
     total = len(jobs)
     finished = 0
@@ -130,6 +121,24 @@ def index_paths(
     report.paths = [j.path for j in jobs if j.path not in failed]
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _plan_run(
+    paths: Iterable[str | Path], cat: Catalog, models: Sequence[str], recursive: bool, report: IndexReport
+) -> tuple[list[Extractor], dict[str, FileRow], list[_Job]]:
+    """(extractors, the catalog's rows of the walked files, one job per file): inputs checked, the walk's
+    problems in ``report``, every job planned (:func:`_plan`) and told which features it lacks. The one
+    planning step of a plain run and of a run on a cluster (:mod:`lookalike.index.distributed`)."""
+    roots = check_inputs(str(p) for p in paths)
+    extractors = [load_extractor(m) for m in dict.fromkeys(models)]
+    walk_problems: list = []
+    files = walk_inputs(roots, recursive=recursive, errors=walk_problems)
+    for w in walk_problems:
+        (report.skipped if w.skipped else report.failed).append(IndexFailure(w.path, w.error))
+    known = cat.lookup_files(files)
+    jobs = _plan(files, known, report)
+    _ask_missing_features(cat, extractors, jobs)
+    return extractors, known, jobs
 
 
 def _plan(files: Sequence[str], known: dict[str, FileRow], report: IndexReport) -> list[_Job]:
