@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import stat
 
 import numpy as np
 import pytest
@@ -265,6 +266,10 @@ def test_import_refuses_another_model_version_size_or_bad_values(photos, tmp_pat
         import_features_parquet(tmp_path / "plain.parquet", dst)
     with pytest.raises(UsageError, match="as Parquet"):
         import_features_parquet(photos / "ukbench00000.jpg", dst)
+    os.mkfifo(tmp_path / "fifo.parquet")  # an export never opens (and blocks on) a FIFO, nor replaces it
+    with pytest.raises(UsageError, match="not a regular file"):
+        export_features_parquet(tmp_path / "fifo.parquet", "phash", src)
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "fifo.parquet").st_mode)
     assert _tables(tmp_path / "dst.sqlite")["features"] == []
     if effnet_available():  # an embedding that is not a finite number
         export_features_parquet(tmp_path / "e.parquet", "effnet", src, [photos])

@@ -17,10 +17,12 @@ bytes match an imported hash gets its feature without running the model.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,38 +156,62 @@ def export_features_parquet(
     else:
         source = _catalog_rows(cat, m)
     out = os.path.abspath(target)
+    if os.path.islink(out) or (os.path.lexists(out) and not os.path.isfile(out)):
+        raise UsageError(f"{out} exists and is not a regular file: not overwritten")
     schema = _schema(pa, m)
     dtype = np.dtype("<u8") if m.kind == "hash" else np.dtype("<f2")
-    n = 0
-    try:
-        writer = pq.ParquetWriter(out, schema, compression="zstd")
+    try:  # written beside the target, renamed over it once complete: an interrupted export leaves no half file
+        fd, part = tempfile.mkstemp(prefix=".lookalike-export-", suffix=".parquet", dir=os.path.dirname(out))
+        os.close(fd)
+        writer = pq.ParquetWriter(part, schema, compression="zstd")
     except OSError as exc:
-        raise UsageError(f"cannot write {out}: {exc}") from exc
-    with writer:
-        batch: list[tuple[str, str, bytes]] = []
-
-        def flush() -> None:
-            if not batch:
-                return
-            values = np.frombuffer(b"".join(b for _, _, b in batch), dtype=dtype)
-            values = values.astype(np.uint64 if m.kind == "hash" else np.float32)
-            feature = pa.FixedSizeListArray.from_arrays(pa.array(values), m.width)
-            writer.write_table(pa.Table.from_arrays(
-                [pa.array([_shown(p) for p, _, _ in batch], pa.string()), pa.array([h for _, h, _ in batch]),
-                 pa.DictionaryArray.from_arrays(np.zeros(len(batch), np.int32), pa.array([m.id])),
-                 pa.DictionaryArray.from_arrays(np.zeros(len(batch), np.int32), pa.array([m.version])), feature],
-                schema=schema))
-            batch.clear()
-
-        for path, h, blob in source:
-            if len(blob) != nbytes:  # damaged: never exported (the next indexing run computes it again)
-                continue
-            batch.append((path, h, blob))
-            n += 1
-            if len(batch) >= BATCH_ROWS:
-                flush()
-        flush()
+        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    try:
+        with writer:
+            _write_rows(pa, writer, schema, m, source, nbytes, dtype)
+        n = _rows_of(part)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(part, 0o666 & ~mask)  # as an ordinary new file (mkstemp made it private)
+        os.replace(part, out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(part)
+        raise
     return ParquetExport(out, m.id, m.version, n)
+
+
+def _rows_of(path: str) -> int:
+    """Rows of a Parquet file (from its footer)."""
+    _, pq = _arrow()
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def _write_rows(pa: Any, writer: Any, schema: Any, m: _Model, source: Iterator[tuple[str, str, bytes]],
+                nbytes: int, dtype: np.dtype) -> None:
+    """Every good (path, hash, blob) of ``source`` as row groups of :data:`BATCH_ROWS`."""
+    batch: list[tuple[str, str, bytes]] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        values = np.frombuffer(b"".join(b for _, _, b in batch), dtype=dtype)
+        values = values.astype(np.uint64 if m.kind == "hash" else np.float32)
+        feature = pa.FixedSizeListArray.from_arrays(pa.array(values), m.width)
+        writer.write_table(pa.Table.from_arrays(
+            [pa.array([_shown(p) for p, _, _ in batch], pa.string()), pa.array([h for _, h, _ in batch]),
+             pa.DictionaryArray.from_arrays(np.zeros(len(batch), np.int32), pa.array([m.id])),
+             pa.DictionaryArray.from_arrays(np.zeros(len(batch), np.int32), pa.array([m.version])), feature],
+            schema=schema))
+        batch.clear()
+
+    for path, h, blob in source:
+        if len(blob) != nbytes:  # damaged: never exported (the next indexing run computes it again)
+            continue
+        batch.append((path, h, blob))
+        if len(batch) >= BATCH_ROWS:
+            flush()
+    flush()
 
 
 def _open(source: str | Path) -> tuple[Any, _Model]:

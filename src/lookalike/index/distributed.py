@@ -94,13 +94,13 @@ def _probe(models: Sequence[str]) -> Any:
         try:
             import lookalike
             from lookalike.features import registry
-        except Exception as exc:  # noqa: BLE001 - any failure is the answer
+        except Exception as exc:
             return {"lookalike": None, "error": f"{type(exc).__name__}: {exc}"}
         models_seen = {}
         for m in models:
             try:
                 models_seen[m] = registry.get_spec(m).version
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 models_seen[m] = f"unknown ({exc})"
         return {"lookalike": getattr(lookalike, "__version__", None), "models": models_seen}
 
