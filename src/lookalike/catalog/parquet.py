@@ -11,8 +11,9 @@ Import keys features by content hash only (paths are facts of the machine that w
 everything before it writes anything: the format, that the model is known here with the same version, kind
 and dim, every row's hash, size and values (finite). A feature that differs from the one the catalog holds
 for the same content and model version is a conflict: nothing is imported unless ``replace`` is given, and
-then the report counts every value replaced. Import never creates file rows; a file indexed later whose
-bytes match an imported hash gets its feature without running the model.
+then the report counts every value replaced. Features are written in transactions of :data:`BATCH_ROWS`: an
+interrupted import keeps whole batches, and running it again completes it. Import never creates file rows;
+a file indexed later whose bytes match an imported hash gets its feature without running the model.
 """
 
 from __future__ import annotations
@@ -303,11 +304,19 @@ def import_features_parquet(
             f"content (first: {report.conflicts[0]}): nothing imported; --replace overwrites them")
     todo = new_hashes | set(report.conflicts)
     for batch in _blobs(pf, m, path):  # pass 2: write what is new (and, with replace, what differs)
+        mine = [(h, blob) for h, blob in batch if h in todo]
+        # stored meanwhile by another lookalike (an index run): kept, never replaced unasked
+        since = cat.features_for_hashes(sorted({h for h, _ in mine if h in new_hashes}), m.id, m.version)
         rows = []
-        for h, blob in batch:
-            if h in todo:
-                todo.discard(h)
-                rows.append(FeatureRow(h, m.id, m.version, blob))
+        for h, blob in mine:
+            if h not in todo:
+                continue
+            todo.discard(h)
+            if h in since:
+                new_hashes.discard(h)
+                report.same += since[h] == blob
+                continue
+            rows.append(FeatureRow(h, m.id, m.version, blob))
         cat.write(features=rows)
     report.replaced = len(report.conflicts)
     report.written = len(new_hashes)
