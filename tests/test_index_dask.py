@@ -363,3 +363,25 @@ def test_a_shard_whose_worker_fails_is_retried_next_run(photos, tmp_path, cluste
     again = index_paths([photos], cat, ["phash"], cluster=cluster.scheduler.address)
     assert (again.new, again.unchanged, again.failed) == (len(lost), N_PHOTOS - len(lost), [])
     cat.close()
+
+
+def test_imported_features_spare_the_model(photos, tmp_path, monkeypatch):
+    """Features imported from Parquet are keyed by content: indexing the same photos on another catalog then
+    never runs the model (its inference would fail here), and stores exactly the imported values."""
+    from lookalike.catalog.parquet import export_features_parquet, import_features_parquet
+    from lookalike.features import load_extractor
+
+    src = Catalog(tmp_path / "src.sqlite")
+    export_features_parquet(tmp_path / "f.parquet", "phash", src, [photos])
+    dst = Catalog(tmp_path / "dst.sqlite")
+    assert import_features_parquet(tmp_path / "f.parquet", dst).written == N_PHOTOS
+
+    def no_model(batch):
+        raise AssertionError("the model ran although every feature was imported")
+
+    monkeypatch.setattr(load_extractor("phash"), "infer", no_model)
+    report = index_paths([photos], dst, ["phash"])
+    assert report.new == N_PHOTOS and not report.failed
+    assert _tables(tmp_path / "dst.sqlite")["features"] == _tables(tmp_path / "src.sqlite")["features"]
+    src.close()
+    dst.close()
