@@ -1,18 +1,20 @@
 """Indexing past one machine, on a Dask cluster (``lookalike index --scheduler ADDR`` / ``--dask-workers N``).
 
 The driver (the process that runs ``lookalike index``) walks, stats and plans exactly as a plain run does
-(:func:`lookalike.index.pipeline._plan`): unchanged files pass the catalog's fast path and are never sent.
-The files that need work are cut into shards; each shard runs on a Dask worker, which reads every file
-where it lies (the same path on a shared or mounted file system), hashes, decodes and embeds it with the
-same code as a plain run (:func:`~lookalike.index.pipeline._run_in_pool` and
-:class:`~lookalike.index.pipeline._Batches`, extractors loaded once per worker process) and returns its rows
-as Arrow IPC record batches keyed by content hash (file facts, picture facts, features). The driver is the
-one writer: it checks each shard's rows (model, version, feature size) and merges them into the catalog with
-one :meth:`Catalog.write` transaction per shard, so SQLite never has two writers and an interrupted run
-leaves whole shards only (the next run does the rest). A file a worker cannot read is a per-file failure,
-as in a plain run; a worker lost with its shard makes that shard's files failures (nothing is written for
-them, so the next run tries them again). Every worker is asked its lookalike version and model versions
-first; a worker that differs is refused before any work is sent, and each shard checks again on arrival.
+(:func:`lookalike.index.pipeline._plan_run`): unchanged files pass the catalog's fast path and are never sent.
+The files that need work are cut into shards; each shard runs on a Dask worker, which reads every file where
+it lies (the same path on a shared or mounted file system), hashes, decodes and embeds it with the same code
+as a plain run (:func:`~lookalike.index.pipeline._run_in_pool` and
+:class:`~lookalike.index.pipeline._Batches`, extractors loaded once per worker process; known contents of the
+same sizes travel with the shard, so a moved or copied file is not decoded again) and returns its rows as
+Arrow IPC record batches keyed by content hash (file facts, picture facts, features). The driver is the one
+writer: it checks each shard's rows (the shard's files only; model, version, feature size) and merges them
+into the catalog with one :meth:`Catalog.write` transaction per shard, so SQLite never has two writers and an
+interrupted run leaves whole shards only (the next run does the rest). A file a worker cannot read is a
+per-file failure, as in a plain run; a worker lost with its shard makes that shard's files failures (nothing
+is written for them, so the next run tries them again). Every worker is asked its lookalike version and model
+versions first; a worker that differs is refused before any work is sent, and each shard checks again on
+arrival.
 
 Dask and pyarrow are an optional extra: ``pip install 'lookalike[dask]'``.
 """
