@@ -73,7 +73,7 @@ SIGNATURES = {
     "index_paths": (
         "(paths: 'Iterable[str | Path]', catalog: 'Catalog | str | Path | None' = None, "
         "models: 'Sequence[str]' = ('effnet',), recursive: 'bool' = True, "
-        "progress: 'Progress | None' = None) -> 'IndexReport'"
+        "progress: 'Progress | None' = None, cluster: 'str | int | None' = None) -> 'IndexReport'"
     ),
     "plan_for": (
         "(report: 'DupesReport', action: 'str', dest: 'str | Path | None' = None, "

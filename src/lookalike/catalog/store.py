@@ -445,6 +445,18 @@ class Catalog:
         return row is not None
 
     @_guarded
+    def hashes_of_size(self, sizes: Iterable[int]) -> dict[int, list[str]]:
+        """File size -> content hashes of the known pictures of that many bytes (one scan of ``images``): the
+        contents a new file of that size may turn out to be, for a reader that cannot ask per file."""
+        wanted = set(sizes)
+        out: dict[int, list[str]] = {}
+        if wanted:
+            for h, n in self.connection().execute("SELECT content_hash, bytes FROM images"):
+                if n in wanted:
+                    out.setdefault(n, []).append(h)
+        return out
+
+    @_guarded
     def images(self, hashes: Iterable[str]) -> dict[str, ImageRow]:
         """Picture facts by content hash."""
         db = self.connection()

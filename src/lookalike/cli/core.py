@@ -12,6 +12,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from lookalike.catalog import open_catalog
+from lookalike.catalog.parquet import export_features_parquet, import_features_parquet
 from lookalike.cli.common import (
     CatalogOption,
     CsvOption,
@@ -42,6 +43,9 @@ def register(app: typer.Typer) -> None:
     export_app = typer.Typer(help="Export stored features for other tools.", no_args_is_help=True)
     export_app.command("features")(export_features_cmd)
     app.add_typer(export_app, name="export")
+    import_app = typer.Typer(help="Import features computed elsewhere.", no_args_is_help=True)
+    import_app.command("features")(import_features_cmd)
+    app.add_typer(import_app, name="import")
     models_app = typer.Typer(help="List, fetch, add and remove models.", no_args_is_help=True)
     models_app.command("list")(models_list)
     models_app.command("pull")(models_pull)
@@ -62,6 +66,17 @@ def index_cmd(
         typer.Option("--model", "-m", help="Model(s) to compute; repeat for several. Default: effnet."),
     ] = None,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Enter sub-folders.")] = True,
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", metavar="ADDRESS",
+                     help="Dask scheduler (tcp://host:8786): its workers read, decode and embed the files that "
+                          "need work; this process stays the one writer of the catalog."),
+    ] = None,
+    dask_workers: Annotated[
+        int | None,
+        typer.Option("--dask-workers", min=1, max=256, metavar="N",
+                     help="Start a local Dask cluster of N worker processes for this run."),
+    ] = None,
     catalog: CatalogOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -71,13 +86,25 @@ def index_cmd(
     Bad files are reported with a reason and never stop the run; so are paths left out on purpose
     (symlinks out of the given folders, lookalike's own data folder). An input that does not exist, or a
     folder in which no picture is found, is an error (exit status 1) and nothing is indexed.
+
+    With --scheduler or --dask-workers (the lookalike[dask] extra) the files that need work are read,
+    decoded and embedded by Dask workers, which must run this lookalike version and see the files under the
+    same paths; unchanged files are never sent, and this process alone writes the catalog.
     """
+    if scheduler is not None and dask_workers is not None:
+        raise fail("give --scheduler or --dask-workers, not both")
     models = model or [DEFAULT_MODEL]
+    cluster = scheduler if scheduler is not None else dask_workers
     with progress_bar("indexing", not json_out) as progress:
-        report = index_paths(paths, chosen_catalog(catalog), models, recursive=recursive, progress=progress)
+        report = index_paths(paths, chosen_catalog(catalog), models, recursive=recursive, progress=progress,
+                             cluster=cluster)
     if json_out:
         print_json(report.to_json())
         return
+    if cluster is not None:
+        d = report.to_json()["dask"]
+        out.print(f"dask: {d['sent']} files sent in {d['shards']} shards to {d['workers']} workers"
+                  + (f" ({d['lost_shards']} shards lost)" if d["lost_shards"] else ""), highlight=False)
     out.print(
         f"new {report.new}, changed {report.changed}, unchanged {report.unchanged}, "
         f"failed {len(report.failed)}" + (f", skipped {len(report.skipped)}" if report.skipped else "")
@@ -122,18 +149,42 @@ def similar_cmd(
 
 
 def export_features_cmd(
-    folder: Annotated[Path, typer.Argument(help="Folder whose features to export (indexed first).")],
-    csv_path: Annotated[Path, typer.Option("--csv", help="CSV file to write.")],
+    folder: Annotated[
+        Path | None,
+        typer.Argument(help="Folder whose features to export (indexed first). With --parquet it may be left "
+                            "out: every feature of the model the catalog holds."),
+    ] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="CSV file to write.")] = None,
+    parquet_path: Annotated[
+        Path | None, typer.Option("--parquet", help="Parquet file to write (for a data lake; lookalike[dask] extra).")
+    ] = None,
     model: ModelOption = DEFAULT_MODEL,
     catalog: CatalogOption = None,
+    json_out: JsonOption = False,
 ) -> None:
-    """Write one CSV row per image: its path, then the feature's values (hashes: their 64 bits).
+    """Write one row per image: its path, then the feature's values.
 
-    The first row is a header: ``path,v0,v1,...`` for an embedding, ``path,bit0,...,bit63`` for a hash
-    (bit0 is the hash's most significant bit).
+    CSV (--csv): the first row is a header: ``path,v0,v1,...`` for an embedding, ``path,bit0,...,bit63`` for
+    a hash (bit0 is the hash's most significant bit). The file is UTF-8; a file name that is not UTF-8 is
+    written as its own bytes (read the CSV with ``errors="surrogateescape"`` in Python to get the same path
+    back).
 
-    The file is UTF-8; a file name that is not UTF-8 is written as its own bytes (read the CSV with
-    ``errors="surrogateescape"`` in Python to get the same path back)."""
+    Parquet (--parquet): columns path, content_hash, model, model_version and feature (float32 values of an
+    embedding, uint64 words of a hash); ``lookalike import features`` reads it back into a catalog."""
+    if (csv_path is None) == (parquet_path is None):
+        raise fail("give one of --csv FILE or --parquet FILE")
+    if parquet_path is not None:
+        with progress_bar("indexing", not json_out) as progress:
+            done = export_features_parquet(parquet_path, model, chosen_catalog(catalog),
+                                           None if folder is None else [folder], progress=progress)
+        if json_out:
+            print_json(done.to_json())
+        else:
+            console.print(f"wrote {done.rows} rows ({done.model} {done.version}) to {shown(done.path)}",
+                          highlight=False, markup=False)
+        return
+    if folder is None:
+        raise fail("--csv needs a FOLDER")
     with progress_bar("indexing") as progress:
         export = export_features([folder], model, chosen_catalog(catalog), progress=progress)
     target = os.path.abspath(csv_path)
@@ -147,6 +198,28 @@ def export_features_cmd(
         for path, values in export.rows():
             w.writerow([path, *values])
     console.print(f"wrote {len(export)} rows to {shown(target)}", highlight=False, markup=False)
+
+
+def import_features_cmd(
+    file: Annotated[Path, typer.Argument(help="Parquet file written by `lookalike export features --parquet`.")],
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Overwrite stored features that differ from the file's.")
+    ] = False,
+    catalog: CatalogOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Store a Parquet file's features in the catalog, keyed by content hash.
+
+    The model must be known here with the same version and size; every row is checked before anything is
+    written. A stored feature that differs from the file's is never overwritten without --replace (the
+    import stops, nothing written). Files indexed later whose bytes match get their feature without running
+    the model."""
+    done = import_features_parquet(file, chosen_catalog(catalog), replace=replace)
+    if json_out:
+        print_json(done.to_json())
+        return
+    console.print(f"read {done.rows} rows ({done.model} {done.version}): {done.written} new, {done.same} already "
+                  f"stored" + (f", {done.replaced} replaced" if done.replaced else ""), highlight=False, markup=False)
 
 
 def models_list(json_out: JsonOption = False) -> None:

@@ -80,25 +80,23 @@ def index_paths(
     models: Sequence[str] = (DEFAULT_MODEL,),
     recursive: bool = True,
     progress: Progress | None = None,
+    cluster: str | int | None = None,
 ) -> IndexReport:
     """Bring the catalog up to date for every image under ``paths`` and the given models.
 
     ``catalog``: a Catalog, a database path, or None (the default catalog). A path that does not exist, or
     a folder that holds no picture, is a UsageError raised before anything is decoded
-    (``media.walk.walk_inputs``: the one check of every command's inputs)."""
+    (``media.walk.walk_inputs``: the one check of every command's inputs). ``cluster``: a Dask scheduler
+    address or a number of local Dask worker processes: the files that need work are read, decoded and
+    embedded there (:func:`lookalike.index.distributed.index_on_cluster`, the ``lookalike[dask]`` extra)."""
+    if cluster is not None:
+        from lookalike.index.distributed import index_on_cluster
+
+        return index_on_cluster(paths, catalog, models, recursive=recursive, progress=progress, cluster=cluster)
     t0 = time.perf_counter()
     cat = open_catalog(catalog)
     report = IndexReport()
-    roots = check_inputs(str(p) for p in paths)
-    extractors = [load_extractor(m) for m in dict.fromkeys(models)]
-
-    walk_problems: list = []
-    files = walk_inputs(roots, recursive=recursive, errors=walk_problems)
-    for w in walk_problems:
-        (report.skipped if w.skipped else report.failed).append(IndexFailure(w.path, w.error))
-    known = cat.lookup_files(files)
-    jobs = _plan(files, known, report)
-    _ask_missing_features(cat, extractors, jobs)
+    extractors, known, jobs = _plan_run(paths, cat, models, recursive, report)
 
     total = len(jobs)
     finished = 0
@@ -123,6 +121,24 @@ def index_paths(
     report.paths = [j.path for j in jobs if j.path not in failed]
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _plan_run(
+    paths: Iterable[str | Path], cat: Catalog, models: Sequence[str], recursive: bool, report: IndexReport
+) -> tuple[list[Extractor], dict[str, FileRow], list[_Job]]:
+    """(extractors, the catalog's rows of the walked files, one job per file): inputs checked, the walk's
+    problems in ``report``, every job planned (:func:`_plan`) and told which features it lacks. The one
+    planning step of a plain run and of a run on a cluster (:mod:`lookalike.index.distributed`)."""
+    roots = check_inputs(str(p) for p in paths)
+    extractors = [load_extractor(m) for m in dict.fromkeys(models)]
+    walk_problems: list = []
+    files = walk_inputs(roots, recursive=recursive, errors=walk_problems)
+    for w in walk_problems:
+        (report.skipped if w.skipped else report.failed).append(IndexFailure(w.path, w.error))
+    known = cat.lookup_files(files)
+    jobs = _plan(files, known, report)
+    _ask_missing_features(cat, extractors, jobs)
+    return extractors, known, jobs
 
 
 def _plan(files: Sequence[str], known: dict[str, FileRow], report: IndexReport) -> list[_Job]:
