@@ -62,10 +62,15 @@ def _tables(path) -> dict[str, list]:
     db = sqlite3.connect(path)
     try:
         return {
-            "files": db.execute("SELECT path,size,mtime_ns,content_hash,status,error,inode,ctime_ns FROM files "
-                                "ORDER BY path").fetchall(),
-            "images": db.execute("SELECT * FROM images ORDER BY content_hash").fetchall(),
-            "features": db.execute("SELECT content_hash,model,version,data FROM features ORDER BY 1,2,3").fetchall(),
+            # content ids are the catalog's own numbering: rows are compared by their sha256 instead
+            "files": db.execute("SELECT f.path,f.size,f.mtime_ns,c.sha256,f.status,f.error,f.inode,f.ctime_ns "
+                                "FROM files f LEFT JOIN contents c ON c.id = f.content_id ORDER BY f.path").fetchall(),
+            "images": db.execute("SELECT c.sha256,i.width,i.height,i.format,i.mode,i.truncated,i.frames,"
+                                 "i.exif_datetime,i.exif_tags,i.bytes FROM images i JOIN contents c "
+                                 "ON c.id = i.content_id ORDER BY c.sha256").fetchall(),
+            "features": db.execute("SELECT c.sha256,m.model,m.version,x.data FROM features x "
+                                   "JOIN contents c ON c.id = x.content_id JOIN models m ON m.id = x.model_id "
+                                   "ORDER BY 1,2,3").fetchall(),
         }
     finally:
         db.close()
@@ -216,7 +221,7 @@ def test_features_round_trip_through_parquet(photos, tmp_path, run_cli):
 def test_import_never_overwrites_a_different_stored_value(photos, tmp_path):
     """A stored feature that differs from the file's stops the import before anything is written; --replace
     overwrites, and says how many."""
-    from lookalike.catalog.parquet import export_features_parquet, import_features_parquet
+    from lookalike.export.parquet import export_features_parquet, import_features_parquet
 
     src = Catalog(tmp_path / "src.sqlite")
     export_features_parquet(tmp_path / "f.parquet", "phash", src, [photos])
@@ -226,7 +231,7 @@ def test_import_never_overwrites_a_different_stored_value(photos, tmp_path):
     dst.write(features=[FeatureRow(rows[0]["content_hash"], "phash", "1", mine)])
     with pytest.raises(UsageError, match="differ.*nothing imported.*--replace"):
         import_features_parquet(tmp_path / "f.parquet", dst)
-    assert _tables(tmp_path / "dst.sqlite")["features"] == [(rows[0]["content_hash"], "phash", "1", mine)]
+    assert _tables(tmp_path / "dst.sqlite")["features"] == [(bytes.fromhex(rows[0]["content_hash"]), "phash", "1", mine)]
     done = import_features_parquet(tmp_path / "f.parquet", dst, replace=True)
     assert (done.replaced, done.written) == (1, N_PHOTOS - 1)
     assert _tables(tmp_path / "dst.sqlite")["features"] == _tables(tmp_path / "src.sqlite")["features"]
@@ -239,7 +244,7 @@ def test_import_refuses_another_model_version_size_or_bad_values(photos, tmp_pat
     finite values of the right width; otherwise nothing is imported."""
     import json
 
-    from lookalike.catalog.parquet import export_features_parquet, import_features_parquet
+    from lookalike.export.parquet import export_features_parquet, import_features_parquet
 
     src = Catalog(tmp_path / "src.sqlite")
     export_features_parquet(tmp_path / "f.parquet", "phash", src, [photos])
@@ -368,7 +373,7 @@ def test_a_shard_whose_worker_fails_is_retried_next_run(photos, tmp_path, cluste
 def test_imported_features_spare_the_model(photos, tmp_path, monkeypatch):
     """Features imported from Parquet are keyed by content: indexing the same photos on another catalog then
     never runs the model (its inference would fail here), and stores exactly the imported values."""
-    from lookalike.catalog.parquet import export_features_parquet, import_features_parquet
+    from lookalike.export.parquet import export_features_parquet, import_features_parquet
     from lookalike.features import load_extractor
 
     src = Catalog(tmp_path / "src.sqlite")

@@ -451,10 +451,36 @@ class Catalog:
         wanted = set(sizes)
         out: dict[int, list[str]] = {}
         if wanted:
-            for h, n in self.connection().execute("SELECT content_hash, bytes FROM images"):
+            q = "SELECT c.sha256, i.bytes FROM images i JOIN contents c ON c.id = i.content_id"
+            for h, n in self.connection().execute(q):
                 if n in wanted:
-                    out.setdefault(n, []).append(h)
+                    out.setdefault(n, []).append(hash_text(h))
         return out
+
+    def iter_stored_features(self, model: str, version: str, page: int = 4096) -> Iterator[tuple[str, str, bytes]]:
+        """(path, content hash, stored blob) of every good file that has this model's feature, by path; read a
+        page at a time (no read transaction held between pages, no whole-collection copy)."""
+        after: str | bytes | None = None
+        while True:
+            rows = self._stored_features_page(model, version, after, page)
+            for path, h, data in rows:
+                yield from_db_path(path), hash_text(h), data
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
+
+    @_guarded
+    def _stored_features_page(self, model: str, version: str, after: str | bytes | None, page: int) -> list:
+        db = self.connection()
+        mid = self._model_id(db, model, version)
+        if mid is None:
+            return []
+        # paths are TEXT (UTF-8) or BLOB (other bytes); SQLite orders every TEXT before every BLOB
+        q = ("SELECT f.path, c.sha256, x.data FROM files f JOIN contents c ON c.id = f.content_id "
+             "JOIN features x ON x.content_id = f.content_id WHERE x.model_id = ? AND f.status != 'error' "
+             + ("AND f.path > ? " if after is not None else "") + "ORDER BY f.path LIMIT ?")
+        args = (mid, after, page) if after is not None else (mid, page)
+        return db.execute(q, args).fetchall()
 
     @_guarded
     def images(self, hashes: Iterable[str]) -> dict[str, ImageRow]:

@@ -12,7 +12,6 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from lookalike.catalog import open_catalog
-from lookalike.catalog.parquet import export_features_parquet, import_features_parquet
 from lookalike.cli.common import (
     CatalogOption,
     CsvOption,
@@ -27,6 +26,7 @@ from lookalike.cli.common import (
     shown,
 )
 from lookalike.export import export_features
+from lookalike.export.parquet import export_features_parquet, import_features_parquet
 from lookalike.features import DEFAULT_MODEL, registry
 from lookalike.index import index_paths
 from lookalike.similar import find_similar

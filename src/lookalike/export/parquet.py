@@ -33,6 +33,8 @@ import numpy as np
 
 from lookalike.catalog.store import Catalog, FeatureRow, encode_feature, feature_nbytes, open_catalog
 from lookalike.errors import LookalikeError, UsageError
+from lookalike.features import registry
+from lookalike.index import features_of, index_paths
 
 FORMAT = "lookalike.features/1"
 #: Rows per Parquet row group and per catalog transaction on import.
@@ -69,7 +71,6 @@ class _Model:
 
 
 def _model(name: str) -> _Model:
-    from lookalike.features import registry
 
     spec = registry.get_spec(name)
     if spec.kind in ("face-detector", "face-embedding"):
@@ -123,10 +124,7 @@ def _shown(path: str) -> str:
 
 def _catalog_rows(cat: Catalog, m: _Model) -> Iterator[tuple[str, str, bytes]]:
     """(path, content hash, stored feature) of every good file of the catalog that has the feature."""
-    q = ("SELECT f.path, f.content_hash, x.data FROM files f JOIN features x ON x.content_hash = f.content_hash "
-         "WHERE x.model = ? AND x.version = ? AND f.status != 'error' ORDER BY f.path")
-    for path, h, data in cat.connection().execute(q, (m.id, m.version)):
-        yield (path if isinstance(path, str) else os.fsdecode(path)), h, data
+    yield from cat.iter_stored_features(m.id, m.version)
 
 
 def export_features_parquet(
@@ -144,7 +142,6 @@ def export_features_parquet(
     m = _model(model)
     nbytes = feature_nbytes(m.kind, m.dim)
     if folders is not None:
-        from lookalike.index import features_of, index_paths  # the one indexing path (imported when used)
 
         roots = list(folders)
         report = index_paths(roots, cat, [m.id], recursive=recursive, progress=progress)
