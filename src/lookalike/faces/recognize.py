@@ -21,7 +21,7 @@ from PIL import Image
 from lookalike.catalog import Catalog
 from lookalike.errors import DecodeError, UsageError
 from lookalike.faces.embed import FaceEmbedder, load_face_embedder
-from lookalike.faces.scan import PhotoFaces, scan_image, scan_paths
+from lookalike.faces.scan import PhotoFaces, check_workers, scan_image, scan_paths
 from lookalike.faces.store import FaceModel, resolve_model
 from lookalike.media import WalkProblem, walk_inputs
 from lookalike.options import check_k, check_tolerance
@@ -218,6 +218,7 @@ def who(
 ) -> WhoReport:
     """Recognise every face of every photo under a folder (or list of paths)."""
     tolerance = check_tolerance(tolerance)  # before anything is loaded or read
+    workers = check_workers(workers)
     walk_errors: list[WalkProblem] = []  # a FIFO or device named like a picture: one error each
     # a misspelt path or a folder without pictures: UsageError, whatever the face models
     paths = walk_inputs([folder] if isinstance(folder, str | Path) else list(folder), recursive=recursive,

@@ -1,17 +1,24 @@
 """Find and embed every face of many pictures, with the catalog as a cache and a process pool for speed.
 
-dlib's detector and ResNet hold the GIL-free C++ code but run one thread each, so throughput comes from
-processes: misses are spread over ``workers`` processes (spawned, each loading the models once), hits
-come from the catalog (keyed by content hash, embedder and detector chain) without decoding anything.
+dlib's detector and ResNet run one thread each and hold the GIL, so throughput comes from processes: misses
+are spread over ``workers`` processes. The pool is started once per process (spawned workers load the
+models in their initializer, with one BLAS/OpenMP/OpenCV thread each so they do not fight over the cores)
+and reused by every later scan; pictures go out one per task, largest file first, a few tasks queued per
+worker, so no core idles while a long tail runs. Byte-identical pictures are computed once. Hits come from
+the catalog (keyed by content hash, embedder and detector chain) without decoding anything.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 import os
+import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -27,9 +34,19 @@ from lookalike.faces.detect import DetectedFace, get_detector, whole_image
 from lookalike.faces.embed import FaceEmbedder, load_face_embedder
 from lookalike.index import content_hashes
 from lookalike.media import decode
+from lookalike.options import check_int
 
 Progress = Callable[[int, int], None]
 DIRECT = "direct"
+#: Most worker processes a scan may ask for (each holds the face models, about 100 MB).
+MAX_WORKERS = 64
+#: Below this many pictures to compute, a scan runs in this process (starting workers costs ~1 s each).
+MIN_POOL_PICTURES = 4
+#: Tasks queued per worker: enough that a worker never waits for the next picture, few enough that the
+#: largest-first order holds.
+QUEUED_PER_WORKER = 2
+#: Thread settings every worker starts with (set before its libraries load).
+_ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 @dataclass
@@ -90,11 +107,13 @@ def analyse_picture(
 
 
 def _work(source: str | bytes, embedder: str, version: str, detector: str | None, direct: bool, chips: bool,
-          boxes: list | None) -> tuple[int, int, list[FoundFace], str | None]:
+          boxes: list | None, chain_key: str | None = None) -> tuple[int, int, list[FoundFace], str | None]:
     try:
         emb = load_face_embedder(embedder)
         if emb.version != version:
             return 0, 0, [], f"embedder {embedder} changed version during the run"
+        if chain_key is not None and get_detector(detector).key != chain_key:
+            return 0, 0, [], f"the face detectors changed during the run ({chain_key} was asked for)"
         img = decode(source)
         arr = np.asarray(img.image)
         return img.width, img.height, analyse_picture(arr, emb, detector, direct, chips, boxes), None
@@ -104,10 +123,85 @@ def _work(source: str | bytes, embedder: str, version: str, detector: str | None
         return 0, 0, [], f"unexpected error: {type(exc).__name__}: {exc}"
 
 
-def _pool_init() -> None:
-    # One BLAS/OpenMP thread per process: the pool provides the parallelism.
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
+def _pool_init(embedder: str, detector: str | None) -> None:
+    """Worker start: one thread per library, the models loaded before the first picture arrives."""
+    for var, value in _ONE_THREAD.items():
+        os.environ.setdefault(var, value)
+    try:
+        import cv2  # YuNet runs through OpenCV, whose own pool would take every core
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover - OpenCV is a dependency
+        pass
+    with contextlib.suppress(Exception):  # a model that cannot load fails per picture, with its message
+        load_face_embedder(embedder)
+        get_detector(detector)
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+@contextlib.contextmanager
+def _one_thread_env() -> Iterator[None]:
+    """The environment spawned workers inherit: one BLAS/OpenMP thread (numpy loads before any initializer)."""
+    saved = {k: os.environ.get(k) for k in _ONE_THREAD}
+    os.environ.update(_ONE_THREAD)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+_pool_lock = threading.Lock()
+_pool: tuple[tuple, ProcessPoolExecutor] | None = None
+
+
+def _pool_key(n_workers: int) -> tuple:
+    """What a worker inherited at its start: a pool is reused only while these are unchanged (where the
+    models, the faces and the home folder are)."""
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("LOOKALIKE_", "XDG_")) or k == "HOME"))
+    return n_workers, env, tuple(sys.path)
+
+
+def worker_pool(n_workers: int, embedder: str, detector: str | None) -> ProcessPoolExecutor:
+    """The process's face worker pool of ``n_workers`` (started once, its workers all spawned now)."""
+    global _pool
+    key = _pool_key(n_workers)
+    with _pool_lock:
+        if _pool is not None and _pool[0] == key:
+            return _pool[1]
+        if _pool is not None:
+            _pool[1].shutdown(wait=True)
+        with _one_thread_env():
+            ex = ProcessPoolExecutor(n_workers, mp_context=get_context("spawn"), initializer=_pool_init,
+                                     initargs=(embedder, detector))
+            # one submit per worker: each spawns its process now, while the environment says one thread
+            for _ in range(n_workers):
+                ex.submit(_ready)
+        _pool = (key, ex)
+        return ex
+
+
+def shutdown_pool() -> None:
+    """Stop the face worker pool (a later scan starts a new one). Called at exit."""
+    global _pool
+    with _pool_lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool[1].shutdown(wait=True, cancel_futures=True)
+
+
+atexit.register(shutdown_pool)
+
+
+def check_workers(workers: object) -> int | None:
+    """``--workers``: None (one per core) or a whole number from 1 to ``MAX_WORKERS``."""
+    return None if workers is None else check_int("--workers", workers, 1, MAX_WORKERS)
 
 
 # -- the scanner --------------------------------------------------------------------------------------------------
@@ -124,8 +218,11 @@ def scan_paths(
     """Faces of every picture in ``paths`` (files, in order), from the catalog or computed and stored.
 
     ``direct``: a picture where no detector finds a face is taken whole as one face. ``chips``: also
-    return aligned face chips (recomputed from stored boxes when cached). Errors are reported per picture.
+    return aligned face chips (recomputed from stored boxes when cached). ``workers``: processes for the
+    pictures not in the catalog (default: one per core; 1: this process only). Errors are reported per
+    picture.
     """
+    workers = check_workers(workers)
     paths = [os.path.abspath(str(p)) for p in paths]
     cat = open_catalog(catalog)
     emb = load_face_embedder(embedder)
@@ -138,12 +235,19 @@ def scan_paths(
     stored_direct = face_table.load_scans(cat, empty, emb.id, emb.version, DIRECT) if direct and empty else {}
 
     todo: list[tuple[str, list | None]] = []  # (path, boxes to reuse or None)
+    copies: dict[str, list[str]] = {}  # content hash -> the other paths with the same bytes (computed once)
+    first_of: dict[str, str] = {}
     for p, h in hashes.items():
         scan = stored.get(h)
         if scan is not None and not scan.faces and direct:
             scan = stored_direct.get(h)
         if scan is None:
-            todo.append((p, None))
+            if h in first_of:
+                copies[h].append(p)
+            else:
+                first_of[h] = p
+                copies[h] = []
+                todo.append((p, None))
             continue
         r = results[p]
         r.width, r.height, r.cached = scan.width, scan.height, True
@@ -151,7 +255,7 @@ def scan_paths(
         if chips and r.faces:
             todo.append((p, [(f.box, f.score, f.detector) for f in r.faces]))
 
-    total, done = len(paths), len(paths) - len(todo)
+    total, done = len(paths), len(paths) - len(todo) - sum(map(len, copies.values()))
     if progress:
         progress(done, total)
     fresh: dict[str, face_table.FaceScan] = {}
@@ -163,11 +267,20 @@ def scan_paths(
         r = results[path]
         if err:
             r.error = err
+            for other in copies.get(hashes[path], ()) if boxes is None else ():
+                results[other].error = err
+                done += 1
         elif boxes is not None:  # chips for cached faces
             for f, g in zip(r.faces, faces, strict=True):
                 f.chip = g.chip
         else:
             r.width, r.height, r.faces = w, h, faces
+            for other in copies.get(hashes[path], ()):  # the same bytes under other names
+                c = results[other]
+                c.width, c.height = w, h
+                c.faces = [FoundFace(f.box, f.score, f.detector, f.embedding.copy(),
+                                     None if f.chip is None else f.chip.copy()) for f in faces]
+                done += 1
             rows = [face_table.FaceRow(f.box, f.score, f.detector, f.embedding) for f in faces]
             if faces and faces[0].detector == DIRECT:
                 fresh.setdefault(hashes[path], face_table.FaceScan(w, h, []))
@@ -193,38 +306,56 @@ def scan_paths(
         for p, boxes in todo:
             if boxes is not None:
                 finish(p, boxes, _work(p, emb.id, emb.version, detector, direct, chips, boxes))
-        if n_workers <= 1 or len(fresh_todo) < 4:
+        if n_workers <= 1 or len(fresh_todo) < MIN_POOL_PICTURES:
             for p, boxes in fresh_todo:
                 finish(p, boxes, _work(p, emb.id, emb.version, detector, direct, chips, boxes))
         else:
-            _run_pool(fresh_todo, n_workers, emb, detector, direct, chips, finish)
+            _run_pool(largest_first([p for p, _ in fresh_todo]), n_workers, emb, detector, direct, chips, finish)
     finally:
         flush()
     return [results[p] for p in paths]
 
 
-def _run_pool(todo, n_workers, emb, detector, direct, chips, finish) -> None:
-    ex = ProcessPoolExecutor(n_workers, mp_context=get_context("spawn"), initializer=_pool_init)
+def largest_first(paths: Sequence[str]) -> list[str]:
+    """``paths`` by file size, largest first (ties in the given order): the costliest pictures start
+    first, so the run does not end with one core busy on a big picture while the other idles."""
+    def size(p: str) -> int:
+        try:
+            return os.stat(p).st_size
+        except OSError:
+            return 0
+
+    return sorted(paths, key=size, reverse=True)
+
+
+def _run_pool(todo: list[str], n_workers: int, emb: FaceEmbedder, detector: str | None, direct: bool,
+              chips: bool, finish: Callable) -> None:
+    global _pool
+    chain_key = get_detector(detector).key  # a worker whose chain differs answers with an error, not faces
+    ex = worker_pool(n_workers, emb.id, detector)
+    running: dict[Future, str] = {}
     try:
         it = iter(todo)
-        running: dict[Future, tuple[str, list | None]] = {}
         while True:
-            while len(running) < 4 * n_workers:
-                item = next(it, None)
-                if item is None:
+            while len(running) < QUEUED_PER_WORKER * n_workers:
+                p = next(it, None)
+                if p is None:
                     break
-                p, boxes = item
-                running[ex.submit(_work, p, emb.id, emb.version, detector, direct, chips, boxes)] = item
+                running[ex.submit(_work, p, emb.id, emb.version, detector, direct, chips, None, chain_key)] = p
             if not running:
                 break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in finished:
-                p, boxes = running.pop(fut)
-                finish(p, boxes, fut.result())
-    except BaseException:
-        ex.shutdown(wait=False, cancel_futures=True)
+                finish(running.pop(fut), None, fut.result())
+    except BaseException as exc:
+        for fut in running:
+            fut.cancel()
+        if isinstance(exc, BrokenProcessPool | KeyboardInterrupt):  # a worker died: the next scan starts afresh
+            with _pool_lock:
+                if _pool is not None and _pool[1] is ex:
+                    _pool = None
+            ex.shutdown(wait=False, cancel_futures=True)
         raise
-    ex.shutdown(wait=True)
 
 
 _lock = threading.Lock()
