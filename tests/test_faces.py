@@ -437,3 +437,20 @@ def test_workers_validated_before_anything_is_read(tmp_path):
         from lookalike.faces import train
 
         train(tmp_path, "m", workers=-2)
+
+
+def test_calibration_not_stretched_to_one_atypical_training_photo():
+    """Issue 12: where every other person lies far away, the old rule put the threshold just above the most
+    atypical same-person distance; it now stays within the 99% quantile of same-person distances."""
+    from lookalike.faces import calibrate
+
+    rng = np.random.default_rng(3)
+    centres = np.eye(8, dtype=np.float32)[:4] * 0.8  # four people about 1.13 apart
+    emb = np.concatenate([c + rng.normal(0, 0.01, size=(30, 8)) for c in centres]).astype(np.float32)
+    labels = [f"p{i // 30}" for i in range(120)]
+    odd = centres[0].copy()
+    odd[4:] += 0.22  # one atypical photo of p0: 0.44 from its person, > 0.7 from everybody else
+    emb[0] = odd
+    t, stats = calibrate(emb, labels, default=0.5)
+    assert t < 0.44 and "99% quantile" in stats["method"]
+    assert stats["known_rejected"] <= 0.01 and stats["strangers_accepted"] == 0
