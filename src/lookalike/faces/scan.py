@@ -159,6 +159,7 @@ def _one_thread_env() -> Iterator[None]:
 
 _pool_lock = threading.Lock()
 _pool: tuple[tuple, ProcessPoolExecutor] | None = None
+_users: dict[ProcessPoolExecutor, int] = {}  # scans running on a pool (a replaced pool stops after its last)
 
 
 def _pool_key(n_workers: int) -> tuple:
@@ -168,30 +169,69 @@ def _pool_key(n_workers: int) -> tuple:
     return n_workers, env, tuple(sys.path)
 
 
-def worker_pool(n_workers: int, embedder: str, detector: str | None) -> ProcessPoolExecutor:
-    """The process's face worker pool of ``n_workers`` (started once, its workers all spawned now)."""
+def _retire(ex: ProcessPoolExecutor) -> None:
+    """Stop a pool that is no longer the current one once no scan uses it (call with _pool_lock held)."""
+    if not _users.get(ex):
+        _users.pop(ex, None)
+        ex.shutdown(wait=False, cancel_futures=True)
+
+
+def worker_pool(n_workers: int, embedder: str, detector: str | None, borrow: bool = False) -> ProcessPoolExecutor:
+    """The process's face worker pool of ``n_workers`` (started once, its workers all spawned now).
+    ``borrow``: count one more scan using it (``_borrowed_pool`` gives it back)."""
     global _pool
     key = _pool_key(n_workers)
     with _pool_lock:
-        if _pool is not None and _pool[0] == key:
-            return _pool[1]
-        if _pool is not None:
-            _pool[1].shutdown(wait=True)
-        with _one_thread_env():
-            ex = ProcessPoolExecutor(n_workers, mp_context=get_context("spawn"), initializer=_pool_init,
-                                     initargs=(embedder, detector))
-            # one submit per worker: each spawns its process now, while the environment says one thread
-            for _ in range(n_workers):
-                ex.submit(_ready)
-        _pool = (key, ex)
+        if _pool is None or _pool[0] != key:
+            _pool = (key, _start_pool(n_workers, embedder, detector, _pool))
+        ex = _pool[1]
+        if borrow:
+            _users[ex] = _users.get(ex, 0) + 1
         return ex
 
 
+def _start_pool(n_workers: int, embedder: str, detector: str | None,
+                current: tuple[tuple, ProcessPoolExecutor] | None) -> ProcessPoolExecutor:
+    """A new pool (call with _pool_lock held); the current one stops once no scan uses it."""
+    with _one_thread_env():
+        ex = ProcessPoolExecutor(n_workers, mp_context=get_context("spawn"), initializer=_pool_init,
+                                 initargs=(embedder, detector))
+        # one submit per worker: each spawns its process now, while the environment says one thread
+        for _ in range(n_workers):
+            ex.submit(_ready)
+    if current is not None:
+        _retire(current[1])
+    return ex
+
+
+@contextlib.contextmanager
+def _borrowed_pool(n_workers: int, embedder: str, detector: str | None) -> Iterator[ProcessPoolExecutor]:
+    """The current pool, kept running while this scan uses it (another scan may replace it meanwhile)."""
+    global _pool
+    ex = worker_pool(n_workers, embedder, detector, borrow=True)
+    broken = False
+    try:
+        yield ex
+    except (BrokenProcessPool, KeyboardInterrupt):  # a worker died or the run was stopped: start afresh
+        broken = True
+        raise
+    finally:
+        with _pool_lock:
+            _users[ex] -= 1
+            if broken and _pool is not None and _pool[1] is ex:
+                _pool = None
+            if _pool is None or _pool[1] is not ex:
+                _retire(ex)
+
+
 def shutdown_pool() -> None:
-    """Stop the face worker pool (a later scan starts a new one). Called at exit."""
+    """Stop the face worker pool now (a scan still using it fails; a later scan starts a new one). Called at
+    exit."""
     global _pool
     with _pool_lock:
         pool, _pool = _pool, None
+        if pool is not None:
+            _users.pop(pool[1], None)
     if pool is not None:
         pool[1].shutdown(wait=True, cancel_futures=True)
 
@@ -330,9 +370,14 @@ def largest_first(paths: Sequence[str]) -> list[str]:
 
 def _run_pool(todo: list[str], n_workers: int, emb: FaceEmbedder, detector: str | None, direct: bool,
               chips: bool, finish: Callable) -> None:
-    global _pool
     chain_key = get_detector(detector).key  # a worker whose chain differs answers with an error, not faces
-    ex = worker_pool(n_workers, emb.id, detector)
+    with _borrowed_pool(n_workers, emb.id, detector) as ex:
+        _feed(ex, todo, n_workers, emb, detector, direct, chips, chain_key, finish)
+
+
+def _feed(ex: ProcessPoolExecutor, todo: list[str], n_workers: int, emb: FaceEmbedder, detector: str | None,
+          direct: bool, chips: bool, chain_key: str, finish: Callable) -> None:
+    """Keep QUEUED_PER_WORKER pictures per worker in flight until ``todo`` is done."""
     running: dict[Future, str] = {}
     try:
         it = iter(todo)
@@ -347,14 +392,9 @@ def _run_pool(todo: list[str], n_workers: int, emb: FaceEmbedder, detector: str 
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in finished:
                 finish(running.pop(fut), None, fut.result())
-    except BaseException as exc:
+    except BaseException:
         for fut in running:
             fut.cancel()
-        if isinstance(exc, BrokenProcessPool | KeyboardInterrupt):  # a worker died: the next scan starts afresh
-            with _pool_lock:
-                if _pool is not None and _pool[1] is ex:
-                    _pool = None
-            ex.shutdown(wait=False, cancel_futures=True)
         raise
 
 
