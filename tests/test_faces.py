@@ -344,16 +344,17 @@ class _RecordingDetector:
 
 
 def test_reduced_first_pass_finds_the_same_faces_as_full_size(tmp_path):
-    """HOG first scans a half-size copy; on real per-person photos it finds each photo's subject where the
-    full-size scan does (box IoU >= 0.5, boxes in full-size pixels), and a face too small for the reduced
-    copy is still found by the full-size passes."""
+    """With ``first_pass_face`` HOG first scans a half-size copy; on real per-person photos it finds each
+    photo's subject where the full-size scan does (box IoU >= 0.5, boxes in full-size pixels), and a face
+    too small for the reduced copy is still found by the full-size passes. The default keeps every face."""
     import dlib
 
     from lookalike.faces.detect import HOG_FIRST_PASS_FACE, HogDetector
     from lookalike.media import decode
 
     assert HOG_FIRST_PASS_FACE > 80
-    fast, full = HogDetector(), HogDetector(first_pass_face=None)
+    fast, full = HogDetector(first_pass_face=HOG_FIRST_PASS_FACE), HogDetector()
+    assert full.first_pass_face is None
     rec = _RecordingDetector(dlib.get_frontal_face_detector())
     fast._det = rec
     photos = [_photos(p)[i] for p in ("Brad_Pitt", "Tom_Hanks", "Natalie_Portman", "Will_Smith",
@@ -454,3 +455,32 @@ def test_calibration_not_stretched_to_one_atypical_training_photo():
     t, stats = calibrate(emb, labels, default=0.5)
     assert t < 0.44 and "99% quantile" in stats["method"]
     assert stats["known_rejected"] <= 0.01 and stats["strangers_accepted"] == 0
+
+
+def test_large_jpeg_decoded_reduced_gives_full_size_boxes(tmp_path, monkeypatch):
+    """A 12 MP JPEG is decoded at reduced size (libjpeg DCT scaling) for detection and alignment; its boxes
+    are in full-size pixels and match a full-size decode, and the embedding stays the same person's."""
+    import importlib
+
+    from lookalike.catalog import Catalog
+    from lookalike.faces import scan_paths
+
+    scan_mod = importlib.import_module("lookalike.faces.scan")
+    src = Image.open(_photos("Tom_Hanks")[10]).convert("RGB")
+    canvas = Image.new("RGB", (4000, 3000), (90, 100, 110))
+    canvas.paste(src.resize((2400, round(2400 * src.height / src.width))), (800, 100))
+    big = tmp_path / "camera.jpg"
+    canvas.save(big, quality=92)
+
+    shapes = []
+    real = scan_mod.analyse_picture
+    monkeypatch.setattr(scan_mod, "analyse_picture",
+                        lambda arr, *a, **k: shapes.append(arr.shape) or real(arr, *a, **k))
+    reduced = scan_paths([big], Catalog(tmp_path / "a.sqlite"), workers=1)[0]
+    monkeypatch.setattr(scan_mod, "DECODE_MIN_SIDE", None)
+    full = scan_paths([big], Catalog(tmp_path / "b.sqlite"), workers=1)[0]
+    assert shapes == [(1500, 2000, 3), (3000, 4000, 3)]
+    assert (reduced.width, reduced.height) == (full.width, full.height) == (4000, 3000)
+    assert len(reduced.faces) == len(full.faces) == 1
+    assert _iou(reduced.faces[0].box, full.faces[0].box) >= 0.9
+    assert np.linalg.norm(reduced.faces[0].embedding - full.faces[0].embedding) < 0.1

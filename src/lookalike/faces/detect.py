@@ -24,11 +24,13 @@ from lookalike.options import check_int
 HOG_MAX_SIDE = 1280
 #: dlib's frontal HOG window: at scale 1 it finds faces of about this many pixels and larger.
 HOG_WINDOW = 80
-#: The first HOG pass runs on a copy reduced so that its window matches faces of this many pixels of the
-#: picture (a quarter of the pixels to scan at 160); only when it finds nothing do the full-size passes run.
-#: So a face smaller than this is still found in a picture where it is the only face (the full-size passes),
-#: but not beside a face at least this large. On the shared per-person photos the subject is always found
-#: and 4 of 390 faces (secondary faces of 73-125 px) are left out; HOG costs 0.47x.
+#: An optional first HOG pass (``HogDetector(first_pass_face=160)``) runs on a copy reduced so that its
+#: window matches faces of that many pixels of the picture (a quarter of the pixels at 160), and the
+#: full-size passes only when it finds nothing. It is off by default: on the shared per-person photos it
+#: halves HOG's cost (0.47x) and always finds the subject, but a face smaller than that beside a larger one
+#: is lost (4 of 390 faces there, 73-125 px, and one face of a two-portrait picture): a group photo must
+#: keep all its faces. Large pictures are reduced anyway (HOG_MAX_SIDE, and faces.scan decodes big JPEGs
+#: at reduced size).
 HOG_FIRST_PASS_FACE = 160
 #: YuNet finds faces of about 10-300 px: it runs on a copy scaled to this long side.
 YUNET_SIDE = 640
@@ -78,13 +80,13 @@ def _resized(arr: np.ndarray, scale: float) -> np.ndarray:
 
 
 class HogDetector:
-    """dlib's frontal HOG + linear SVM detector: a first pass on a reduced copy (faces of at least
-    ``first_pass_face`` px), then, if it found nothing, the picture at up to ``HOG_MAX_SIDE`` as is and
-    upsampled once. Boxes are in pixels of the given picture."""
+    """dlib's frontal HOG + linear SVM detector: the picture at up to ``HOG_MAX_SIDE`` as is, then
+    upsampled once if nothing was found; with ``first_pass_face``, first a pass on a reduced copy (faces of
+    at least that many px; see HOG_FIRST_PASS_FACE). Boxes are in pixels of the given picture."""
 
     name = "hog"
 
-    def __init__(self, max_upsample: int = 1, first_pass_face: int | None = HOG_FIRST_PASS_FACE) -> None:
+    def __init__(self, max_upsample: int = 1, first_pass_face: int | None = None) -> None:
         import dlib  # noqa: F401  (missing dlib fails here, not at the first picture)
 
         if first_pass_face is not None:
