@@ -48,7 +48,7 @@ def profile(paths: list[str]) -> None:
     from lookalike.media import decode
 
     emb, hog = load_face_embedder(), HogDetector()
-    det = hog._detector()
+    det = hog.load()
     t = dict.fromkeys(("decode", "hog first pass (reduced)", "hog other passes", "landmarks + chip", "embedding"),
                       0.0)
     faces = later = 0

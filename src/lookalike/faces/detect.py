@@ -96,7 +96,8 @@ class HogDetector:
         self.max_upsample = max_upsample
         self.first_pass_face = first_pass_face
 
-    def _detector(self) -> Any:
+    def load(self) -> Any:
+        """dlib's detector, loaded once (about 0.5 s)."""
         with self._lock:
             if self._det is None:
                 import dlib
@@ -117,7 +118,7 @@ class HogDetector:
     def __call__(self, arr: np.ndarray) -> list[DetectedFace]:
         h, w = arr.shape[:2]
         copies: dict[float, np.ndarray] = {}
-        det = self._detector()
+        det = self.load()
         for scale, up in self.passes(h, w):
             work = copies.setdefault(scale, _resized(arr, scale))
             # the copy's real scale (rounded sizes): boxes go back to the picture's pixels exactly

@@ -159,15 +159,13 @@ def _pool_init(embedder: str, detector: str | None) -> None:
     """Worker start: one thread per library, the models loaded before the first picture arrives."""
     for var, value in _ONE_THREAD.items():
         os.environ.setdefault(var, value)
-    try:
-        import cv2  # YuNet runs through OpenCV, whose own pool would take every core
-
-        cv2.setNumThreads(1)
-    except ImportError:  # pragma: no cover - OpenCV is a dependency
-        pass
     with contextlib.suppress(Exception):  # a model that cannot load fails per picture, with its message
         load_face_embedder(embedder)
-        get_detector(detector)
+        for det in get_detector(detector).detectors:
+            if hasattr(det, "load"):
+                det.load()
+    if "cv2" in sys.modules:  # YuNet runs through OpenCV, whose own pool would take every core
+        sys.modules["cv2"].setNumThreads(1)
 
 
 def _ready() -> int:
