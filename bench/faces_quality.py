@@ -13,7 +13,9 @@ deepface/master.csv: 300 labelled pairs; the largest face of each photo; accurac
 threshold and at the best threshold, and ROC AUC.
 
 Speed: faces per second end to end (decode, HOG, landmarks, embedding, catalog write) with a process
-pool of --workers on a cold catalog, and a per-stage breakdown on one core.
+pool of --workers on a cold catalog (wall, and by CPU accounting: the pool is shut down after the scan so
+its workers' CPU time is counted), and a per-stage breakdown on one core in CPU time (bench/faces_speed.py
+has the detailed profile).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 SHARED = Path(os.environ.get("LOOKALIKE_SHARED", ROOT.parent / "shared"))
-TARGETS = {"top1": 0.99, "strangers_unknown": 0.95, "known_unknown": 0.05, "faces_per_s": 10.0}
+TARGETS = {"top1": 0.99, "strangers_unknown": 0.99, "known_unknown": 0.05, "faces_per_s": 10.0}  # issue 12
 
 
 def sha(path: Path) -> str:
@@ -56,17 +58,19 @@ def stage_times(paths: list[str], n: int = 20) -> dict[str, float]:
     det, emb = get_detector("auto"), load_face_embedder()
     t = {"decode": 0.0, "detect": 0.0, "align": 0.0, "embed": 0.0}
     faces = 0
+    clock = time.thread_time  # CPU time: other jobs on a shared machine do not inflate it
+    det(np.asarray(decode(paths[0]).image))  # the detector loads at its first picture (0.5 s): not a stage
     for p in paths[:n]:
-        t0 = time.perf_counter()
+        t0 = clock()
         arr = np.asarray(decode(p).image)
-        t1 = time.perf_counter()
+        t1 = clock()
         found = det(arr)
-        t2 = time.perf_counter()
+        t2 = clock()
         chips = [emb.align(arr, f) for f in found]
-        t3 = time.perf_counter()
+        t3 = clock()
         if chips:
             emb.infer(np.stack(chips))
-        t4 = time.perf_counter()
+        t4 = clock()
         faces += len(chips)
         for k, v in zip(t, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
             t[k] += v
@@ -84,12 +88,14 @@ def main() -> None:
     ap.add_argument("--holdout", type=int, default=3, help="people held out per fold")
     args = ap.parse_args()
 
+    t_bench = time.perf_counter()
     tmp = tempfile.TemporaryDirectory(prefix="lookalike-faces-bench-")
     os.environ["LOOKALIKE_FACES_DIR"] = os.path.join(tmp.name, "faces")  # models made here are thrown away
     from lookalike.catalog import Catalog
     from lookalike.config import home_dir
     from lookalike.faces import add_examples, scan_paths
     from lookalike.faces.recognize import Matcher
+    from lookalike.faces.scan import shutdown_pool
     from lookalike.faces.store import FaceModel
 
     celeb = SHARED / "data" / "faces" / "celebrity"
@@ -123,6 +129,7 @@ def main() -> None:
     t0 = time.perf_counter()
     scanned = scan_paths(all_paths, cat, workers=args.workers)
     wall = time.perf_counter() - t0
+    shutdown_pool()  # the workers' CPU time is in RUSAGE_CHILDREN once they are joined
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     worker_cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
     load_after = os.getloadavg()[0]
@@ -136,11 +143,11 @@ def main() -> None:
     cpu_rate = args.workers * n_faces / worker_cpu if worker_cpu > 0 and not cached else float("nan")
     stages = stage_times(all_paths)
     per_photo = ", ".join(f"{k[:-13]} {v:.1f}" for k, v in stages.items() if k.endswith("ms_per_photo"))
-    print(f"one core, ms per photo: {per_photo}; embedding {stages['embed_ms_per_face']:.1f} ms per face")
+    print(f"one core, CPU ms per photo: {per_photo}; embedding {stages['embed_ms_per_face']:.1f} ms per face")
 
     # -- folds ---------------------------------------------------------------------------------------------
     folds = [people[i:i + args.holdout] for i in range(0, len(people), args.holdout)]
-    n_top1 = n_top5 = n_known = n_known_unk = n_str = n_str_unk = 0
+    n_top1 = n_top5 = n_known = n_known_unk = n_str = n_str_unk = n_named = 0
     fixed = {0.5: [0, 0], 0.6: [0, 0]}  # tolerance -> [known called unknown, strangers called unknown]
     thresholds = []
     t_train = 0.0
@@ -166,6 +173,7 @@ def main() -> None:
                     n_top1 += labels[0] == person
                     n_top5 += person in labels[:5]
                     n_known_unk += d > m.threshold
+                    n_named += labels[0] == person and d <= m.threshold
                     for tol in fixed:
                         fixed[tol][0] += d > tol
                 else:
@@ -214,6 +222,7 @@ def main() -> None:
         ("photos with a face detected (celebrity)", f"{det_rate:.1%}", f"{detected}/{len(scanned)}"),
         ("closed-set top-1 (known people's test faces)", f"{top1:.2%}", f">= {TARGETS['top1']:.0%}  n={n_known}"),
         ("closed-set top-5", f"{top5:.2%}", ""),
+        ("known faces named right (open set, calibrated)", f"{n_named / n_known:.2%}", ""),
         ("strangers called unknown (calibrated)", f"{str_unk:.2%}",
          f">= {TARGETS['strangers_unknown']:.0%}  n={n_str}"),
         ("known faces called unknown (calibrated)", f"{known_unk:.2%}", f"<= {TARGETS['known_unknown']:.0%}"),
@@ -234,14 +243,16 @@ def main() -> None:
          f">= {TARGETS['faces_per_s']:.0f}" + ("  (from cache: use --fresh)" if cached else "")),
         (f"  CPU-bound rate: {args.workers} cores / worker CPU per face", f"{cpu_rate:.1f}",
          "what the pool reaches on idle cores (incl. start-up)"),
-        ("one core: decode / detect / align ms per photo",
+        ("one core: decode / detect / align CPU ms per photo",
          f"{stages['decode_ms_per_photo']:.0f}/{stages['detect_ms_per_photo']:.0f}/{stages['align_ms_per_photo']:.1f}",
          ""),
-        ("one core: embedding ms per face", f"{stages['embed_ms_per_face']:.0f}", ""),
+        ("one core: embedding CPU ms per face", f"{stages['embed_ms_per_face']:.0f}", ""),
         ("training time, all folds (cached embeddings)", f"{t_train:.1f} s", ""),
     ]
     for name, val, tgt in rows_out:
         print(f"{name:44s} {val:>10s}  {tgt}")
+    print(f"bench wall time {time.perf_counter() - t_bench:.0f} s; load average now "
+          + " ".join(f"{x:.1f}" for x in os.getloadavg()))
     tmp.cleanup()
 
 

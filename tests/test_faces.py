@@ -322,3 +322,165 @@ def test_a_new_model_never_changes_which_model_is_active():
     assert active_face_model() is None
     FaceModel.create("fourth", "dlib-face", "1", "auto")
     assert active_face_model() is None
+
+
+# -- issue 12: speed (reduced-image detection, one pool per run, validated workers) ---------------------------
+def _iou(a, b) -> float:
+    iw = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+class _RecordingDetector:
+    """dlib's detector, recording the size of every picture it scans."""
+
+    def __init__(self, det) -> None:
+        self.det, self.shapes = det, []
+
+    def run(self, arr, up, threshold):
+        self.shapes.append((arr.shape[0], arr.shape[1], up))
+        return self.det.run(arr, up, threshold)
+
+
+def test_reduced_first_pass_finds_the_same_faces_as_full_size(tmp_path):
+    """With ``first_pass_face`` HOG first scans a half-size copy; on real per-person photos it finds each
+    photo's subject where the full-size scan does (box IoU >= 0.5, boxes in full-size pixels), and a face
+    too small for the reduced copy is still found by the full-size passes. The default keeps every face."""
+    import dlib
+
+    from lookalike.faces.detect import HOG_FIRST_PASS_FACE, HogDetector
+    from lookalike.media import decode
+
+    assert HOG_FIRST_PASS_FACE > 80
+    fast, full = HogDetector(first_pass_face=HOG_FIRST_PASS_FACE), HogDetector()
+    assert full.first_pass_face is None
+    rec = _RecordingDetector(dlib.get_frontal_face_detector())
+    fast._det = rec
+    photos = [_photos(p)[i] for p in ("Brad_Pitt", "Tom_Hanks", "Natalie_Portman", "Will_Smith",
+                                      "Angelina_Jolie", "Hugh_Jackman") for i in (0, 7)]
+    reduced = 0
+    for photo in photos:
+        arr = np.asarray(decode(photo).image)
+        rec.shapes.clear()
+        got, want = fast(arr), full(arr)
+        assert want and got, photo
+        h, w = arr.shape[:2]
+        reduced += rec.shapes[0][:2] == (round(h * 80 / HOG_FIRST_PASS_FACE), round(w * 80 / HOG_FIRST_PASS_FACE))
+        subject = max(want, key=lambda f: f.area)
+        assert max(_iou(subject.box, g.box) for g in got) >= 0.5, photo
+        assert all(0 <= g.box[0] < g.box[2] <= w and 0 <= g.box[1] < g.box[3] <= h for g in got)
+    assert reduced == len(photos)  # every photo was first scanned at half size
+
+    # A portrait shrunk so its face (~100 px) is below the first pass's size: found by the full-size pass.
+    src = Image.open(_photos("Tom_Hanks")[10]).convert("RGB")
+    box = full(np.asarray(src))[0].box
+    shrink = 100 / (box[2] - box[0])
+    small = np.asarray(src.resize((round(src.width * shrink), round(src.height * shrink))))
+    rec.shapes.clear()
+    got, want = fast(small), full(small)
+    assert len(got) == len(want) == 1 and _iou(got[0].box, want[0].box) >= 0.9
+    assert [s[:2] for s in rec.shapes][-1] == small.shape[:2]  # it took the full-size pass
+
+    from lookalike.errors import UsageError
+
+    for bad in (0, 79, 10**6, 1.5, True, "160"):
+        with pytest.raises(UsageError):
+            HogDetector(first_pass_face=bad)
+
+
+def test_pool_gives_the_single_process_results(tmp_path):
+    """A scan spread over 2 worker processes gives exactly the boxes and embeddings of a scan in this
+    process; the pool is started once and reused by the next scan; byte-identical copies are computed once."""
+    from lookalike.catalog import Catalog
+    from lookalike.faces import scan_paths
+    from lookalike.faces.scan import _ready, largest_first, worker_pool
+
+    paths = [str(p) for person in ("Brad_Pitt", "Tom_Hanks", "Natalie_Portman") for p in _photos(person)[20:22]]
+    copy = tmp_path / "copy.jpg"
+    shutil.copy(paths[0], copy)
+    single = scan_paths(paths, Catalog(tmp_path / "one.sqlite"), workers=1)
+    pooled = scan_paths([*paths, str(copy)], Catalog(tmp_path / "two.sqlite"), workers=2)
+    assert not any(p.cached or p.error for p in pooled)
+    for a, b in zip(single, pooled, strict=False):
+        assert (a.width, a.height) == (b.width, b.height) and len(a.faces) == len(b.faces) >= 1
+        for fa, fb in zip(a.faces, b.faces, strict=True):
+            assert (fa.box, fa.detector) == (fb.box, fb.detector)
+            assert np.array_equal(fa.embedding, fb.embedding)
+    assert pooled[-1].path == str(copy) and pooled[-1].faces[0].box == pooled[0].faces[0].box
+    assert np.array_equal(pooled[-1].faces[0].embedding, pooled[0].faces[0].embedding)
+
+    pool = worker_pool(2, "dlib-face", None)
+    pids = {pool.submit(_ready).result() for _ in range(8)}
+    more = [str(p) for p in _photos("Will_Smith")[20:24]]
+    scan_paths(more, Catalog(tmp_path / "three.sqlite"), workers=2)
+    assert worker_pool(2, "dlib-face", None) is pool  # the same workers served the second scan
+    pids |= {pool.submit(_ready).result() for _ in range(8)}
+    assert len(pids) <= 2  # no worker was started again
+
+    sizes = [os.path.getsize(p) for p in largest_first(paths)]
+    assert sizes == sorted(sizes, reverse=True)
+
+
+def test_workers_validated_before_anything_is_read(tmp_path):
+    from lookalike.catalog import Catalog
+    from lookalike.errors import UsageError
+    from lookalike.faces import scan_paths, who
+
+    fifo = tmp_path / "never-read.jpg"
+    os.mkfifo(fifo)  # reading it would block: validation must come first
+    for bad in (0, -1, 1.5, True, 10**6, "2"):
+        with pytest.raises(UsageError, match="--workers"):
+            scan_paths([fifo], Catalog(tmp_path / "c.sqlite"), workers=bad)
+    with pytest.raises(UsageError, match="--workers"):
+        who(tmp_path, workers=0)
+    with pytest.raises(UsageError, match="--workers"):
+        from lookalike.faces import train
+
+        train(tmp_path, "m", workers=-2)
+
+
+def test_calibration_not_stretched_to_one_atypical_training_photo():
+    """Issue 12: where every other person lies far away, the old rule put the threshold just above the most
+    atypical same-person distance; it now stays within the 99% quantile of same-person distances."""
+    from lookalike.faces import calibrate
+
+    rng = np.random.default_rng(3)
+    centres = np.eye(8, dtype=np.float32)[:4] * 0.8  # four people about 1.13 apart
+    emb = np.concatenate([c + rng.normal(0, 0.01, size=(30, 8)) for c in centres]).astype(np.float32)
+    labels = [f"p{i // 30}" for i in range(120)]
+    odd = centres[0].copy()
+    odd[4:] += 0.22  # one atypical photo of p0: 0.44 from its person, > 0.7 from everybody else
+    emb[0] = odd
+    t, stats = calibrate(emb, labels, default=0.5)
+    assert t < 0.44 and "99% quantile" in stats["method"]
+    assert stats["known_rejected"] <= 0.01 and stats["strangers_accepted"] == 0
+
+
+def test_large_jpeg_decoded_reduced_gives_full_size_boxes(tmp_path, monkeypatch):
+    """A 12 MP JPEG is decoded at reduced size (libjpeg DCT scaling) for detection and alignment; its boxes
+    are in full-size pixels and match a full-size decode, and the embedding stays the same person's."""
+    import importlib
+
+    from lookalike.catalog import Catalog
+    from lookalike.faces import scan_paths
+
+    scan_mod = importlib.import_module("lookalike.faces.scan")
+    src = Image.open(_photos("Tom_Hanks")[10]).convert("RGB")
+    canvas = Image.new("RGB", (4000, 3000), (90, 100, 110))
+    canvas.paste(src.resize((2400, round(2400 * src.height / src.width))), (800, 100))
+    big = tmp_path / "camera.jpg"
+    canvas.save(big, quality=92)
+
+    shapes = []
+    real = scan_mod.analyse_picture
+    monkeypatch.setattr(scan_mod, "analyse_picture",
+                        lambda arr, *a, **k: shapes.append(arr.shape) or real(arr, *a, **k))
+    reduced = scan_paths([big], Catalog(tmp_path / "a.sqlite"), workers=1)[0]
+    monkeypatch.setattr(scan_mod, "DECODE_MIN_SIDE", None)
+    full = scan_paths([big], Catalog(tmp_path / "b.sqlite"), workers=1)[0]
+    assert shapes == [(1500, 2000, 3), (3000, 4000, 3)]
+    assert (reduced.width, reduced.height) == (full.width, full.height) == (4000, 3000)
+    assert len(reduced.faces) == len(full.faces) == 1
+    assert _iou(reduced.faces[0].box, full.faces[0].box) >= 0.9
+    assert np.linalg.norm(reduced.faces[0].embedding - full.faces[0].embedding) < 0.1

@@ -5,7 +5,11 @@ The threshold is calibrated at training time from the training faces themselves 
 face, the distance to the nearest *other* face of the same person (what a known person's new photo looks
 like) and to the nearest face of anybody else (what a stranger looks like to the model). The threshold
 minimises FRR + 2 x FAR (calling a stranger by a name is the worse mistake) and sits a third of the way
-into the gap above the last same-person distance it accepts.
+into the gap above the last same-person distance it accepts, but never above the distance within which 99%
+of the training faces find another photo of their own person: the training set's other people are few
+(their distances are correlated per person), so where they all lie far away the first rule would stretch
+the threshold to the most atypical training photo, and an unseen person who looks like a known one would
+be named.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from PIL import Image
 from lookalike.catalog import Catalog
 from lookalike.errors import DecodeError, UsageError
 from lookalike.faces.embed import FaceEmbedder, load_face_embedder
-from lookalike.faces.scan import PhotoFaces, scan_image, scan_paths
+from lookalike.faces.scan import PhotoFaces, check_workers, scan_image, scan_paths
 from lookalike.faces.store import FaceModel, resolve_model
 from lookalike.media import WalkProblem, walk_inputs
 from lookalike.options import check_k, check_tolerance
@@ -34,6 +38,8 @@ STRANGER_WEIGHT = 2.0
 #: Where the threshold sits in the gap above the last accepted same-person distance (strangers seen at
 #: training are fewer than the people a model will meet, so the gap is not split in the middle).
 GAP_FRACTION = 1.0 / 3.0
+#: The threshold is at most this quantile of the leave-one-out same-person distances (see the module docstring).
+KNOWN_ACCEPT_QUANTILE = 0.99
 #: The calibrated threshold is kept within this factor of the embedder's default tolerance (guards tiny sets).
 CALIBRATION_RANGE = (0.6, 1.4)
 
@@ -60,10 +66,14 @@ def calibrate(embeddings: np.ndarray, labels: Sequence[str], default: float) -> 
     err = frr + STRANGER_WEIGHT * far
     a = int(np.argmin(err))
     t = float(cands[a] + GAP_FRACTION * (cands[a + 1] - cands[a])) if a + 1 < len(cands) else float(cands[a])
+    known_cap = float(np.quantile(genuine, KNOWN_ACCEPT_QUANTILE))
+    capped = t > known_cap
+    t = min(t, known_cap)
     lo, hi = default * CALIBRATION_RANGE[0], default * CALIBRATION_RANGE[1]
     clamped = min(max(t, lo), hi)
     stats.update(
         method="leave-one-out nearest distances, min(FRR + 2 FAR)"
+        + (f", at most the same-person {KNOWN_ACCEPT_QUANTILE:.0%} quantile" if capped else "")
         + (f" (clamped from {t:.4f})" if clamped != t else ""),
         known_rejected=round(float((genuine > clamped).mean()), 4),
         strangers_accepted=round(float((impostor <= clamped).mean()), 4),
@@ -218,6 +228,7 @@ def who(
 ) -> WhoReport:
     """Recognise every face of every photo under a folder (or list of paths)."""
     tolerance = check_tolerance(tolerance)  # before anything is loaded or read
+    workers = check_workers(workers)
     walk_errors: list[WalkProblem] = []  # a FIFO or device named like a picture: one error each
     # a misspelt path or a folder without pictures: UsageError, whatever the face models
     paths = walk_inputs([folder] if isinstance(folder, str | Path) else list(folder), recursive=recursive,

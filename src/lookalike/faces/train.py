@@ -17,7 +17,7 @@ from lookalike.catalog import Catalog, open_catalog
 from lookalike.errors import UsageError
 from lookalike.faces.embed import load_face_embedder
 from lookalike.faces.recognize import calibrate
-from lookalike.faces.scan import FoundFace, scan_paths
+from lookalike.faces.scan import FoundFace, check_workers, scan_paths
 from lookalike.faces.store import FaceModel, Prototype, check_name, faces_root, list_face_models
 from lookalike.index import content_hashes
 from lookalike.media import WalkProblem, check_inputs, iter_images
@@ -91,6 +91,7 @@ def add_examples(
 ) -> TrainReport:
     """Add (label, photo path, face box or None = largest face) examples to a model, then recalibrate."""
     t0 = time.perf_counter()
+    workers = check_workers(workers)  # before a model is created or a photo read
     model = _open_or_create(name, embedder, detector)
     report = TrainReport(model=name)
     cat = open_catalog(catalog)
@@ -177,6 +178,7 @@ def train(
     ``nested_skipped`` (give it its own person folder to use it). A file that is not a regular picture (a
     FIFO, a device) is listed in ``failed`` and the run goes on.
     """
+    check_workers(workers)  # before the folder is walked
     root = Path(check_inputs([dataset])[0])  # a misspelt path: UsageError "no such file or folder"
     if not root.is_dir():
         raise UsageError(f"{root} is a file: give a folder holding one sub-folder of photos per person")
