@@ -231,7 +231,8 @@ def test_import_never_overwrites_a_different_stored_value(photos, tmp_path):
     dst.write(features=[FeatureRow(rows[0]["content_hash"], "phash", "1", mine)])
     with pytest.raises(UsageError, match="differ.*nothing imported.*--replace"):
         import_features_parquet(tmp_path / "f.parquet", dst)
-    assert _tables(tmp_path / "dst.sqlite")["features"] == [(bytes.fromhex(rows[0]["content_hash"]), "phash", "1", mine)]
+    stored = [(bytes.fromhex(rows[0]["content_hash"]), "phash", "1", mine)]
+    assert _tables(tmp_path / "dst.sqlite")["features"] == stored
     done = import_features_parquet(tmp_path / "f.parquet", dst, replace=True)
     assert (done.replaced, done.written) == (1, N_PHOTOS - 1)
     assert _tables(tmp_path / "dst.sqlite")["features"] == _tables(tmp_path / "src.sqlite")["features"]
