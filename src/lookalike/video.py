@@ -23,7 +23,7 @@ import numpy as np
 
 from lookalike.errors import DecodeError, UsageError
 from lookalike.features.hashes import pack_bits
-from lookalike.journal.fsops import free_name
+from lookalike.journal.fsops import create_new_file
 from lookalike.media import WalkProblem, check_found, check_inputs
 from lookalike.media.video_reader import DEFAULT_SAMPLE_FPS, VideoReader, centre_crop_box, format_timestamp, iter_videos
 from lookalike.search import hamming_distances
@@ -159,24 +159,10 @@ class FrameDeduper:
 
 
 def write_new_file(folder: Path, stem: str, suffix: str, data: bytes) -> Path:
-    """Write ``data`` to ``folder/stem+suffix``, or the first free ``stem (1)+suffix``, ... (the journal's
-    rule, :func:`~lookalike.journal.fsops.free_name`): never over an existing file, even one created between
-    the choice and the write (the file is created with O_EXCL)."""
-    tried: set[str] = set()
-    while True:
-        path = Path(free_name(str(folder / f"{stem}{suffix}"), taken=tried))
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
-        except FileExistsError:  # created since free_name looked: take the next one
-            tried.add(str(path))
-            continue
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        return path
+    """Write ``data`` to ``folder/stem+suffix``, or the first free ``stem (1)+suffix``, ...: the journal's
+    :func:`~lookalike.journal.fsops.create_new_file` (never over an existing file, even one created between the
+    choice and the write, a dangling link included)."""
+    return Path(create_new_file(folder / f"{stem}{suffix}", data))
 
 
 def _encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
