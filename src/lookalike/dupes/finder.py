@@ -128,7 +128,7 @@ def find_duplicates(
 
     edges: dict[tuple[int, int], tuple[str, float]] = {}
     judge: _Judge | None = None
-    stats.update(verified=0, cached=0)
+    stats.update(verified=0, cached=0, verified_in_pool=0)
     if tier in ("near", "similar") and len(nodes) > 1:
         t1 = time.perf_counter()
         # each class is represented by its smallest content hash: the same file whatever it is named
@@ -265,7 +265,9 @@ def _exact_contents(cat: Catalog, files: list[str], report: DupesReport, stats: 
         if row_ok:  # the file did not change while it was read: its hash may pass the fast path later
             old = known.get(p)
             status = old.status if old and old.content_hash == h and old.status != "error" else "ok"
-            recent = time.time_ns() - st.st_ctime_ns < 2_000_000_000  # a change in the same tick could hide
+            # changed within a clock tick of the read, a further change could keep size, mtime and ctime
+            tick = 2_000_000_000 if st.st_ctime_ns % 1_000_000_000 == 0 else 20_000_000
+            recent = st.st_ctime_ns > time.time_ns() - tick
             rows.append(FileRow(p, st.st_size, st.st_mtime_ns, h, status, None, st.st_ino,
                                 None if recent else st.st_ctime_ns))
     cat.write(files=rows)
@@ -359,7 +361,8 @@ class _Judge:
                              "".join("m" if m else "u" for m in orient))
 
     def cached(self, pairs: Sequence[tuple[int, int, tuple[bool, ...]]]) -> dict[int, tuple[bool, float]]:
-        """position in ``pairs`` -> (ok, score) of the verdicts the catalog holds for this threshold."""
+        """position in ``pairs`` -> (ok, score) of the verdicts the catalog holds for this threshold (the
+        caller counts those it uses in ``stats["cached"]``)."""
         keys = [self._key(i, j, o) for i, j, o in pairs]
         found = self.store.lookup(k for k in keys if k is not None)
         out = {}
@@ -367,13 +370,13 @@ class _Judge:
             v = found.get(k) if k is not None else None
             if v is not None and v.holds_at(self.min_ncc):
                 out[n] = (v.ok, v.score)
-        self.stats["cached"] += len(out)
         return out
 
     def verify(self, pairs: Sequence[tuple[int, int, tuple[bool, ...]]]) -> list[tuple[bool, float]]:
         """Verify pairs (already in verification order); their verdicts go to the catalog."""
         if len(pairs) >= POOL_MIN_PAIRS and self.workers > 1:
             results = self._in_pool(pairs)
+            self.stats["verified_in_pool"] += len(pairs)
         else:
             results = []
             for i, j, o in pairs:
@@ -388,7 +391,10 @@ class _Judge:
         """(ok, score) of one pair, in either order: cached, else verified here."""
         pair = [(*self.order(i, j), orient)]
         hit = self.cached(pair)
-        return hit[0] if hit else self.verify(pair)[0]
+        if hit:
+            self.stats["cached"] += 1
+            return hit[0]
+        return self.verify(pair)[0]
 
     def _in_pool(self, pairs: Sequence[tuple[int, int, tuple[bool, ...]]]) -> list[tuple[bool, float, float, float]]:
         """Chunks of pairs sharing pictures (sorted by first picture) on every core; many small chunks so
@@ -451,6 +457,7 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min
     scored.sort(key=lambda t: (-t[0], t[1], t[2], t[3]))  # most promising first (ties: by content)
     pairs = [(i, j, orient) for *_, i, j, orient, _ in scored]
     results = judge.cached(pairs)
+    from_cache = set(results)  # counted in stats["cached"] when used (a pair joined by then is not)
     edges: dict[tuple[int, int], tuple[str, float]] = {}
     joined = _UnionFind(len(reps))
     total, skipped, judged, commit = len(pairs), 0, 0, 0
@@ -479,6 +486,7 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min
             else:
                 ok, score = results[commit]
                 judged += 1
+                stats["cached"] += commit in from_cache
                 if ok:
                     edges[(i, j)] = ("near", score)
                     joined.union(i, j)
