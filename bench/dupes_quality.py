@@ -241,7 +241,8 @@ def main() -> None:
                     help="edits: originals and their edited copies (default); qualities: 5 JPEG qualities")
     ap.add_argument("--photos", type=int, default=400, help="--set qualities: photos (x5 files)")
     ap.add_argument("--rerun", action="store_true", help="time cold / warm near and exact runs (issue 12)")
-    ap.add_argument("--workers", type=int, help="verification processes (default: every core)")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="verification processes (default: every core)")
     args = ap.parse_args()
     if not DATA.is_dir():
         sys.exit(f"shared data not found at {DATA}; set LOOKALIKE_SHARED")

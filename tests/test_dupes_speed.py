@@ -140,3 +140,25 @@ def test_verdict_store_batches_and_keys_by_ordered_content(tmp_path):
     got = VerdictStore(reader).lookup([key, VerdictKey.of("aa", "bb", "near", "2", "u")])
     assert list(got) == [key] and got[key].holds_at(0.87) and not got[key].holds_at(0.96)
     assert not got[key].holds_at(0.80) and got[key].holds_at(0.95)
+
+
+@needs_effnet
+def test_an_unguarded_script_is_never_run_again_by_worker_processes(photo_set, tmp_path):
+    """Spawned workers import the main script again: one without an ``if __name__ == "__main__"`` guard
+    (here it appends a line to a file, as a script acting on duplicates would act) must run once."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "script.py"
+    runs = tmp_path / "runs.txt"
+    script.write_text(
+        "from lookalike.dupes import find_duplicates\n"
+        f"open({str(runs)!r}, 'a').write('run\\n')\n"
+        f"r = find_duplicates([{str(photo_set)!r}], catalog={str(tmp_path / 'c.sqlite')!r})\n"
+        f"open({str(runs)!r}, 'a').write(str(r.stats['verified']) + ' ' + str(r.stats['verified_in_pool']) + '\\n')\n")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    subprocess.run([sys.executable, str(script)], check=True, timeout=600, env={**os.environ, "PYTHONPATH": src})
+    first, counts = runs.read_text().splitlines()
+    verified, in_pool = map(int, counts.split())
+    assert first == "run" and verified >= 8 and in_pool == 0

@@ -6,6 +6,7 @@ import math
 import multiprocessing
 import os
 import stat as stat_mod
+import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -71,7 +72,9 @@ def find_duplicates(
     correlation (near, default 0.87) or CNN cosine (similar, default 0.80); unused by exact/pixel.
     ``keep``: keeper criteria in order (see keeper.CRITERIA). ``keep_in``: folders whose files are
     never acted on and win the keeper choice; they are scanned too. ``workers``: processes verifying
-    candidate pairs (None: every core; 1: this process only); the groups do not depend on it.
+    candidate pairs (None: every core, or this process only when called from a script, whose
+    top level a spawned worker would run again: pass ``workers`` from a script guarded by
+    ``if __name__ == "__main__":``); the groups do not depend on it.
 
     Cost: ``--tier exact`` decodes nothing (sizes, then both ends of the files whose size is shared,
     then the full sha256 of those still alike; a file the catalog knows unchanged is not read at all).
@@ -333,6 +336,21 @@ def _facts(cat: Catalog, files: list[str], content: dict[str, str] | None = None
     return facts, content
 
 
+def _spawn_is_safe() -> bool:
+    """Whether worker processes can be spawned without running the caller's main script again.
+
+    A spawned process imports the main module (as ``__mp_main__``) unless it is a package's ``__main__``
+    (``python -m lookalike``, ``python -m pytest``) or there is none (an interactive session). A script's
+    top level would run again in each worker: harmless behind ``if __name__ == "__main__":``, but a script
+    without that guard that acts on the duplicates it finds must never run twice. So by default a
+    script's search verifies in its own process; ``workers=N`` says the script is guarded."""
+    main = sys.modules.get("__main__")
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    if name is not None:
+        return name == "__main__" or name.endswith(".__main__")
+    return getattr(main, "__file__", None) is None
+
+
 class _Judge:
     """Verdicts on pairs of class representatives: the catalog's cached verdicts first, then the verifier,
     in worker processes when there is more than one core and enough pairs.
@@ -346,7 +364,7 @@ class _Judge:
         self.reps, self.hashes, self.min_ncc, self.stats = reps, hashes, min_ncc, stats
         self.store = VerdictStore(cat)
         self.verifier = Verifier(reps, min_ncc=min_ncc)
-        self.workers = max(1, cpu_count() if workers is None else int(workers))
+        self.workers = max(1, int(workers)) if workers is not None else (cpu_count() if _spawn_is_safe() else 1)
         self._pool: Executor | None = None
 
     def order(self, i: int, j: int) -> tuple[int, int]:
