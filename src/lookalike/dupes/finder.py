@@ -405,14 +405,15 @@ class _Judge:
                         in zip(pairs, results, strict=True) if (k := self._key(i, j, o)) is not None])
         return [(ok, score) for ok, score, _, _ in results]
 
-    def one(self, i: int, j: int, orient: tuple[bool, ...] = (False, True)) -> tuple[bool, float]:
-        """(ok, score) of one pair, in either order: cached, else verified here."""
-        pair = [(*self.order(i, j), orient)]
-        hit = self.cached(pair)
-        if hit:
-            self.stats["cached"] += 1
-            return hit[0]
-        return self.verify(pair)[0]
+    def against(self, k: int, xs: Sequence[int], orient: tuple[bool, ...] = (False, True)) -> list[tuple[bool, float]]:
+        """(ok, score) of the pairs (k, x) for each x, in either order: cached, else verified (on every core)."""
+        pairs = [(*self.order(k, x), orient) for x in xs]
+        hits = self.cached(pairs)
+        self.stats["cached"] += len(hits)
+        todo = [n for n in range(len(pairs)) if n not in hits]
+        for n, r in zip(todo, self.verify([pairs[n] for n in todo]), strict=True):
+            hits[n] = r
+        return [hits[n] for n in range(len(pairs))]
 
     def _in_pool(self, pairs: Sequence[tuple[int, int, tuple[bool, ...]]]) -> list[tuple[bool, float, float, float]]:
         """Chunks of pairs sharing pictures (sorted by first picture) on every core; many small chunks so
@@ -533,18 +534,20 @@ def _groups(nodes: list[list[str]], edges: dict[tuple[int, int], tuple[str, floa
     def linked(a: int, b: int) -> bool:
         return b in adj.get(a, {})
 
-    def check_keeper(k: int, x: int) -> bool:
-        if linked(k, x):
-            return True
-        if judge is None or (k, x) in checked:
-            return False
-        checked.add((k, x))
-        on_demand[0] += 1
-        ok, score = judge.one(k, x)
-        if ok:
-            adj.setdefault(k, {})[x] = ("near", score)
-            adj.setdefault(x, {})[k] = ("near", score)
-        return ok
+    def check_all(k: int, xs: list[int]) -> set[int]:
+        """The pictures among ``xs`` linked to keeper k, verifying unknown pairs on demand (in one batch)."""
+        hits = {x for x in xs if linked(k, x)}
+        if judge is None:
+            return hits
+        todo = [x for x in xs if x not in hits and (k, x) not in checked]
+        checked.update((k, x) for x in todo)
+        on_demand[0] += len(todo)
+        for x, (ok, score) in zip(todo, judge.against(k, todo), strict=True):
+            if ok:
+                adj.setdefault(k, {})[x] = ("near", score)
+                adj.setdefault(x, {})[k] = ("near", score)
+                hits.add(x)
+        return hits
 
     checked: set[tuple[int, int]] = set()
 
@@ -557,7 +560,7 @@ def _groups(nodes: list[list[str]], edges: dict[tuple[int, int], tuple[str, floa
     grouped: set[int] = set()
     for comp in components(len(nodes), edges):
         big = len(comp) > ON_DEMAND_LIMIT
-        for keeper, members in split_component(comp, linked, pick, linked if big else check_keeper):
+        for keeper, members in split_component(comp, linked, pick, check_all=None if big else check_all):
             plan.append((keeper, members))
             grouped.update([keeper, *members])
     plan.extend((n, []) for n in range(len(nodes)) if n not in grouped and len(nodes[n]) > 1)
