@@ -112,11 +112,15 @@ def test_exact_tier_reads_no_pixels_and_rereads_nothing(tmp_path):
     (root / "alone.jpg").write_bytes(shared_data("photos", "ukbench00011.jpg").read_bytes())  # a size of its own
     (root / "same_size_1.jpg").write_bytes(b"\xff\xd8" + b"1" * 20000)  # same size, other ends: no full read
     (root / "same_size_2.jpg").write_bytes(b"\xff\xd8" + b"2" * 20000)
+    (root / "empty1.jpg").write_bytes(b"")  # the same (no) bytes, but no picture: never a duplicate
+    (root / "empty2.jpg").write_bytes(b"")
     cat = Catalog(tmp_path / "c.sqlite")
     time.sleep(0.05)  # past the clock tick of the writes: the hashes may be trusted next time
     rep = find_duplicates([root], tier="exact", catalog=cat)
     groups = sorted(sorted(Path(p).name for p in g.paths) for g in rep.groups)
-    assert groups == [["a.jpg", "b.jpg"], ["junk1.jpg", "junk2.jpg"]] and not rep.errors
+    assert groups == [["a.jpg", "b.jpg"], ["junk1.jpg", "junk2.jpg"]]
+    assert sorted((Path(e.path).name, e.error) for e in rep.errors) == [("empty1.jpg", "empty file (0 bytes)"),
+                                                                         ("empty2.jpg", "empty file (0 bytes)")]
     assert rep.stats["decoded"] == 0 and rep.stats["unique_size"] == 1
     assert rep.stats["read_partial"] == 6 and rep.stats["read_full"] == 4
     again = find_duplicates([root], tier="exact", catalog=cat)

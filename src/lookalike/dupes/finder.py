@@ -230,6 +230,9 @@ def _exact_contents(cat: Catalog, files: list[str], report: DupesReport, stats: 
         except OSError as exc:
             report.errors.append(DupesFailure(p, f"vanished during the search: {exc.strerror or exc}"))
             continue
+        if st.st_size == 0:  # not a picture: empty files are never anybody's duplicates
+            report.errors.append(DupesFailure(p, "empty file (0 bytes)"))
+            continue
         sizes.setdefault(st.st_size, []).append((p, st))
     shared = [(p, st) for group in sizes.values() if len(group) > 1 for p, st in group]
     known = cat.lookup_files([p for p, _ in shared])
