@@ -10,6 +10,12 @@ Prints pair precision/recall per tier and per edit at the default thresholds, an
 (plain pHash, flip/rotation-invariant pHash, CNN strict/generous, candidates, verification) finds.
 
     python bench/dupes_quality.py --limit 200          # 200 edited originals (default)
+    python bench/dupes_quality.py --set qualities --rerun   # 2,000 files: 400 photos x 5 JPEG qualities
+
+``--set qualities`` is bench/peers.py's set: the 400 UKBench photos (640x480) each saved at JPEG quality
+95, 85, 70, 50 and 30; the five versions of one photo are one family. ``--rerun`` (issue 12) times the
+near tier cold (fresh catalog, indexing included), then warm (same catalog: features and verdicts cached),
+and ``--tier exact`` cold (a fresh catalog) and warm; CPU includes the verification processes.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import argparse
 import hashlib
 import itertools
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -68,6 +75,42 @@ def _timed_warp_residual(*args, _inner=_verify.warp_residual):
     finally:
         GEOM_COST[0] += 1
         GEOM_COST[1] += time.process_time() - t
+
+
+QUALITIES = (95, 85, 70, 50, 30)
+
+
+def build_qualities(work: Path, n: int) -> tuple[list[Path], dict[Path, str], dict[Path, str]]:
+    """n UKBench photos, each saved at the five JPEG qualities (bench/peers.py's "qualities" set)."""
+    from PIL import Image
+
+    files: list[Path] = []
+    family: dict[Path, str] = {}
+    edit: dict[Path, str] = {}
+    for src in sorted((DATA / "photos").glob("ukbench*.jpg"))[:n]:
+        fam = hashlib.sha256(src.read_bytes()).hexdigest()
+        with Image.open(src) as im:
+            rgb = im.convert("RGB")
+        for q in QUALITIES:
+            dest = work / f"q{q}" / src.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            rgb.save(dest, "JPEG", quality=q)
+            files.append(dest)
+            family[dest], edit[dest] = fam, f"q{q}"
+    return files, family, edit
+
+
+def cpu_now() -> float:
+    """CPU seconds (user + sys) of this process and its finished children (the verification pool)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def timed_run(folder: Path, catalog: Catalog, tier: str, workers: int | None) -> tuple:
+    """(report, wall seconds, CPU seconds, 1-minute load average at the end)."""
+    t, c = time.perf_counter(), cpu_now()
+    rep = find_duplicates([folder], tier=tier, catalog=catalog, workers=workers)
+    return rep, time.perf_counter() - t, cpu_now() - c, os.getloadavg()[0]
 
 
 def build(work: Path, limit: int) -> tuple[list[Path], dict[Path, str], dict[Path, str]]:
@@ -194,6 +237,12 @@ def main() -> None:
     ap.add_argument("--work", type=Path, help="working folder (default: a temporary one, removed)")
     ap.add_argument("--similar", action="store_true", help="also run the similar tier")
     ap.add_argument("--show-errors", type=int, default=5, help="print this many wrong pairs per tier")
+    ap.add_argument("--set", choices=("edits", "qualities"), default="edits", dest="which",
+                    help="edits: originals and their edited copies (default); qualities: 5 JPEG qualities")
+    ap.add_argument("--photos", type=int, default=400, help="--set qualities: photos (x5 files)")
+    ap.add_argument("--rerun", action="store_true", help="time cold / warm near and exact runs (issue 12)")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="verification processes (default: every core)")
     args = ap.parse_args()
     if not DATA.is_dir():
         sys.exit(f"shared data not found at {DATA}; set LOOKALIKE_SHARED")
@@ -201,9 +250,14 @@ def main() -> None:
     os.environ.setdefault("LOOKALIKE_HOME", str(tmp / "home"))
     try:
         t0 = time.perf_counter()
-        files, family, edit = build(tmp / "set", args.limit)
-        print(f"test set: {len(files)} files, {args.limit} edited originals x {len(EDITS)} edits "
-              f"({time.perf_counter() - t0:.1f}s to build)")
+        if args.which == "qualities":
+            files, family, edit = build_qualities(tmp / "set", args.photos)
+            print(f"test set: {len(files)} files, {args.photos} photos x {len(QUALITIES)} JPEG qualities "
+                  f"({time.perf_counter() - t0:.1f}s to build)")
+        else:
+            files, family, edit = build(tmp / "set", args.limit)
+            print(f"test set: {len(files)} files, {args.limit} edited originals x {len(EDITS)} edits "
+                  f"({time.perf_counter() - t0:.1f}s to build)")
         cat = Catalog(tmp / "catalog.sqlite")
         results = {}
         tiers = ["exact", "pixel", "near"] + (["similar"] if args.similar else [])
@@ -211,11 +265,20 @@ def main() -> None:
         _verify.warp_residual = _timed_warp_residual
         for tier in ("near", *[t for t in tiers if t != "near"]):  # near first: it indexes everything
             RecordingVerifier.retakes = []
+            cpu0 = cpu_now()
             t1, c1 = time.perf_counter(), time.process_time()
-            rep = find_duplicates([tmp / "set"], tier=tier, catalog=cat)
+            rep = find_duplicates([tmp / "set"], tier=tier, catalog=cat, workers=args.workers)
             if tier == "near":
                 near_retakes, near_cpu = set(RecordingVerifier.retakes), time.process_time() - c1
                 geom_calls, geom_cpu = GEOM_COST
+                timing = [("near, cold (fresh catalog)", rep, time.perf_counter() - t1, cpu_now() - cpu0,
+                           os.getloadavg()[0])]
+                if args.rerun:
+                    timing.append(("near, warm re-run", *timed_run(tmp / "set", cat, "near", args.workers)))
+                    fresh = Catalog(tmp / "exact.sqlite")
+                    timing.append(("exact, cold (fresh catalog)",
+                                   *timed_run(tmp / "set", fresh, "exact", args.workers)))
+                    timing.append(("exact, warm re-run", *timed_run(tmp / "set", fresh, "exact", args.workers)))
             secs = time.perf_counter() - t1
             groups = [g.paths for g in rep.groups]
             results[tier] = (group_pairs(groups), secs, rep)
@@ -229,10 +292,26 @@ def main() -> None:
             print(f"| {tier} | {p:.4f} | {r:.4f} | {fp} | {fn} | {len(rep.groups)} | {secs:.1f} |")
         near_pred, _, near_rep = results["near"]
         print(f"\nnear-tier stats: {near_rep.stats}")
+        print("\n## Cold and warm runs (wall and CPU seconds; CPU includes the verification processes)")
+        print("| run | wall s | CPU s | load | verified | cached | decoded | stats |")
+        print("|---|---:|---:|---:|---:|---:|---:|---|")
+        for name, r, wall, cpu, load in timing:
+            st = r.stats
+            extra = {k: st[k] for k in ("unique_size", "fast_path", "read_partial", "read_full", "index_s",
+                                         "verify_s", "group_s") if k in st}
+            print(f"| {name} | {wall:.1f} | {cpu:.1f} | {load:.1f} | {st.get('verified', 0)} | "
+                  f"{st.get('cached', 0)} | {st.get('decoded', 0)} | {extra} |")
+        if len(timing) > 1:
+            print(f"warm / cold: wall {timing[1][2] / timing[0][2]:.3f}, CPU {timing[1][3] / timing[0][3]:.3f}; "
+                  f"warm groups identical to cold: "
+                  f"{[g.to_json() for g in timing[1][1].groups] == [g.to_json() for g in timing[0][1].groups]}")
+        if args.which == "qualities":
+            return
         near_truth = truth_pairs(files, family, edit, "near")
         print(f"geometric test (verify.warp_residual): {len(near_retakes)} pairs passed the correlation but "
               f"were rejected as another shot; {len(near_retakes & near_truth)} of them are true pairs; "
-              f"{geom_calls} calls, {geom_cpu:.1f} s CPU of the near tier's {near_cpu:.1f} s CPU (this process)")
+              f"{geom_calls} calls, {geom_cpu:.1f} s CPU of the near tier's {near_cpu:.1f} s CPU (this process; "
+              "pairs verified in the worker processes are not seen here: --workers 1 to count them all)")
         for pair in sorted(near_retakes & near_truth, key=sorted)[: args.show_errors]:
             a, b = sorted(pair)
             print(f"  true pair rejected as a retake: {os.path.relpath(a, tmp)} ~ {os.path.relpath(b, tmp)}")

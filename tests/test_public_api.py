@@ -63,7 +63,7 @@ SIGNATURES = {
         "(paths: 'Sequence[str | Path]', tier: 'str' = 'near', threshold: 'float | None' = None, "
         "keep: 'str | Sequence[str] | None' = None, keep_in: 'Sequence[str | Path]' = (), "
         "catalog: 'Catalog | str | Path | None' = None, progress: 'Progress | None' = None, "
-        "recursive: 'bool' = True) -> 'DupesReport'"
+        "recursive: 'bool' = True, workers: 'int | None' = None) -> 'DupesReport'"
     ),
     "find_similar": (
         "(query: 'ImageSource', folders: 'Iterable[str | Path]', k: 'int' = 5, model: 'str' = 'effnet', "

@@ -14,6 +14,7 @@ from lookalike.catalog.store import (
     open_catalog,
     to_db_path,
 )
+from lookalike.catalog.verdicts import StoredVerdict, VerdictKey, VerdictStore
 
 __all__ = [
     "Catalog",
@@ -21,6 +22,9 @@ __all__ = [
     "FeatureRow",
     "FileRow",
     "ImageRow",
+    "StoredVerdict",
+    "VerdictKey",
+    "VerdictStore",
     "catalog_error",
     "decode_features",
     "encode_feature",

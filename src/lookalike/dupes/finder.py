@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import math
+import multiprocessing
 import os
 import stat as stat_mod
+import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from lookalike.catalog import Catalog, open_catalog
+from lookalike.catalog import Catalog, FileRow, StoredVerdict, VerdictKey, VerdictStore, open_catalog
+from lookalike.config import cpu_count
 from lookalike.dupes.candidates import dihedral_distance, dihedral_pairs, dihedral_pairs_indexed, embedding_pairs
 from lookalike.dupes.grouping import components, split_component
 from lookalike.dupes.keeper import FileFacts, choose_keeper, parse_policy, resolve_folder, under_any
 from lookalike.dupes.report import Alias, DupesFailure, DupesReport, Group, Member, file_facts_json
-from lookalike.dupes.verify import Verifier
+from lookalike.dupes.verify import VERIFIER_VERSION, Verifier, start_worker, verify_chunk
+from lookalike.errors import DecodeError
 from lookalike.features import load_extractor
 from lookalike.features.hashes import hash_to_hex
-from lookalike.index import Progress, index_paths
-from lookalike.media import check_inputs
+from lookalike.index import Progress, file_sha256, index_paths
+from lookalike.index.fastpath import sha256_of, unchanged_hash
+from lookalike.media import check_inputs, walk_inputs
+from lookalike.media.files import open_regular
 from lookalike.options import check_dupes_options
 
 #: The tier searched when none is given (edited copies; the CLI and the HTTP service use it too).
@@ -33,6 +41,10 @@ HASH_MAX_BITS = 10
 HASH_K = 10
 HASH_SCAN_MAX = 20_000  # above this many pictures, hashes go through the multi-index (exact up to 3 bits)
 ON_DEMAND_LIMIT = 64  # components up to this size get keeper links verified on demand
+PARTIAL_BLOCK = 4096  # exact tier: bytes read at each end of a file before any full hash
+WAVE = 1024  # candidate pairs sent for verification at once (see _near_edges)
+POOL_MIN_PAIRS = 8  # fewer pairs to verify than this: verified in this process, no pool started
+VERDICT_TIER = "near"  # the near and similar tiers share one verification, hence one cache
 
 MODELS_FOR_TIER = {
     "exact": ("dihash",),  # any cheap model: the indexer records sha256 and picture facts
@@ -51,6 +63,7 @@ def find_duplicates(
     catalog: Catalog | str | Path | None = None,
     progress: Progress | None = None,
     recursive: bool = True,
+    workers: int | None = None,
 ) -> DupesReport:
     """Groups of duplicate pictures under ``paths`` (all against all), one keeper per group.
 
@@ -58,7 +71,15 @@ def find_duplicates(
     similar (same scene, looser); each includes the previous ones. ``threshold``: minimum aligned
     correlation (near, default 0.87) or CNN cosine (similar, default 0.80); unused by exact/pixel.
     ``keep``: keeper criteria in order (see keeper.CRITERIA). ``keep_in``: folders whose files are
-    never acted on and win the keeper choice; they are scanned too.
+    never acted on and win the keeper choice; they are scanned too. ``workers``: processes verifying
+    candidate pairs (None: every core, or this process only when called from a script, whose
+    top level a spawned worker would run again: pass ``workers`` from a script guarded by
+    ``if __name__ == "__main__":``); the groups do not depend on it.
+
+    Cost: ``--tier exact`` decodes nothing (sizes, then both ends of the files whose size is shared,
+    then the full sha256 of those still alike; a file the catalog knows unchanged is not read at all).
+    Verification verdicts are cached in the catalog by content (catalog/verdicts.py): a re-run verifies
+    only pairs it has never seen; ``stats["verified"]`` / ``stats["cached"]`` count both kinds.
 
     File identity: a file is its (st_dev, st_ino). Its names found by the scan are one file: a symbolic
     link (or chain of links) and its target, or two hard links, are never a keeper and duplicate of each
@@ -75,14 +96,24 @@ def find_duplicates(
     stats = report.stats
     t0 = time.perf_counter()
 
-    idx = index_paths(list(dict.fromkeys(roots + keep_args)), cat, MODELS_FOR_TIER[tier], recursive=recursive,
-                      progress=progress)
-    report.errors = [DupesFailure(f.path, f.error) for f in idx.failed]
-    stats.update(files=len(idx.paths), errors=len(idx.failed), index_s=round(time.perf_counter() - t0, 2))
-    files, aliases, protected, links = _identities(idx.paths, keep_dirs, report, stats)
+    inputs = list(dict.fromkeys(roots + keep_args))
+    if tier == "exact":
+        walked = _walk(inputs, recursive, report)
+        stats.update(files=len(walked), decoded=0)
+        files, aliases, protected, links = _identities(walked, keep_dirs, report, stats)
+        content = _exact_contents(cat, files, report, stats)
+        files = [p for p in files if p in content]  # vanished or unreadable ones are in report.errors
+        stats.update(errors=len(report.errors), index_s=round(time.perf_counter() - t0, 2))
+    else:
+        idx = index_paths(inputs, cat, MODELS_FOR_TIER[tier], recursive=recursive, progress=progress)
+        report.errors = [DupesFailure(f.path, f.error) for f in idx.failed]
+        stats.update(files=len(idx.paths), errors=len(idx.failed), decoded=idx.decoded,
+                     index_s=round(time.perf_counter() - t0, 2))
+        files, aliases, protected, links = _identities(idx.paths, keep_dirs, report, stats)
+        content = None
     if not files:
         return report
-    facts, content = _facts(cat, files)
+    facts, content = _facts(cat, files, content)
     for p in files:
         facts[p].protected, facts[p].links = protected[p], links[p]
 
@@ -99,18 +130,29 @@ def find_duplicates(
     stats["classes"] = len(nodes)
 
     edges: dict[tuple[int, int], tuple[str, float]] = {}
-    verifier: Verifier | None = None
+    judge: _Judge | None = None
+    stats.update(verified=0, cached=0, verified_in_pool=0)
     if tier in ("near", "similar") and len(nodes) > 1:
         t1 = time.perf_counter()
-        reps = [min(n) for n in nodes]
-        verifier = Verifier(reps, min_ncc=threshold if (threshold is not None and tier == "near") else NEAR_MIN_NCC)
+        # each class is represented by its smallest content hash: the same file whatever it is named
+        reps = [min(n, key=lambda p: (content[p], p)) for n in nodes]
+        min_ncc = threshold if (threshold is not None and tier == "near") else NEAR_MIN_NCC
+        judge = _Judge(cat, reps, [_sha(content, r) for r in reps], min_ncc, workers, stats)
         sim_min = threshold if (threshold is not None and tier == "similar") else SIMILAR_MIN_COS
-        edges = _near_edges(cat, reps, tier, verifier, sim_min, stats, progress)
+        try:
+            edges = _near_edges(cat, reps, tier, judge, sim_min, stats, progress)
+        except BaseException:
+            judge.close()
+            raise
         stats["verify_s"] = round(time.perf_counter() - t1, 2)
 
     # 2. groups
     t2 = time.perf_counter()
-    report.groups = _groups(nodes, edges, facts, content, policy, verifier, stats)
+    try:
+        report.groups = _groups(nodes, edges, facts, content, policy, judge, stats)
+    finally:
+        if judge is not None:
+            judge.close()
     for g in report.groups:
         g.links = [a for p in g.paths for a in aliases.get(p, [])]
     stats["group_s"] = round(time.perf_counter() - t2, 2)
@@ -163,24 +205,256 @@ def _identities(paths: list[str], keep_dirs: list[str], report: DupesReport, sta
     return files, aliases, protected, links
 
 
-def _facts(cat: Catalog, files: list[str]) -> tuple[dict[str, FileFacts], dict[str, str]]:
+def _walk(inputs: list[str], recursive: bool, report: DupesReport) -> list[str]:
+    """The files under ``inputs`` (the one walk of every command), problems into ``report.errors``."""
+    problems: list = []
+    walked = walk_inputs(inputs, recursive=recursive, errors=problems)
+    report.errors = [DupesFailure(w.path, w.error) for w in problems if not w.skipped]
+    return walked
+
+
+def _exact_contents(cat: Catalog, files: list[str], report: DupesReport, stats: dict) -> dict[str, str]:
+    """path -> sha256 for the files that may have a byte-identical twin; no picture is decoded.
+
+    The cheapest test first: a file whose size no other file has is not read; a file the catalog knows
+    unchanged (fast path) gives its stored hash without a read; among the others of one size, the first
+    and last :data:`PARTIAL_BLOCK` bytes are hashed, and only files still alike (or alike in size to a
+    known one) are hashed in full, on every core. Full hashes are written back to the catalog (a new row
+    holds the hash only; the indexer fills in the rest), so the next run reads nothing. Files not hashed
+    map to their own path (unique by construction)."""
+    sizes: dict[int, list[tuple[str, os.stat_result]]] = {}
+    content: dict[str, str] = {}
+    for p in files:
+        try:
+            st = os.stat(p)
+        except OSError as exc:
+            report.errors.append(DupesFailure(p, f"vanished during the search: {exc.strerror or exc}"))
+            continue
+        if st.st_size == 0:  # not a picture: empty files are never anybody's duplicates
+            report.errors.append(DupesFailure(p, "empty file (0 bytes)"))
+            continue
+        sizes.setdefault(st.st_size, []).append((p, st))
+    shared = [(p, st) for group in sizes.values() if len(group) > 1 for p, st in group]
+    known = cat.lookup_files([p for p, _ in shared])
+    stats["unique_size"] = sum(1 for group in sizes.values() if len(group) == 1)
+    to_read: dict[int, list[tuple[str, os.stat_result]]] = {}
+    fast = 0
+    for p, st in shared:
+        h = unchanged_hash(known.get(p), st)
+        if h is None:
+            to_read.setdefault(st.st_size, []).append((p, st))
+        else:
+            content[p] = h
+            fast += 1
+    full: list[tuple[str, os.stat_result]] = []
+    partial: list[tuple[str, os.stat_result]] = []
+    for size, group in to_read.items():
+        if len(group) < len(sizes[size]) or size <= 2 * PARTIAL_BLOCK:
+            full.extend(group)  # a known twin to compare with (its full hash), or the ends are the file
+        else:
+            partial.extend(group)
+    with ThreadPoolExecutor(max_workers=cpu_count() + 1, thread_name_prefix="lookalike-hash") as pool:
+        ends: dict[tuple[int, str], list[tuple[str, os.stat_result]]] = {}
+        for (p, st), h in zip(partial, pool.map(lambda x: _ends_hash(x[0], x[1].st_size), partial), strict=True):
+            if isinstance(h, DecodeError):
+                report.errors.append(DupesFailure(p, str(h)))
+            else:
+                ends.setdefault((st.st_size, h), []).append((p, st))
+        full.extend(x for group in ends.values() if len(group) > 1 for x in group)
+        hashed = list(pool.map(lambda x: _full_hash(x[0], x[1]), full))
+    rows: list[FileRow] = []
+    for (p, st), (h, row_ok) in zip(full, hashed, strict=True):
+        if isinstance(h, DecodeError):
+            report.errors.append(DupesFailure(p, str(h)))
+            continue
+        content[p] = h
+        if row_ok:  # the file did not change while it was read: its hash may pass the fast path later
+            old = known.get(p)
+            status = old.status if old and old.content_hash == h and old.status != "error" else "ok"
+            # changed within a clock tick of the read, a further change could keep size, mtime and ctime
+            tick = 2_000_000_000 if st.st_ctime_ns % 1_000_000_000 == 0 else 20_000_000
+            recent = st.st_ctime_ns > time.time_ns() - tick
+            rows.append(FileRow(p, st.st_size, st.st_mtime_ns, h, status, None, st.st_ino,
+                                None if recent else st.st_ctime_ns))
+    cat.write(files=rows)
+    stats.update(fast_path=fast, read_partial=len(partial), read_full=len(full))
+    for p in files:
+        content.setdefault(p, p)
+    return content
+
+
+def _ends_hash(path: str, size: int) -> str | DecodeError:
+    """Hash of the first and last :data:`PARTIAL_BLOCK` bytes of a regular file (FIFOs refused)."""
+    try:
+        with open_regular(path) as fh:
+            head = fh.read(PARTIAL_BLOCK)
+            fh.seek(max(0, size - PARTIAL_BLOCK))
+            tail = fh.read(PARTIAL_BLOCK)
+    except DecodeError as exc:
+        return exc
+    except OSError as exc:
+        return DecodeError(f"cannot read: {exc.strerror or exc}")
+    return sha256_of(head + tail)
+
+
+def _full_hash(path: str, st: os.stat_result) -> tuple[str | DecodeError, bool]:
+    """(sha256 of the file, whether a stat after the read still shows the file that was stat'ed before)."""
+    try:
+        h = file_sha256(path)
+        after = os.stat(path)
+    except DecodeError as exc:
+        return exc, False
+    except OSError as exc:
+        return DecodeError(f"cannot read: {exc.strerror or exc}"), False
+    same = (after.st_size, after.st_mtime_ns, after.st_ino, after.st_ctime_ns) == (
+        st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+    return h, same
+
+
+def _facts(cat: Catalog, files: list[str], content: dict[str, str] | None = None
+           ) -> tuple[dict[str, FileFacts], dict[str, str]]:
+    """The keeper policy's facts of each file and its content key (the catalog's sha256, else the path).
+    ``content``: keys already known (exact tier); files the catalog has no row for are stat'ed."""
     rows = cat.lookup_files(files)
-    content = {p: rows[p].content_hash or p for p in files}
-    images = cat.images(set(content.values()))
+    if content is None:
+        content = {p: (rows[p].content_hash if p in rows else None) or p for p in files}
+    images = cat.images({h for h in content.values() if h})
     facts = {}
     for p in files:
         im = images.get(content[p])
-        f = FileFacts(p, mtime_ns=rows[p].mtime_ns, bytes=rows[p].size)
+        row = rows.get(p)
+        if row is not None and (content[p] == p or row.content_hash == content[p]):
+            f = FileFacts(p, mtime_ns=row.mtime_ns, bytes=row.size)
+        else:
+            try:
+                st = os.stat(p)
+                f = FileFacts(p, mtime_ns=st.st_mtime_ns, bytes=st.st_size)
+            except OSError:
+                f = FileFacts(p, mtime_ns=0, bytes=0)
         if im:
             f.width, f.height, f.format = im.width or 0, im.height or 0, im.format or ""
             f.exif_tags, f.exif_datetime = im.exif_tags or 0, im.exif_datetime
-            f.truncated = bool(im.truncated) or rows[p].status == "truncated"
+            f.truncated = bool(im.truncated) or (row is not None and row.status == "truncated")
         facts[p] = f
     return facts, content
 
 
-def _near_edges(cat: Catalog, reps: list[str], tier: str, verifier: Verifier, sim_min: float, stats: dict,
+def _spawn_is_safe() -> bool:
+    """Whether worker processes can be spawned without running the caller's main script again.
+
+    A spawned process imports the main module (as ``__mp_main__``) unless it is a package's ``__main__``
+    (``python -m lookalike``, ``python -m pytest``) or there is none (an interactive session). A script's
+    top level would run again in each worker: harmless behind ``if __name__ == "__main__":``, but a script
+    without that guard that acts on the duplicates it finds must never run twice. So by default a
+    script's search verifies in its own process; ``workers=N`` says the script is guarded."""
+    main = sys.modules.get("__main__")
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    if name is not None:
+        return name == "__main__" or name.endswith(".__main__")
+    return getattr(main, "__file__", None) is None
+
+
+class _Judge:
+    """Verdicts on pairs of class representatives: the catalog's cached verdicts first, then the verifier,
+    in worker processes when there is more than one core and enough pairs.
+
+    A pair is always verified in one direction, the smaller content hash first (the second picture is the
+    one mirrored), so its verdict does not depend on names or walk order, and is the same in any process.
+    """
+
+    def __init__(self, cat: Catalog, reps: list[str], hashes: list[str], min_ncc: float, workers: int | None,
+                 stats: dict) -> None:
+        self.reps, self.hashes, self.min_ncc, self.stats = reps, hashes, min_ncc, stats
+        self.store = VerdictStore(cat)
+        self.verifier = Verifier(reps, min_ncc=min_ncc)
+        self.workers = max(1, int(workers)) if workers is not None else (cpu_count() if _spawn_is_safe() else 1)
+        self._pool: Executor | None = None
+
+    def order(self, i: int, j: int) -> tuple[int, int]:
+        """The pair in verification order (smaller content hash first; paths when a hash is unknown)."""
+        a, b = (self.hashes[i] or self.reps[i], i), (self.hashes[j] or self.reps[j], j)
+        return (i, j) if a <= b else (j, i)
+
+    def _key(self, i: int, j: int, orient: tuple[bool, ...]) -> VerdictKey | None:
+        if not self.hashes[i] or not self.hashes[j]:
+            return None  # no content key: never cached
+        return VerdictKey.of(self.hashes[i], self.hashes[j], VERDICT_TIER, VERIFIER_VERSION,
+                             "".join("m" if m else "u" for m in orient))
+
+    def cached(self, pairs: Sequence[tuple[int, int, tuple[bool, ...]]]) -> dict[int, tuple[bool, float]]:
+        """position in ``pairs`` -> (ok, score) of the verdicts the catalog holds for this threshold (the
+        caller counts those it uses in ``stats["cached"]``)."""
+        keys = [self._key(i, j, o) for i, j, o in pairs]
+        found = self.store.lookup(k for k in keys if k is not None)
+        out = {}
+        for n, k in enumerate(keys):
+            v = found.get(k) if k is not None else None
+            if v is not None and v.holds_at(self.min_ncc):
+                out[n] = (v.ok, v.score)
+        return out
+
+    def verify(self, pairs: Sequence[tuple[int, int, tuple[bool, ...]]]) -> list[tuple[bool, float]]:
+        """Verify pairs (already in verification order); their verdicts go to the catalog."""
+        if len(pairs) >= POOL_MIN_PAIRS and self.workers > 1:
+            results = self._in_pool(pairs)
+            self.stats["verified_in_pool"] += len(pairs)
+        else:
+            results = []
+            for i, j, o in pairs:
+                v = self.verifier.verify(i, j, o)
+                results.append((v.ok, float(v.ncc), float(v.lo), float(v.hi)))
+        self.stats["verified"] += len(pairs)
+        self.store.add([StoredVerdict(k, ok, score, lo, hi) for (i, j, o), (ok, score, lo, hi)
+                        in zip(pairs, results, strict=True) if (k := self._key(i, j, o)) is not None])
+        return [(ok, score) for ok, score, _, _ in results]
+
+    def against(self, k: int, xs: Sequence[int], orient: tuple[bool, ...] = (False, True)) -> list[tuple[bool, float]]:
+        """(ok, score) of the pairs (k, x) for each x, in either order: cached, else verified (on every core)."""
+        pairs = [(*self.order(k, x), orient) for x in xs]
+        hits = self.cached(pairs)
+        self.stats["cached"] += len(hits)
+        todo = [n for n in range(len(pairs)) if n not in hits]
+        for n, r in zip(todo, self.verify([pairs[n] for n in todo]), strict=True):
+            hits[n] = r
+        return [hits[n] for n in range(len(pairs))]
+
+    def _in_pool(self, pairs: Sequence[tuple[int, int, tuple[bool, ...]]]) -> list[tuple[bool, float, float, float]]:
+        """Chunks of pairs sharing pictures (sorted by first picture) on every core; many small chunks so
+        that no core waits long for the last one."""
+        if self._pool is None:  # spawned: no fork of a process holding model threads
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=start_worker, initargs=(self.min_ncc,))
+        order = sorted(range(len(pairs)), key=lambda n: (pairs[n][0], pairs[n][1]))
+        size = max(1, min(64, math.ceil(len(pairs) / (4 * self.workers))))
+        chunks = [order[s : s + size] for s in range(0, len(order), size)]
+        futures = [self._pool.submit(verify_chunk, [(self.reps[pairs[n][0]], self.reps[pairs[n][1]], pairs[n][2])
+                                                    for n in c]) for c in chunks]
+        results: list = [None] * len(pairs)
+        for c, fut in zip(chunks, futures, strict=True):
+            for n, r in zip(c, fut.result(), strict=True):
+                results[n] = r
+        return results
+
+    def close(self) -> None:
+        """Write the verdicts still queued and stop the worker processes."""
+        try:
+            self.store.flush()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(cancel_futures=True)
+                self._pool = None
+
+
+def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min: float, stats: dict,
                 progress: Progress | None) -> dict[tuple[int, int], tuple[str, float]]:
+    """Verified links between classes, from the candidate pairs, most promising first.
+
+    The rule is sequential: a pair already joined through verified links is not verified (the grouping
+    checks it against its keeper on demand). It is run in waves so that verification can use every core
+    and still give exactly the sequential result: a wave picks the next :data:`WAVE` pairs that are not
+    joined even if every pair picked before them passes (pairs joined that way wait: they may not need a
+    verification at all); their verdicts are then taken in order, up to the first waiting pair that turns
+    out to be needed, and the next wave starts there. No pair is verified that the sequential loop skips."""
     eff, dih = load_extractor("effnet"), load_extractor("dihash")
     have_e, emb = cat.feature_matrix(reps, eff.id, eff.version, eff.kind)
     have_h, hsh = cat.feature_matrix(reps, dih.id, dih.version, dih.kind)
@@ -194,39 +468,65 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, verifier: Verifier, si
         cand[key] = src if key not in cand or cand[key] == src else "both"
     stats["candidates"] = {s: sum(1 for v in cand.values() if v == s) for s in ("cnn", "hash", "both")}
     accepted = {"cnn": 0, "hash": 0, "both": 0}
-    edges: dict[tuple[int, int], tuple[str, float]] = {}
-    joined = _UnionFind(len(reps))
     scored = []
     for (i, j), src in cand.items():
+        i, j = judge.order(i, j)
         bits, mirrored = dihedral_distance(hsh, i, j)
-        scored.append((float(emb[i] @ emb[j]), bits, mirrored, i, j, src))
-    scored.sort(key=lambda t: (-t[0], t[1], t[3], t[4]))  # most promising first
-    total, skipped = len(scored), 0
-    for done, (cos, bits, mirrored, i, j, src) in enumerate(scored, 1):
-        if joined.same(i, j):
-            # already linked through verified copies: the grouping step checks it against the
-            # keeper on demand, so verifying it now would only cost time
-            skipped += 1
-        else:
-            # CNN embeddings hardly change under a mirror; the hash says when a mirror fits best
-            orient = (True, False) if mirrored and bits <= HASH_MAX_BITS else (False, True) if cos >= 0.8 else (False,)
-            v = verifier.verify(i, j, orient)
-            if v.ok:
-                edges[(i, j)] = ("near", v.ncc)
-                joined.union(i, j)
-                accepted[src] += 1
-            elif tier == "similar" and cos >= sim_min:
-                edges[(i, j)] = ("similar", cos)
-        if progress and (done % 64 == 0 or done == total):
-            progress(done, total)
+        cos = float(emb[i] @ emb[j])
+        # CNN embeddings hardly change under a mirror; the hash says when a mirror fits best
+        orient = (True, False) if mirrored and bits <= HASH_MAX_BITS else (False, True) if cos >= 0.8 else (False,)
+        scored.append((cos, bits, judge.hashes[i] or reps[i], judge.hashes[j] or reps[j], i, j, orient, src))
+    scored.sort(key=lambda t: (-t[0], t[1], t[2], t[3]))  # most promising first (ties: by content)
+    pairs = [(i, j, orient) for *_, i, j, orient, _ in scored]
+    results = judge.cached(pairs)
+    from_cache = set(results)  # counted in stats["cached"] when used (a pair joined by then is not)
+    edges: dict[tuple[int, int], tuple[str, float]] = {}
+    joined = _UnionFind(len(reps))
+    total, skipped, judged, commit = len(pairs), 0, 0, 0
+    while commit < total:
+        hopeful = joined.copy()  # joined if every pair picked (or known good) passes
+        wave: list[int] = []
+        pos = commit
+        while pos < total and len(wave) < WAVE:
+            i, j, _ = pairs[pos]
+            if not hopeful.same(i, j):
+                known = results.get(pos)
+                if known is None:
+                    wave.append(pos)
+                    hopeful.union(i, j)
+                elif known[0]:
+                    hopeful.union(i, j)
+            pos += 1
+        for n, r in zip(wave, judge.verify([pairs[n] for n in wave]), strict=True):
+            results[n] = r
+        while commit < total:  # take verdicts in order, as the sequential loop would
+            i, j, _ = pairs[commit]
+            if joined.same(i, j):
+                skipped += 1
+            elif commit not in results:
+                break  # waited in this wave, and is needed: the next wave verifies it
+            else:
+                ok, score = results[commit]
+                judged += 1
+                stats["cached"] += commit in from_cache
+                if ok:
+                    edges[(i, j)] = ("near", score)
+                    joined.union(i, j)
+                    accepted[scored[commit][-1]] += 1
+                elif tier == "similar" and scored[commit][0] >= sim_min:
+                    edges[(i, j)] = ("similar", scored[commit][0])
+            commit += 1
+            if progress and (commit % 64 == 0 or commit == total):
+                progress(commit, total)
+    judge.store.flush()
     stats["skipped_linked"] = skipped
-    stats["pairs_verified"] = verifier.pairs_checked
+    stats["pairs_verified"] = judged
     stats["verified_near"] = accepted
     return edges
 
 
 def _groups(nodes: list[list[str]], edges: dict[tuple[int, int], tuple[str, float]], facts: dict[str, FileFacts],
-            content: dict[str, str], policy: tuple[str, ...], verifier: Verifier | None,
+            content: dict[str, str], policy: tuple[str, ...], judge: _Judge | None,
             stats: dict) -> list[Group]:
     adj: dict[int, dict[int, tuple[str, float]]] = {}
     for (i, j), e in edges.items():
@@ -237,18 +537,20 @@ def _groups(nodes: list[list[str]], edges: dict[tuple[int, int], tuple[str, floa
     def linked(a: int, b: int) -> bool:
         return b in adj.get(a, {})
 
-    def check_keeper(k: int, x: int) -> bool:
-        if linked(k, x):
-            return True
-        if verifier is None or (k, x) in checked:
-            return False
-        checked.add((k, x))
-        on_demand[0] += 1
-        v = verifier.verify(k, x)
-        if v.ok:
-            adj.setdefault(k, {})[x] = ("near", v.ncc)
-            adj.setdefault(x, {})[k] = ("near", v.ncc)
-        return v.ok
+    def check_all(k: int, xs: list[int]) -> set[int]:
+        """The pictures among ``xs`` linked to keeper k, verifying unknown pairs on demand (in one batch)."""
+        hits = {x for x in xs if linked(k, x)}
+        if judge is None:
+            return hits
+        todo = [x for x in xs if x not in hits and (k, x) not in checked]
+        checked.update((k, x) for x in todo)
+        on_demand[0] += len(todo)
+        for x, (ok, score) in zip(todo, judge.against(k, todo), strict=True):
+            if ok:
+                adj.setdefault(k, {})[x] = ("near", score)
+                adj.setdefault(x, {})[k] = ("near", score)
+                hits.add(x)
+        return hits
 
     checked: set[tuple[int, int]] = set()
 
@@ -261,7 +563,7 @@ def _groups(nodes: list[list[str]], edges: dict[tuple[int, int], tuple[str, floa
     grouped: set[int] = set()
     for comp in components(len(nodes), edges):
         big = len(comp) > ON_DEMAND_LIMIT
-        for keeper, members in split_component(comp, linked, pick, linked if big else check_keeper):
+        for keeper, members in split_component(comp, linked, pick, check_all=None if big else check_all):
             plan.append((keeper, members))
             grouped.update([keeper, *members])
     plan.extend((n, []) for n in range(len(nodes)) if n not in grouped and len(nodes[n]) > 1)
@@ -313,3 +615,8 @@ class _UnionFind:
 
     def same(self, a: int, b: int) -> bool:
         return self.find(a) == self.find(b)
+
+    def copy(self) -> _UnionFind:
+        other = _UnionFind(0)
+        other.parent = list(self.parent)
+        return other

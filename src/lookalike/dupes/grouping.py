@@ -42,11 +42,14 @@ def split_component(
     linked: Callable[[int, int], bool],
     pick_keeper: Callable[[list[int]], int],
     check_keeper: Callable[[int, int], bool] | None = None,
+    check_all: Callable[[int, list[int]], set[int]] | None = None,
 ) -> list[tuple[int, list[int]]]:
     """Split one connected component into (keeper, members) groups under the keeper/majority rule.
 
     ``linked(a, b)``: a known verified link. ``check_keeper(keeper, x)``: may also verify the pair on
-    demand (links to the keeper are worth a check; majority votes use known links only)."""
+    demand (links to the keeper are worth a check; majority votes use known links only). ``check_all(keeper,
+    xs)``: the same for many pictures at once (the subset of ``xs`` linked to the keeper), so that the checks
+    can run in parallel; when given it replaces ``check_keeper``."""
     check_keeper = check_keeper or linked
     remaining = list(nodes)
     groups: list[tuple[int, list[int]]] = []
@@ -54,9 +57,10 @@ def split_component(
         keeper = pick_keeper(remaining)
         group = [keeper]
         rest = []
-        for x in remaining:
-            if x != keeper:
-                (group if check_keeper(keeper, x) else rest).append(x)
+        others = [x for x in remaining if x != keeper]
+        hits = check_all(keeper, others) if check_all else {x for x in others if check_keeper(keeper, x)}
+        for x in others:
+            (group if x in hits else rest).append(x)
         grew = True
         while grew and rest:
             grew = False

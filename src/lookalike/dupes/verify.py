@@ -44,6 +44,12 @@ MAX_PERSPECTIVE_SHARE = 0.3  # an edited copy: a homography explains at most thi
 #: come ranked, so the pictures of one neighbourhood are checked close together)
 CACHE_BYTES = 256 * 1024 * 1024
 
+#: Version of the verifier's decision: the key of its cached verdicts (catalog/verdicts.py). Bump it
+#: whenever a change here (a constant above, the decoding, the matching, the tests) can change a verdict.
+VERIFIER_VERSION = "1"
+#: Bounds of a verdict's threshold range when nothing limits it (correlations lie in [-1, 1]).
+ANY_LOW, ANY_HIGH = -1.0, 1e300
+
 
 @dataclass
 class Local:
@@ -65,6 +71,9 @@ class Verdict:
     overlap: float = 0.0
     mirror: bool = False
     residual: Residual | None = None  # the geometric test (only for pairs whose correlation passed)
+    #: The decision and score hold for every threshold t with lo < t <= hi (see :meth:`Verifier.verify`).
+    lo: float = ANY_LOW
+    hi: float = ANY_HIGH
 
     @property
     def score(self) -> float:
@@ -156,21 +165,32 @@ class Verifier:
 
     def verify(self, i: int, j: int, orientations: tuple[bool, ...] = (False, True)) -> Verdict:
         """Is picture j an edited copy of picture i (or the reverse)? ``orientations``: try j as it is
-        (False) and/or mirrored (True), in that order, stopping at the first success."""
+        (False) and/or mirrored (True), in that order, stopping at the first success.
+
+        The verdict also says for which thresholds t its decision and score hold (``lo < t <= hi``), so a
+        cached verdict can serve another threshold: an orientation that failed only because its correlation
+        was under the threshold might pass a lower one (its geometric test never ran), so ``lo`` is the
+        highest such correlation; an accepted pair stays accepted, with the same score, up to its own
+        correlation (``hi``), while above it a later orientation, never tried, might pass."""
         self.pairs_checked += 1
         a = self.local(i)
         if a is None or a.desc is None:
             return Verdict(False)
         best = Verdict(False)
+        lo = ANY_LOW
         for mirror in orientations:
             b = self.local(j, mirror)
             if b is None or b.desc is None:
-                return best
-            v = self._check(a, b, mirror)
-            if v.ncc > best.ncc or (not best.ok and v.ok):
-                best = v
-            if best.ok:
                 break
+            v = self._check(a, b, mirror)
+            if v.ok:
+                v.lo, v.hi = lo, v.ncc
+                return v
+            if v.ncc < self.min_ncc and v.overlap >= MIN_OVERLAP:  # failed on the correlation alone
+                lo = max(lo, v.ncc)
+            if v.ncc > best.ncc:
+                best = v
+        best.lo, best.hi = lo, ANY_HIGH
         return best
 
     def _check(self, a: Local, b: Local, mirror: bool) -> Verdict:
@@ -325,3 +345,34 @@ def aligned_ncc(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> tuple[float, flo
     ncc = (ca[textured] * cb[textured]).mean(axis=1) / np.sqrt(va[textured] * vb[textured])
     votes = np.concatenate([ncc, np.full(int(flat_both.sum()) // 2, 1.0)])
     return float(np.percentile(votes, 25)), overlap
+
+
+# -- verification in worker processes ------------------------------------------------------------------
+_worker: Verifier | None = None
+_worker_index: dict[str, int] = {}
+
+
+def start_worker(min_ncc: float) -> None:
+    """Process-pool initializer: one Verifier per worker process (its cache of working copies lives as long
+    as the process), OpenCV on one thread (the pool already uses every core)."""
+    global _worker
+    cv2.setNumThreads(1)
+    _worker = Verifier([], min_ncc=min_ncc)
+    _worker_index.clear()
+
+
+def verify_chunk(pairs: list[tuple[str, str, tuple[bool, ...]]]) -> list[tuple[bool, float, float, float]]:
+    """Verify (path_i, path_j, orientations) pairs in a worker: (ok, score, lo, hi) for each, as
+    :meth:`Verifier.verify` gives them in a single process."""
+    assert _worker is not None, "start_worker() was not run in this process"
+    out = []
+    for pi, pj, orient in pairs:
+        idx = []
+        for p in (pi, pj):
+            if p not in _worker_index:
+                _worker_index[p] = len(_worker.paths)
+                _worker.paths.append(p)
+            idx.append(_worker_index[p])
+        v = _worker.verify(idx[0], idx[1], orient)
+        out.append((v.ok, float(v.ncc), float(v.lo), float(v.hi)))
+    return out

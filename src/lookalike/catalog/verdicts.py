@@ -1,0 +1,128 @@
+"""Cached verification verdicts of the duplicate finder: one table of the catalog, ``verdicts``.
+
+A verdict says whether one picture is an edited copy of another (``dupes/verify.py``). It is keyed by
+content, never by path: the two content hashes (sha256 of the bytes, in sorted order), the verification
+tier, the verifier's version (``dupes.verify.VERIFIER_VERSION``, bumped whenever its decision changes) and
+the orientations tried (a mirror or not). A moved or renamed file therefore keeps its verdicts; a new
+verifier version reads none of the old ones.
+
+Each row stores the decision, its score (the aligned correlation) and the range of thresholds over which
+that decision and score hold (``lo < threshold <= hi``): a run with another ``--threshold`` reuses a
+verdict inside its range and verifies the pair again outside it (see :class:`StoredVerdict`).
+
+The table is created on first use (``CREATE TABLE IF NOT EXISTS``), so it needs no change of the
+catalog's schema version. Writes are batched (:data:`WRITE_BATCH` rows per ``BEGIN IMMEDIATE``
+transaction); readers in other processes see either all of a batch or none of it (WAL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from lookalike.catalog.store import Catalog
+
+#: Rows per write transaction.
+WRITE_BATCH = 500
+_CHUNK = 400  # content hashes per IN (...) query
+
+_TABLE = """
+CREATE TABLE IF NOT EXISTS verdicts (
+    hash_a TEXT NOT NULL,
+    hash_b TEXT NOT NULL,
+    tier TEXT NOT NULL,
+    version TEXT NOT NULL,
+    orientations TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    score REAL NOT NULL,
+    lo REAL NOT NULL,
+    hi REAL NOT NULL,
+    PRIMARY KEY (hash_a, hash_b, tier, version, orientations)
+) WITHOUT ROWID
+"""
+
+
+@dataclass(frozen=True)
+class VerdictKey:
+    """What a verdict is about: two contents (``hash_a`` < ``hash_b``), the tier, the verifier's version
+    and the orientations tried ("u" upright, "m" mirrored, in the order tried)."""
+
+    hash_a: str
+    hash_b: str
+    tier: str
+    version: str
+    orientations: str
+
+    @staticmethod
+    def of(h1: str, h2: str, tier: str, version: str, orientations: str) -> VerdictKey:
+        """The key of a pair in either order."""
+        a, b = (h1, h2) if h1 <= h2 else (h2, h1)
+        return VerdictKey(a, b, tier, version, orientations)
+
+
+@dataclass(frozen=True)
+class StoredVerdict:
+    """A verdict as stored: ``ok`` and ``score`` hold for every threshold t with ``lo < t <= hi``.
+
+    Outside that range the stored verdict says nothing (an orientation whose correlation was under the
+    threshold never had its geometric test run, or one never tried may pass): verify again."""
+
+    key: VerdictKey
+    ok: bool
+    score: float
+    lo: float
+    hi: float
+
+    def holds_at(self, threshold: float) -> bool:
+        """Whether the stored decision and score are those a verification at ``threshold`` would give."""
+        return self.lo < threshold <= self.hi
+
+
+class VerdictStore:
+    """Reads and batched writes of the ``verdicts`` table of one catalog."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self._pending: list[StoredVerdict] = []
+        with catalog.transaction() as db:
+            db.execute(_TABLE)
+
+    def lookup(self, keys: Iterable[VerdictKey]) -> dict[VerdictKey, StoredVerdict]:
+        """The stored verdicts among ``keys`` (read in chunks of first hashes, filtered here)."""
+        wanted = set(keys)
+        by_first: dict[tuple[str, str], set[str]] = {}
+        for k in wanted:
+            by_first.setdefault((k.tier, k.version), set()).add(k.hash_a)
+        out: dict[VerdictKey, StoredVerdict] = {}
+        db = self.catalog.connection()
+        for (tier, version), firsts in by_first.items():
+            first = sorted(firsts)
+            for i in range(0, len(first), _CHUNK):
+                chunk = first[i : i + _CHUNK]
+                q = ("SELECT hash_a, hash_b, orientations, ok, score, lo, hi FROM verdicts WHERE tier=? AND "
+                     f"version=? AND hash_a IN ({','.join('?' * len(chunk))})")
+                for a, b, orient, ok, score, lo, hi in db.execute(q, (tier, version, *chunk)):
+                    key = VerdictKey(a, b, tier, version, orient)
+                    if key in wanted:
+                        out[key] = StoredVerdict(key, bool(ok), float(score), float(lo), float(hi))
+        return out
+
+    def add(self, verdicts: Sequence[StoredVerdict]) -> None:
+        """Queue verdicts; every :data:`WRITE_BATCH` of them is written in one transaction."""
+        self._pending.extend(verdicts)
+        if len(self._pending) >= WRITE_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every queued verdict (a row replaces the one of the same key)."""
+        while self._pending:
+            batch, self._pending = self._pending[:WRITE_BATCH], self._pending[WRITE_BATCH:]
+            with self.catalog.transaction() as db:
+                db.executemany(
+                    "INSERT OR REPLACE INTO verdicts VALUES (?,?,?,?,?,?,?,?,?)",
+                    [(v.key.hash_a, v.key.hash_b, v.key.tier, v.key.version, v.key.orientations, int(v.ok),
+                      float(v.score), float(v.lo), float(v.hi)) for v in batch])
+
+    def count(self) -> int:
+        """Rows in the table (every tier and version)."""
+        return int(self.catalog.connection().execute("SELECT COUNT(*) FROM verdicts").fetchone()[0])
