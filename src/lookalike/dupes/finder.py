@@ -460,7 +460,7 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min
     have_h, hsh = cat.feature_matrix(reps, dih.id, dih.version, dih.kind)
     if len(have_e) != len(reps) or len(have_h) != len(reps):
         raise RuntimeError("features missing after indexing")  # the indexer guarantees them
-    emb = np.asarray(emb, dtype=np.float32)
+    # float16 rows as stored (no whole-collection float32 copy: 5 GB at 1M); pairs are widened one at a time
     cand = embedding_pairs(emb, CNN_K, min(CNN_MIN_COS, sim_min))
     hash_pairs = (dihedral_pairs(hsh, HASH_K, HASH_MAX_BITS) if len(reps) <= HASH_SCAN_MAX
                   else dihedral_pairs_indexed(hsh, max_bits=3))
@@ -472,7 +472,7 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min
     for (i, j), src in cand.items():
         i, j = judge.order(i, j)
         bits, mirrored = dihedral_distance(hsh, i, j)
-        cos = float(emb[i] @ emb[j])
+        cos = float(emb[i].astype(np.float32) @ emb[j].astype(np.float32))
         # CNN embeddings hardly change under a mirror; the hash says when a mirror fits best
         orient = (True, False) if mirrored and bits <= HASH_MAX_BITS else (False, True) if cos >= 0.8 else (False,)
         scored.append((cos, bits, judge.hashes[i] or reps[i], judge.hashes[j] or reps[j], i, j, orient, src))
