@@ -160,6 +160,10 @@ def test_people_routes_confined_and_refused_read_only(site, tmp_path):
     assert r.status_code == 400
     r = httpx.get(f"{server.url}/v1/faces/crop", headers=h, params={"path": "/etc/hostname", "box": "0,0,5,5"})
     assert r.status_code == 403
+    # a face distance out of range: refused at request time by the one check the CLI uses (at most 1.5)
+    r = httpx.post(f"{server.url}/v1/faces/people", headers=h, timeout=30,
+                   json={"folder": str(album), "threshold": 1.8})
+    assert r.status_code == 400 and "1.5" in r.text, r.text
     r = httpx.get(f"{server.url}/v1/photo", headers=h, params={"path": str(album / ".." / ".." / "x")})
     assert r.status_code == 403
 

@@ -24,6 +24,7 @@ from lookalike.faces.scan import scan_paths
 from lookalike.faces.store import FaceModel, active_face_model
 from lookalike.faces.train import TrainReport, add_examples
 from lookalike.media import WalkProblem, check_inputs, walk_inputs
+from lookalike.options import check_tolerance
 
 MANIFEST = ".faces.json"
 #: Smallest group of faces reported as a person (``faces cluster --min-size``).
@@ -121,6 +122,7 @@ def cluster_faces(
 ) -> FaceClusterReport:
     """Group every face found under a folder into people. The threshold defaults to the named (or active)
     face model's calibrated one, else the embedder's default tolerance."""
+    threshold = check_tolerance(threshold, "threshold")  # the one face-distance check (CLI and HTTP alike)
     walk_errors: list[WalkProblem] = []  # a FIFO or device named like a picture: one error each
     # a misspelt path or a folder without pictures: UsageError, before any model is loaded
     paths = walk_inputs([folder] if isinstance(folder, str | Path) else list(folder), recursive=recursive,

@@ -15,6 +15,7 @@ from pathlib import Path
 from fastapi import Request
 from fastapi.responses import Response
 
+from lookalike import options
 from lookalike.errors import UsageError
 from lookalike.service.errors import ApiError
 from lookalike.service.requests import float_field, folders_field, int_field, json_body, raw_query_param, read_json
@@ -64,9 +65,7 @@ async def people_job(request: Request):
     body = await read_json(request)
     folders = folders_field(body, st)
     model = model_name(body.get("model"))
-    threshold = float_field(body, "threshold", None)
-    if threshold is not None and not 0 < threshold <= 2:
-        raise ApiError(400, "bad_parameter", "threshold must be a distance above 0 and at most 2")
+    threshold = options.check_tolerance(float_field(body, "threshold", None), "threshold")  # at request time
     min_size = int_field(body, "min_size", 2, 1, 1000)
 
     def run(progress):
