@@ -181,7 +181,7 @@ class IndexedScope:
         if total == 0 or self.size == 0:
             return SimilarResult(query, model, [])
         # the scope is a part of the index: ask for enough candidates that k+1 of them are likely in it
-        ask = min(total, max(k + 1, math.ceil(2 * (k + 1) * total / self.size)))
+        ask = min(total, INDEX_MAX_ASK, max(k + 1, math.ceil(2 * (k + 1) * total / self.size)))
         while True:
             hits, complete = self._hits(query_vec, ask, exclude, allowed)
             if len(hits) >= k or complete:
