@@ -204,3 +204,17 @@ def test_service_catalog_scope_uses_the_index_and_stays_inside_the_roots(world, 
     entry, small = ask(4, max_ask=9)
     assert entry.fallbacks == 1 and entry.searcher is not None
     assert_same(small, want)
+
+
+def test_an_unchanged_catalog_is_not_listed_again(world, monkeypatch):
+    cat, folder = world
+    query = folder / ukbench(3)
+    want = top(cat, folder, query, limit=4, monkeypatch=monkeypatch)
+    calls = []
+    real = similar.catalog_index
+    monkeypatch.setattr(similar, "catalog_index", lambda *a: calls.append(1) or real(*a))
+    assert_same(top(cat, folder, query), want)
+    assert calls == []  # same generation, same file: opened as it is
+    shutil.copy(shared_data("photos") / ukbench(20), folder / "another.jpg")  # known content, new file row
+    got = top(cat, folder, query, k=30)
+    assert calls == [1] and str(folder / "another.jpg") in [h.path for h in got.results]

@@ -12,9 +12,13 @@ survive the scope's filters. Smaller scopes, and hashes at every size, are searc
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import math
 import os
+import stat
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +27,22 @@ import numpy as np
 from PIL import Image
 
 from lookalike.catalog import Catalog, open_catalog
+from lookalike.catalog.generation import generation
 from lookalike.errors import DecodeError, UsageError
 from lookalike.features import DEFAULT_MODEL, Extractor, load_extractor
 from lookalike.index import Progress, features_of, index_paths
 from lookalike.media import check_inputs, decode
 from lookalike.options import check_k
-from lookalike.search import EXACT_LIMIT, Searcher, VectorIndex, catalog_index, hash_id, make_searcher
+from lookalike.search import (
+    EXACT_LIMIT,
+    Searcher,
+    VectorIndex,
+    catalog_index,
+    hash_id,
+    index_path,
+    make_searcher,
+    open_index,
+)
 
 log = logging.getLogger(__name__)
 
@@ -135,16 +149,59 @@ def catalog_hashes(catalog: Catalog) -> list[str]:
 def synced_index(catalog: Catalog, model: str) -> VectorIndex | None:
     """The catalog's persisted index of ``model``'s embeddings, brought in line with the catalog (new and
     changed files added, removed ones dropped; a missing or damaged file is rebuilt from the catalog).
-    None when it cannot be kept (the folder is read-only, the lock cannot be taken): search exactly."""
+    None when it cannot be kept (the folder is read-only, the lock cannot be taken): search exactly.
+
+    A stamp beside the index (``<index>.synced``) records the catalog's generation it was synced at and the
+    file it was saved as; while both still hold, the file is opened as it is (listing the whole catalog
+    to compare would cost more than an exact search of a folder)."""
     ext = load_extractor(model)
+    path = index_path(catalog.path, ext.id, ext.version)
+    stamp = path.with_name(path.name + ".synced")
+    gen = list(generation(catalog, ext.id, ext.version))
+    if _read_stamp(stamp) == {"generation": gen, "file": _file_key(path)}:
+        index = open_index(path, ext.kind, int(ext.dim))
+        if not index.reset_reason:
+            return index
     try:
         index, rep = catalog_index(catalog, ext.id, ext.version, ext.kind, int(ext.dim), catalog_hashes(catalog))
+        _write_stamp(stamp, {"generation": gen, "file": _file_key(path)})
     except OSError as exc:
         log.warning("the %s index beside %s cannot be kept (%s); searching exactly", model, catalog.path, exc)
         return None
     if index.reset_reason:
         log.info("%s (rebuilt from the catalog: %d pictures)", index.reset_reason, rep.total)
     return index
+
+
+def _file_key(path: Path) -> list[int] | None:
+    """What tells one saved index file from another: (size, mtime, inode); None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino] if stat.S_ISREG(st.st_mode) else None
+
+
+def _read_stamp(stamp: Path) -> dict | None:
+    try:
+        with open(stamp, "rb", opener=lambda p, f: os.open(p, f | getattr(os, "O_NOFOLLOW", 0))) as fh:
+            data = json.loads(fh.read(4096))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_stamp(stamp: Path, data: dict) -> None:
+    """Replace the stamp atomically (a temporary file in its folder, then a rename)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{stamp.name}.", suffix=".tmp", dir=stamp.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh)
+        os.replace(tmp, stamp)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 class IndexedScope:
