@@ -212,7 +212,7 @@ def test_an_unchanged_catalog_is_not_listed_again(world, monkeypatch):
     want = top(cat, folder, query, limit=4, monkeypatch=monkeypatch)
     calls = []
     real = similar.catalog_index
-    monkeypatch.setattr(similar, "catalog_index", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(similar, "catalog_index", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     assert_same(top(cat, folder, query), want)
     assert calls == []  # same generation, same file: opened as it is
     shutil.copy(shared_data("photos") / ukbench(20), folder / "another.jpg")  # known content, new file row

@@ -43,6 +43,7 @@ from lookalike.search import (
     make_searcher,
     open_index,
 )
+from lookalike.search.index import index_lock
 
 log = logging.getLogger(__name__)
 
@@ -157,14 +158,27 @@ def synced_index(catalog: Catalog, model: str) -> VectorIndex | None:
     ext = load_extractor(model)
     path = index_path(catalog.path, ext.id, ext.version)
     stamp = path.with_name(path.name + ".synced")
-    gen = list(generation(catalog, ext.id, ext.version))
-    if _read_stamp(stamp) == {"generation": gen, "file": _file_key(path)}:
-        index = open_index(path, ext.kind, int(ext.dim))
-        if not index.reset_reason:
-            return index
+
+    def as_stamped() -> VectorIndex | None:
+        gen = list(generation(catalog, ext.id, ext.version))
+        if _read_stamp(stamp) == {"generation": gen, "file": _file_key(path)}:
+            index = open_index(path, ext.kind, int(ext.dim))
+            if not index.reset_reason:
+                return index
+        return None
+
+    index = as_stamped()
+    if index is not None:
+        return index
     try:
-        index, rep = catalog_index(catalog, ext.id, ext.version, ext.kind, int(ext.dim), catalog_hashes(catalog))
-        _write_stamp(stamp, {"generation": gen, "file": _file_key(path)})
+        with index_lock(path):  # the listing, the sync and the stamp as one step (another writer waits)
+            index = as_stamped()  # another process may have synced it while this one waited
+            if index is not None:
+                return index
+            gen = list(generation(catalog, ext.id, ext.version))  # before the listing: never newer than it
+            index, rep = catalog_index(catalog, ext.id, ext.version, ext.kind, int(ext.dim), catalog_hashes(catalog),
+                                       lock=False)
+            _write_stamp(stamp, {"generation": gen, "file": _file_key(path)})
     except OSError as exc:
         log.warning("the %s index beside %s cannot be kept (%s); searching exactly", model, catalog.path, exc)
         return None

@@ -336,13 +336,14 @@ def sync_index(index: VectorIndex, hashes: Sequence[str], load: Callable[[Sequen
 
 
 def catalog_index(catalog, model: str, version: str, kind: str, dim: int,
-                  hashes: Sequence[str]) -> tuple[VectorIndex, SyncReport]:
+                  hashes: Sequence[str], lock: bool = True) -> tuple[VectorIndex, SyncReport]:
     """The persisted index of one model's features beside ``catalog`` (a lookalike Catalog), in line with
     the content ``hashes`` of the pictures a search should cover (those without a sound stored feature
     are left out). The entry point for catalog-wide ``similar`` and the service: open it once, then
     ``index.query(vectors, k)``; map ids back with ``{hash_id(h): h for h in hashes}``.
 
-    ``dim``: dimensions of an embedding, or bits of a hash (uint64 words x 64)."""
+    ``dim``: dimensions of an embedding, or bits of a hash (uint64 words x 64). ``lock``: take
+    :func:`index_lock` around the sync (False: the caller holds it already)."""
     from lookalike.catalog import decode_features, feature_nbytes
 
     wanted = sorted(catalog.hashes_with_feature(set(hashes), model, version, feature_nbytes(kind, dim)))
@@ -352,7 +353,7 @@ def catalog_index(catalog, model: str, version: str, kind: str, dim: int,
         return decode_features([blobs[h] for h in part], kind)
 
     path = index_path(catalog.path, model, version)
-    with index_lock(path):  # read, sync and save as one step: one writer at a time, across processes
+    with index_lock(path) if lock else contextlib.nullcontext():  # read, sync, save: one writer at a time
         index = open_index(path, kind, dim)
         return index, sync_index(index, wanted, load)
 
