@@ -28,7 +28,7 @@ import json
 import os
 import struct
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -336,13 +336,14 @@ def sync_index(index: VectorIndex, hashes: Sequence[str], load: Callable[[Sequen
 
 
 def catalog_index(catalog, model: str, version: str, kind: str, dim: int,
-                  hashes: Sequence[str]) -> tuple[VectorIndex, SyncReport]:
+                  hashes: Sequence[str], lock: bool = True) -> tuple[VectorIndex, SyncReport]:
     """The persisted index of one model's features beside ``catalog`` (a lookalike Catalog), in line with
     the content ``hashes`` of the pictures a search should cover (those without a sound stored feature
     are left out). The entry point for catalog-wide ``similar`` and the service: open it once, then
     ``index.query(vectors, k)``; map ids back with ``{hash_id(h): h for h in hashes}``.
 
-    ``dim``: dimensions of an embedding, or bits of a hash (uint64 words x 64)."""
+    ``dim``: dimensions of an embedding, or bits of a hash (uint64 words x 64). ``lock``: take
+    :func:`index_lock` around the sync (False: the caller holds it already)."""
     from lookalike.catalog import decode_features, feature_nbytes
 
     wanted = sorted(catalog.hashes_with_feature(set(hashes), model, version, feature_nbytes(kind, dim)))
@@ -351,5 +352,27 @@ def catalog_index(catalog, model: str, version: str, kind: str, dim: int,
         blobs = catalog.features_for_hashes(list(part), model, version)
         return decode_features([blobs[h] for h in part], kind)
 
-    index = open_index(index_path(catalog.path, model, version), kind, dim)
-    return index, sync_index(index, wanted, load)
+    path = index_path(catalog.path, model, version)
+    with index_lock(path) if lock else contextlib.nullcontext():  # read, sync, save: one writer at a time
+        index = open_index(path, kind, dim)
+        return index, sync_index(index, wanted, load)
+
+
+@contextlib.contextmanager
+def index_lock(path: str | Path) -> Iterator[None]:
+    """An exclusive flock on ``<index file>.lock`` (beside it), held while an index is synced and saved, so
+    two service workers, or the CLI and the service, never interleave their updates (the file itself is
+    always replaced atomically, so readers without the lock see the old or the new index, never a mix).
+    Without fcntl (Windows) only the atomic replace remains."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    lock = Path(path).with_name(Path(path).name + ".lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

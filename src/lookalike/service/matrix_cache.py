@@ -4,6 +4,11 @@ The whole-catalog matrix (restricted to the served roots) is rebuilt only when t
 generation changes (checked at most once a second); a folder's matrix comes from
 ``Collection.features`` (which indexes new files) and is reused for a few seconds.
 
+Past :data:`lookalike.similar.INDEX_LIMIT` embedded pictures the catalog scope holds no matrix: it is
+searched through the catalog's persisted index (synced when the generation changes, under the index's
+file lock, so several workers and the CLI share one file), asking for more candidates than ``k`` so that
+the roots' filter leaves enough; when too few survive, the scope's exact matrix is loaded once and used.
+
 Both hold only files whose real location (symlinks resolved) lies under a root: the catalog may
 know a path inside a root that is a symlink to a file elsewhere (indexed by an older version, by the
 CLI, or through a link), and a search must not name it. Hits are checked again when they are
@@ -14,7 +19,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -40,9 +46,22 @@ class _Entry:
     stamp: object
     checked: float
     roots: tuple[str, ...] = ()
+    #: the persisted index serving this scope (then ``searcher`` is built only when the index falls short)
+    indexed: similar.IndexedScope | None = None
+    exact: Callable[[], tuple[list[str], Searcher | None]] | None = None
+    fallbacks: int = 0  # queries the index could not answer (too few hits inside the roots)
+    _exact_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def allowed(self, path: str) -> bool:
         return inside_roots(path, list(self.roots))
+
+    def exact_search(self) -> tuple[list[str], Searcher | None]:
+        """(paths, searcher) for exact search, built once when first needed."""
+        with self._exact_lock:
+            if self.searcher is None and self.exact is not None:
+                self.paths, self.searcher = self.exact()
+                self.exact = None
+            return self.paths, self.searcher
 
 
 class MatrixCache:
@@ -82,9 +101,22 @@ class MatrixCache:
                 rows.extend(self.catalog.files_under(root))
             paths = sorted({r.path for r in rows if r.status != "error" and r.content_hash})
             paths = paths_inside(paths, self.roots)
-            kept, matrix = self.catalog.feature_matrix(paths, ext.id, ext.version, ext.kind)
-            e = _Entry(kept, _searcher(ext.kind, matrix) if kept else None, stamp, time.monotonic(),
-                       tuple(self.roots))
+
+            def exact(paths: list[str] = paths) -> tuple[list[str], Searcher | None]:
+                kept, matrix = self.catalog.feature_matrix(paths, ext.id, ext.version, ext.kind)
+                return kept, _searcher(ext.kind, matrix) if kept else None
+
+            scope = None
+            if ext.kind != "hash" and len(paths) > similar.INDEX_LIMIT:
+                index = similar.synced_index(self.catalog, model)
+                if index is not None:
+                    hash_of = {r.path: r.content_hash for r in rows}
+                    scope = similar.IndexedScope(index, paths, [hash_of[p] for p in paths])
+            if scope is not None:
+                e = _Entry(paths, None, stamp, time.monotonic(), tuple(self.roots), indexed=scope, exact=exact)
+            else:
+                kept, searcher = exact()
+                e = _Entry(kept, searcher, stamp, time.monotonic(), tuple(self.roots))
             with self._lock:
                 self._entries[key] = e
             return e
@@ -125,6 +157,12 @@ def _searcher(kind: str, matrix: np.ndarray) -> Searcher:
 
 def rank(entry: _Entry, query_vec: np.ndarray, k: int, model: str, query: str,
          exclude: str | None = None) -> similar.SimilarResult:
-    """The k best matches of one feature vector, as ``lookalike similar --json`` prints them."""
-    return similar.rank(entry.searcher, entry.paths, query_vec, k, model, query, exclude=exclude,
-                        allowed=entry.allowed)
+    """The k best matches of one feature vector, as ``lookalike similar --json`` prints them (through the
+    persisted index when the entry has one and it finds enough; else exactly)."""
+    if entry.indexed is not None:
+        found = entry.indexed.rank(query_vec, k, model, query, exclude=exclude, allowed=entry.allowed)
+        if found is not None:
+            return found
+        entry.fallbacks += 1
+    paths, searcher = entry.exact_search()
+    return similar.rank(searcher, paths, query_vec, k, model, query, exclude=exclude, allowed=entry.allowed)
