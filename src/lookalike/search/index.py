@@ -350,7 +350,12 @@ def catalog_index(catalog, model: str, version: str, kind: str, dim: int,
 
     def load(part: Sequence[str]) -> np.ndarray:
         blobs = catalog.features_for_hashes(list(part), model, version)
-        return decode_features([blobs[h] for h in part], kind)
+        rows = decode_features([blobs[h] for h in part], kind)
+        bad = ~np.isfinite(rows).all(axis=1) if kind != "hash" else None
+        if bad is not None and bad.any():  # a damaged (NaN/inf) row would upset the cells: zeros, never a hit
+            rows = rows.copy()
+            rows[bad] = 0
+        return rows
 
     path = index_path(catalog.path, model, version)
     with index_lock(path) if lock else contextlib.nullcontext():  # read, sync, save: one writer at a time
