@@ -69,9 +69,10 @@ def test_no_importlib_indirection_in_the_service():
                 assert name not in ("import_module", "__import__"), f"{path}:{node.lineno}"
 
 
-def test_no_function_of_the_service_or_serve_is_over_80_lines():
+def test_no_function_of_a_front_end_is_over_80_lines():
+    """The front ends (the service and every CLI module) only parse, call one library function and show."""
     long = []
-    for path in [*SERVICE.rglob("*.py"), SRC / "lookalike" / "cli" / "serve.py"]:
+    for path in [*SERVICE.rglob("*.py"), *(SRC / "lookalike" / "cli").glob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 lines = node.end_lineno - node.lineno + 1
