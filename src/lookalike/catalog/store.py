@@ -44,6 +44,7 @@ from lookalike.errors import CatalogError
 SCHEMA_VERSION = schema.SCHEMA_VERSION
 
 _CHUNK = 500  # parameters per IN (...) query
+_T = TypeVar("_T")
 #: paths per block while feature_matrix fills its result: the memory beyond the result is about two such blocks
 _MATRIX_BLOCK = 8192
 
@@ -186,6 +187,13 @@ class _Connection(sqlite3.Connection):
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _in_lists(values: Sequence[_T]) -> Iterator[tuple[Sequence[_T], str]]:
+    """``values`` in slices of at most ``_CHUNK``, each with the ``?,?,...`` of its ``IN (...)`` clause."""
+    for i in range(0, len(values), _CHUNK):
+        chunk = values[i : i + _CHUNK]
+        yield chunk, ",".join("?" * len(chunk))
 
 
 def _guarded(method: _F) -> _F:
@@ -375,6 +383,11 @@ class Catalog:
                 out[by_key[key]] = cid
         return out
 
+    @classmethod
+    def _hashes_by_id(cls, db: sqlite3.Connection, hashes: Iterable[str]) -> dict[int, str]:
+        """content id -> content hash, for the given hashes the catalog knows."""
+        return {cid: h for h, cid in cls._content_ids(db, hashes).items()}
+
     @staticmethod
     def _model_id(db: sqlite3.Connection, model: str, version: str, create: bool = False) -> int | None:
         """The id of (model, version) in ``models`` (created when ``create``; else None when unknown)."""
@@ -425,14 +438,10 @@ class Catalog:
         mid = self._model_id(db, model, version)
         if mid is None:
             return set()
-        ids = self._content_ids(db, hashes)
-        by_id = {cid: h for h, cid in ids.items()}
-        values = list(by_id)
+        by_id = self._hashes_by_id(db, hashes)
         found: set[str] = set()
         size = "" if nbytes is None else f"AND LENGTH(data)={int(nbytes)} "
-        for i in range(0, len(values), _CHUNK):
-            chunk = values[i : i + _CHUNK]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_lists(list(by_id)):
             q = f"SELECT content_id FROM features WHERE model_id=? {size}AND content_id IN ({marks})"
             found.update(by_id[r[0]] for r in db.execute(q, (mid, *chunk)))
         return found
@@ -486,14 +495,10 @@ class Catalog:
     def images(self, hashes: Iterable[str]) -> dict[str, ImageRow]:
         """Picture facts by content hash."""
         db = self.connection()
-        ids = self._content_ids(db, hashes)
-        by_id = {cid: h for h, cid in ids.items()}
-        values = list(by_id)
+        by_id = self._hashes_by_id(db, hashes)
         out: dict[str, ImageRow] = {}
-        for i in range(0, len(values), _CHUNK):
-            chunk = values[i : i + _CHUNK]
-            q = f"SELECT * FROM images WHERE content_id IN ({','.join('?' * len(chunk))})"
-            for r in db.execute(q, chunk):
+        for chunk, marks in _in_lists(list(by_id)):
+            for r in db.execute(f"SELECT * FROM images WHERE content_id IN ({marks})", chunk):
                 h = by_id[r[0]]
                 out[h] = ImageRow(h, r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7], r[8], r[9])
         return out
@@ -505,13 +510,9 @@ class Catalog:
         mid = self._model_id(db, model, version)
         if mid is None:
             return {}
-        ids = self._content_ids(db, hashes)
-        by_id = {cid: h for h, cid in ids.items()}
-        values = list(by_id)
+        by_id = self._hashes_by_id(db, hashes)
         out: dict[str, bytes] = {}
-        for i in range(0, len(values), _CHUNK):
-            chunk = values[i : i + _CHUNK]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_lists(list(by_id)):
             q = f"SELECT content_id, data FROM features WHERE model_id=? AND content_id IN ({marks})"
             out.update((by_id[cid], data) for cid, data in db.execute(q, (mid, *chunk)))
         return out

@@ -98,11 +98,16 @@ def step_point(seq: int, point: str) -> None:
 
 
 # ----------------------------------------------------------------------------- shared steps
-def _source(path: str, expected: str | None) -> str:
+def _fingerprint_or_refuse(path: str) -> str | None:
+    """:func:`fingerprint`, a file that cannot be read being a refusal."""
     try:
-        fp = fingerprint(path)
+        return fingerprint(path)
     except OSError as exc:
         raise Refused(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _source(path: str, expected: str | None) -> str:
+    fp = _fingerprint_or_refuse(path)
     if fp is None:
         raise Refused(f"{path} does not exist")
     if fp == DIR:
@@ -377,13 +382,10 @@ class Delete:
                 "before": {path: h}, "after": {path: None}}
 
     def act(self, rec: dict[str, Any], ctx: Ctx) -> None:
-        path, h = rec["path"], rec["sha256"]
-        kept = ctx.kept_abs(rec)
-        p, k = fingerprint(path), fingerprint(kept)
-        if p is None and k == h:
+        todo = _removal_to_do(rec, ctx)
+        if todo is None:
             return
-        if p != h:
-            raise OpError(f"cannot complete: {_describe(path, p, h)}")
+        path, h, kept, k = todo
         recheck_keeper(rec, ctx)
         if k is None:  # one atomic rename into the journal folder; a durable copy across file systems
             try:
@@ -391,8 +393,7 @@ class Delete:
             except OSError as exc:
                 if exc.errno != errno.EXDEV:
                     raise
-                copy_durable(path, kept + ".tmp")
-                os.replace(kept + ".tmp", kept)
+                _copy_to_kept(path, kept)
                 fsync_dir(os.path.dirname(kept))
         elif k != h:
             raise OpError(f"{kept} already holds other content")
@@ -412,6 +413,25 @@ class Delete:
         _restore(kept, path, h, ctx)
 
 
+def _removal_to_do(rec: dict[str, Any], ctx: Ctx) -> tuple[str, str, str, str | None] | None:
+    """Where a delete or trash stands: None when it is complete (the file gone, its copy kept in the journal
+    folder), else (path, sha256, kept path, what is at the kept path now); OpError when the file changed."""
+    path, h = rec["path"], rec["sha256"]
+    kept = ctx.kept_abs(rec)
+    p, k = fingerprint(path), fingerprint(kept)
+    if p is None and k == h:
+        return None
+    if p != h:
+        raise OpError(f"cannot complete: {_describe(path, p, h)}")
+    return path, h, kept, k
+
+
+def _copy_to_kept(path: str, kept: str) -> None:
+    """A durable copy of ``path`` at ``kept`` (written beside it as ``kept.tmp``, then renamed over it)."""
+    copy_durable(path, kept + ".tmp")
+    os.replace(kept + ".tmp", kept)
+
+
 def _keep_link(path: str, kept: str) -> None:
     """Keep the file at ``path`` in the journal folder: a hard link (instant, no extra space) where possible,
     else a durable copy."""
@@ -419,8 +439,7 @@ def _keep_link(path: str, kept: str) -> None:
     try:
         os.link(path, kept, follow_symlinks=False)
     except (OSError, NotImplementedError):
-        copy_durable(path, kept + ".tmp")
-        os.replace(kept + ".tmp", kept)
+        _copy_to_kept(path, kept)
 
 
 def _drop_staged_copy(path: str, kept: str) -> None:
@@ -431,6 +450,15 @@ def _drop_staged_copy(path: str, kept: str) -> None:
             os.unlink(kept)
     except OSError:
         pass
+
+
+def _recheck_keeper_staged(rec: dict[str, Any], ctx: Ctx, path: str, kept: str) -> None:
+    """:func:`recheck_keeper` for an operation ``stage`` prepared: refused, it drops the staged copy first."""
+    try:
+        recheck_keeper(rec, ctx)
+    except OpError:
+        _drop_staged_copy(path, kept)
+        raise
 
 
 class Trash(Delete):
@@ -445,18 +473,11 @@ class Trash(Delete):
     def act(self, rec: dict[str, Any], ctx: Ctx) -> None:
         from send2trash import send2trash
 
-        path, h = rec["path"], rec["sha256"]
-        kept = ctx.kept_abs(rec)
-        p, k = fingerprint(path), fingerprint(kept)
-        if p is None and k == h:
+        todo = _removal_to_do(rec, ctx)
+        if todo is None:
             return
-        if p != h:
-            raise OpError(f"cannot complete: {_describe(path, p, h)}")
-        try:
-            recheck_keeper(rec, ctx)
-        except OpError:
-            _drop_staged_copy(path, kept)
-            raise
+        path, h, kept, k = todo
+        _recheck_keeper_staged(rec, ctx, path, kept)
         if k != h:
             _keep_link(path, kept)
             fsync_dir(os.path.dirname(kept))
@@ -476,10 +497,7 @@ class Link:
             if is_link_to(path, target, kind):
                 raise Refused(f"{path} already is a {kind} link to {target}")
             keeper = check_keeper(op, path, ctx)
-        try:
-            tfp = fingerprint(target)
-        except OSError as exc:
-            raise Refused(f"cannot read {target}: {exc.strerror or exc}") from exc
+        tfp = _fingerprint_or_refuse(target)
         if tfp is None:
             raise Refused(f"link target {target} does not exist")
         if tfp.startswith(SPECIAL):
@@ -544,11 +562,7 @@ class Link:
         if p != h:
             raise OpError(f"cannot complete: {_describe(path, p, h)}")
         kept = ctx.kept_abs(rec)
-        try:
-            recheck_keeper(rec, ctx)
-        except OpError:
-            _drop_staged_copy(path, kept)
-            raise
+        _recheck_keeper_staged(rec, ctx, path, kept)
         if fingerprint(kept) != h:
             _keep_link(path, kept)
             fsync_dir(os.path.dirname(kept))

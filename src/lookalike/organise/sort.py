@@ -87,6 +87,8 @@ class _UnionFind:
 
 
 def _greedy_add(a: np.ndarray, b: np.ndarray, deg: np.ndarray, adj: list[list[int]], uf: _UnionFind) -> int:
+    """Join each pair (a[i], b[i]) in order whose ends are both free (degree < 2) and in two different
+    fragments; returns how many were joined."""
     added = 0
     for u, v in zip(a.tolist(), b.tolist(), strict=True):
         if deg[u] < 2 and deg[v] < 2 and uf.union(u, v):
@@ -116,14 +118,8 @@ def _fragments_path(vec: Vectors, graph: KnnGraph, progress: Progress | None) ->
         cross = roots[ea] != roots[eb]
         got = _greedy_add(ea[cross], eb[cross], deg, adj, uf)
         if got == 0:  # cannot happen with k >= 2, but never loop forever: chain what is left by index
-            rest = [i for i in ends.tolist() if deg[i] < 2]
-            for u, v in zip(rest, rest[1:], strict=False):
-                if deg[u] < 2 and deg[v] < 2 and uf.union(u, v):
-                    adj[u].append(v)
-                    adj[v].append(u)
-                    deg[u] += 1
-                    deg[v] += 1
-                    got += 1
+            rest = np.asarray([i for i in ends.tolist() if deg[i] < 2], dtype=np.int64)
+            got += _greedy_add(rest[:-1], rest[1:], deg, adj, uf)
         joined += got
         if progress:
             progress(joined, max(n - 1, 1))

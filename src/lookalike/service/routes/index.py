@@ -7,7 +7,7 @@ from fastapi import Request
 from lookalike.service.errors import JSONResponse
 from lookalike.service.requests import folders_field, json_body, model_field, read_json
 from lookalike.service.routes import Routes
-from lookalike.service.routes.jobs import start_job
+from lookalike.service.routes.jobs import start_model_job
 from lookalike.service.state import state_of
 
 routes = Routes(tags=["jobs"])
@@ -27,7 +27,6 @@ async def index_job(request: Request) -> JSONResponse:
     def run(progress):
         from lookalike.index import index_paths
 
-        st.models.touch(model)
-        return index_paths(paths, st.catalog, [model], progress=progress).to_json()
+        return index_paths(paths, st.catalog, [model], progress=progress)
 
-    return start_job(st, "index", run, {"folders": paths, "model": model})
+    return start_model_job(st, "index", paths, model, run)

@@ -1,4 +1,5 @@
-"""Job routes: a job's state and cancelling it; :func:`start_job`, how every job route starts one."""
+"""Job routes: a job's state and cancelling it; :func:`start_job`, how every job route starts one
+(:func:`start_model_job` for one over folders with a model)."""
 
 from __future__ import annotations
 
@@ -36,19 +37,32 @@ def start_job(st: State, kind: str, fn: Callable[[Any], Any], params: dict) -> J
     return JSONResponse(state, status_code=202, headers={"Location": f"/v1/jobs/{state['id']}"})
 
 
-@routes.get("/v1/jobs/{job_id}")
-async def job(request: Request, job_id: str) -> JSONResponse:
-    """State (queued|running|done|failed|cancelled), progress {done,total}, result or error."""
-    state = state_of(request).jobs.get(job_id)
+def start_model_job(st: State, kind: str, paths: list[str], model: str, fn: Callable[[Any], Any],
+                    **params: Any) -> JSONResponse:
+    """:func:`start_job` for a job over the folders ``paths`` with the model ``model`` (the model pool counts
+    it as used when the job runs); the job's result is ``fn(progress).to_json()``."""
+
+    def run(progress):
+        st.models.touch(model)
+        return fn(progress).to_json()
+
+    return start_job(st, kind, run, {"folders": paths, "model": model, **params})
+
+
+def _found(state: dict | None, job_id: str) -> JSONResponse:
+    """A job's state, or 404 when there is no such job."""
     if state is None:
         raise ApiError(404, "no_such_job", f"no job {job_id}")
     return JSONResponse(state)
+
+
+@routes.get("/v1/jobs/{job_id}")
+async def job(request: Request, job_id: str) -> JSONResponse:
+    """State (queued|running|done|failed|cancelled), progress {done,total}, result or error."""
+    return _found(state_of(request).jobs.get(job_id), job_id)
 
 
 @routes.delete("/v1/jobs/{job_id}")
 async def cancel(request: Request, job_id: str) -> JSONResponse:
     """Cancel a job (it stops at its next progress report)."""
-    state = state_of(request).jobs.cancel(job_id)
-    if state is None:
-        raise ApiError(404, "no_such_job", f"no job {job_id}")
-    return JSONResponse(state)
+    return _found(state_of(request).jobs.cancel(job_id), job_id)

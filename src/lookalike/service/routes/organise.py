@@ -17,7 +17,7 @@ from lookalike.service.requests import (
     read_json,
 )
 from lookalike.service.routes import Routes
-from lookalike.service.routes.jobs import start_job
+from lookalike.service.routes.jobs import start_model_job
 from lookalike.service.state import state_of
 
 routes = Routes(tags=["jobs"])
@@ -32,11 +32,8 @@ async def sort(request: Request):
     paths = folders_field(body, st)
     model = model_field(body)
 
-    def run(progress):
-        st.models.touch(model)
-        return sort_folder(paths, model, catalog=st.catalog, progress=progress).to_json()
-
-    return start_job(st, "sort", run, {"folders": paths, "model": model})
+    return start_model_job(st, "sort", paths, model,
+                           lambda progress: sort_folder(paths, model, catalog=st.catalog, progress=progress))
 
 
 @routes.post("/v1/cluster", status_code=202, openapi_extra=json_body(
@@ -56,8 +53,7 @@ async def cluster(request: Request):
     options.check_cluster_options(sim, min_size, time_weight, method, METHODS)
 
     def run(progress):
-        st.models.touch(model)
         return cluster_folder(paths, sim, method, min_size, time_weight, model, catalog=st.catalog,
-                              progress=progress).to_json()
+                              progress=progress)
 
-    return start_job(st, "cluster", run, {"folders": paths, "model": model, "sim": sim})
+    return start_model_job(st, "cluster", paths, model, run, sim=sim)

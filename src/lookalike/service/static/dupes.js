@@ -1,4 +1,4 @@
-// lookalike review page: the duplicates review (uses app.js's $, api, say, thumb, runJob, showSimilar).
+// lookalike review page: the duplicates review (uses app.js's $, api, say, thumb, lazyImage, runJob, showSimilar).
 "use strict";
 
 const review = {
@@ -99,17 +99,6 @@ function toggleMark(g, path) {
 }
 
 // ---- view ----
-// Thumbnails are fetched as their card comes near the screen: a folder with hundreds of groups does
-// not ask for every picture at once.
-const lazyThumbs = new IntersectionObserver((entries) => {
-  for (const e of entries) {
-    if (!e.isIntersecting) continue;
-    lazyThumbs.unobserve(e.target);
-    const img = e.target;
-    thumb(img.dataset.path).then((u) => { if (u) img.src = u; });
-  }
-}, { rootMargin: "1200px 0px" });
-
 function factRow(dl, label, value, best) {
   const dt = document.createElement("dt"); dt.textContent = label;
   const dd = document.createElement("dd"); dd.textContent = value;
@@ -136,7 +125,7 @@ function dupeCard(g, gi, path) {
   img.title = "click (or Enter): compare this group large, with zoom";
   img.dataset.path = path;
   img.onclick = () => compareGroup(gi, path);
-  lazyThumbs.observe(img);
+  lazyImage(img);  // app.js: fetched as the card comes near the screen (hundreds of groups stay quick)
 
   const name = document.createElement("div");
   name.className = "name"; name.textContent = basename(path); name.title = path;
