@@ -112,6 +112,19 @@ def test_job_store_progress_cancel_and_errors(tmp_path):
     other.shutdown()
 
 
+def test_a_job_that_finishes_while_it_is_read_is_never_called_interrupted(tmp_path):
+    """A reader holding the state of a job read while it ran, settled after the job finished (its event gone):
+    the job is done, not "interrupted", and its finished state on disk stays (CI saw this race)."""
+    jobs = JobStore(tmp_path, threads=1)
+    job = jobs.submit("quick", lambda progress: {"ok": True})
+    stale = dict(job, state="running")  # what a concurrent get() had read before the final write
+    done = jobs.wait(job["id"], timeout=10)
+    assert done["state"] == "done"
+    assert jobs._settle(stale)["state"] == "done"
+    assert jobs.get(job["id"])["state"] == "done" and jobs.get(job["id"])["result"] == {"ok": True}
+    jobs.shutdown()
+
+
 def test_client_retries_on_503_then_succeeds():
     calls = []
 

@@ -74,7 +74,7 @@ class JobStore:
         self.pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="lookalike-job")
         self.metrics = metrics or Metrics()
         self._events: dict[str, threading.Event] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # held for a job's final write + forgetting it, and for settling
         self.owner = {"pid": os.getpid(), "started": _process_start(os.getpid()), "store": uuid.uuid4().hex}
         self.recover()
 
@@ -118,14 +118,27 @@ class JobStore:
         return not _alive(pid, started)
 
     def _settle(self, state: dict) -> dict:
-        if self._orphaned(state):
-            state.update(state="failed", error=INTERRUPTED, finished=state.get("finished") or time.time())
+        """The state as read, or failed "interrupted" when no live process will finish it. The file is read
+        again under the lock first: a job of this process may have finished since ``state`` was read (its
+        final write and the forgetting of its event happen together under the same lock)."""
+        if not self._orphaned(state):
+            return state
+        with self._lock:
             try:
-                self._write(state)
+                fresh = json.loads(self._file(str(state.get("id"))).read_text())
+            except (OSError, ValueError):
+                fresh = state
+            if not isinstance(fresh, dict):
+                fresh = state
+            if not self._orphaned(fresh):
+                return fresh
+            fresh.update(state="failed", error=INTERRUPTED, finished=fresh.get("finished") or time.time())
+            try:
+                self._write(fresh)
             except OSError:
                 pass
-            self.metrics.inc("lookalike_jobs_total", kind=str(state.get("kind")), state="failed")
-        return state
+        self.metrics.inc("lookalike_jobs_total", kind=str(fresh.get("kind")), state="failed")
+        return fresh
 
     def recover(self) -> list[str]:
         """Mark failed every unfinished job whose process is gone (at start); returns their ids."""
@@ -200,10 +213,10 @@ class JobStore:
         finally:
             self.metrics.add("lookalike_jobs_running", -1)
             state["finished"] = time.time()
-            self._write(state)
-            self.metrics.inc("lookalike_jobs_total", kind=state["kind"], state=state["state"])
-            with self._lock:
+            with self._lock:  # the final state and forgetting the job at once: a reader never sees one alone
+                self._write(state)
                 self._events.pop(job_id, None)
+            self.metrics.inc("lookalike_jobs_total", kind=state["kind"], state=state["state"])
             try:
                 self._cancel_file(job_id).unlink()
             except FileNotFoundError:
