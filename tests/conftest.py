@@ -95,3 +95,12 @@ def run_cli():
         return res
 
     return run
+
+
+@pytest.fixture
+def page(tmp_path):
+    """A fresh headless Chromium page for the web app's view tests (tests/web_util.py)."""
+    from web_util import chromium_page
+
+    with chromium_page(tmp_path) as pg:
+        yield pg

@@ -15,15 +15,9 @@ from PIL import Image
 
 from conftest import shared_data
 from service_util import BROWSER_MARKS, Server, ukbench
-from web_util import chromium_page, images_loaded, open_app, shot
+from web_util import images_loaded, open_app, shot
 
 pytestmark = BROWSER_MARKS
-
-
-@pytest.fixture
-def page(tmp_path):
-    with chromium_page(tmp_path) as pg:
-        yield pg
 
 
 def resaved(src, quality: int = 55) -> bytes:

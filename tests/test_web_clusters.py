@@ -11,18 +11,12 @@ import pytest
 
 from conftest import shared_data
 from service_util import BROWSER_MARKS, Server, ukbench
-from web_util import chromium_page, images_loaded, open_app, shot
+from web_util import images_loaded, open_app, shot
 
 pytestmark = BROWSER_MARKS
 
 OBJECTS = (0, 1, 2, 10)  # UKBench groups: photos 4g .. 4g+3
 LONERS = (100, 201)
-
-
-@pytest.fixture
-def page(tmp_path):
-    with chromium_page(tmp_path) as pg:
-        yield pg
 
 
 @pytest.fixture(scope="module")

@@ -14,18 +14,12 @@ import pytest
 
 from conftest import shared_data
 from service_util import BROWSER_MARKS, Server
-from web_util import chromium_page, images_loaded, open_app, shot
+from web_util import images_loaded, open_app, shot
 
 pytest.importorskip("dlib")
 pytestmark = BROWSER_MARKS
 
 PEOPLE = ["Brad_Pitt", "Tom_Hanks", "Natalie_Portman"]
-
-
-@pytest.fixture
-def page(tmp_path):
-    with chromium_page(tmp_path) as pg:
-        yield pg
 
 
 @pytest.fixture(scope="module")
