@@ -7,13 +7,17 @@
 Prints, as images/s and as ratios:
   decode floor   the bare decoder to RGB arrays at the size indexing asks for, on all cores (threads):
                  the fastest one (simplejpeg: libjpeg-turbo DCT scaling) and Pillow's draft mode
-  hash indexing  `index -m phash` into a fresh catalog, vs the fastest decode floor at the size pHash needs
+  hash indexing  `index -m phash` into a fresh catalog, vs the fastest decode floor at the size pHash needs:
+                 in worker processes (lookalike.index.pool, the default for hash-only runs) and, back to
+                 back on the same files, in threads (the path before issue 12's pool; --index-path)
   model only     effnet inference on pre-decoded, pre-resized batches (the model's own limit)
   bound          1 / (1/decode floor(224) + 1/model only): decoding and inference sharing the same cores
   effnet index   `index -m effnet` end to end into a fresh catalog, vs model only and vs the bound
   re-run         the same index again with nothing changed, vs the first effnet run
   CPU accounting CPU ms per image, one thread, of each decoder and of the model, against lookalike's own CPU
-                 per image while indexing (all its threads): the same ratios, robust to other load
+                 per image while indexing (all its threads, and its index worker processes): the same ratios,
+                 robust to other load. The worker pool is started before the timed runs (once per process,
+                 as in any long-lived process); its start is printed on its own line
   HEIC           (--heic) pillow-heif full decode and reduced decode (embedded thumbnail) floors, and
                  hash / effnet indexing of the HEICs
 and the peak resident memory of the process. Targets: issue 2: hash >= 0.8x floor, effnet >= 0.8x model
@@ -46,7 +50,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from lookalike.catalog import Catalog  # noqa: E402
 from lookalike.config import cpu_count  # noqa: E402
 from lookalike.features import load_extractor  # noqa: E402
-from lookalike.index import index_paths  # noqa: E402
+from lookalike.index import index_paths, pool  # noqa: E402
 from lookalike.media import decode, iter_images  # noqa: E402
 from realsize import real_size_heics, real_size_jpegs  # noqa: E402
 
@@ -139,17 +143,48 @@ def model_only(paths: list[str], batch: int = 16) -> float:
     return len(prepared) / (time.perf_counter() - t)
 
 
-INDEX_CPU: list[float] = []  # CPU seconds (all threads of this process) of each timed_index call
+INDEX_CPU: list[float] = []  # CPU seconds (this process's threads and the index workers) of each timed_index
 
 
-def timed_index(cat: Catalog, folder: str, models: list[str]) -> tuple[float, object]:
+def cpu_now() -> float:
+    """CPU seconds so far of this process (all threads) and of the index worker processes alive now."""
+    total = time.process_time()
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pool.worker_pids():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def start_pool() -> tuple[float, float]:
+    """Start the index worker pool now (wall seconds, CPU seconds of this process and the workers)."""
     t, c = time.perf_counter(), time.process_time()
-    rep = index_paths([folder], cat, models)
-    INDEX_CPU.append(time.process_time() - c)
-    return time.perf_counter() - t, rep
+    ex = pool.worker_pool()
+    ex.submit(int).result()
+    while len(pool.worker_pids()) < cpu_count():
+        time.sleep(0.01)
+    for _ in range(4 * cpu_count()):  # every worker has imported lookalike and is idle
+        ex.submit(int).result()
+    return time.perf_counter() - t, cpu_now() - c
 
 
-def cpu_costs(paths: list[str], sample: int = 60, batch: int = 16) -> dict[str, float]:
+def timed_index(cat: Catalog, folder: str, models: list[str], path: str = "auto") -> tuple[float, object]:
+    """Index into ``cat``; ``path``: "processes" or "threads" forces the indexer's path, "auto" lets it choose."""
+    pool.USE_PROCESSES = {"auto": None, "processes": True, "threads": False}[path]
+    try:
+        t, c = time.perf_counter(), cpu_now()
+        rep = index_paths([folder], cat, models)
+        INDEX_CPU.append(cpu_now() - c)
+        return time.perf_counter() - t, rep
+    finally:
+        pool.USE_PROCESSES = None
+
+
+def cpu_costs(paths: list[str], sample: int = 60, batch: int = 16, model: bool = True) -> dict[str, float]:
     """CPU milliseconds per image, one thread, of each decoder at 224 and 64 px and of the model (batch 16):
     what the cores must spend whatever the load, unlike the wall-clock rates."""
     sample_paths = paths[:sample]
@@ -176,6 +211,8 @@ def cpu_costs(paths: list[str], sample: int = 60, batch: int = 16) -> dict[str, 
                     fn(d)
                 best = min(best, (time.process_time() - c) / len(datas) * 1e3)
             out[f"{name} {side}"] = best
+    if not model:
+        return out
     ext = load_extractor("effnet")
     prepared = np.stack([ext.prepare(decode(p, min_side=224).image) for p in paths[:128]])
     ext.infer(prepared[:batch])
@@ -187,7 +224,8 @@ def cpu_costs(paths: list[str], sample: int = 60, batch: int = 16) -> dict[str, 
 
 
 def jpeg_rows(cat_dir: Path, folder: str, paths: list[str], workers: int, skip_effnet: bool,
-              compare_pillow: bool = False) -> list[tuple]:
+              compare_pillow: bool = False, index_paths_run: tuple[str, ...] = ("processes", "threads")
+              ) -> list[tuple]:
     """The floors, model rate, bound and lookalike's indexing rates for one folder (see the module doc)."""
     n = len(paths)
     rows: list[tuple] = []
@@ -199,20 +237,33 @@ def jpeg_rows(cat_dir: Path, folder: str, paths: list[str], workers: int, skip_e
     rows.append((f"decode floor, {name} to >=224 px, {workers} threads", fast224, f"{fast224 / pil224:.2f}x Pillow"))
     pil64 = pillow_floor(paths, 64, workers)
     fast64_before, _ = fastest_floor(paths, 64, workers)
-    cat = Catalog(cat_dir / "hash.sqlite")
-    secs, _ = timed_index(cat, folder, ["phash"])
-    hash_cpu = INDEX_CPU[-1] / n * 1e3
-    hash_rate = n / secs
+    hash_runs: dict[str, tuple[float, float]] = {}  # index path -> (seconds, CPU ms per image)
+    for path in index_paths_run:  # back to back on the same files, each into a fresh catalog
+        secs, _ = timed_index(Catalog(cat_dir / f"hash-{path}.sqlite"), folder, ["phash"], path)
+        hash_runs[path] = secs, INDEX_CPU[-1] / n * 1e3
     fast64 = (fast64_before + fastest_floor(paths, 64, workers)[0]) / 2
     rows.append((f"decode floor, Pillow draft to >=64 px, {workers} threads", pil64, ""))
     rows.append((f"decode floor, {name} to >=64 px, {workers} threads", fast64,
                  f"{fast64 / pil64:.2f}x Pillow; mean of before/after"))
-    rows.append(("hash indexing (phash)", hash_rate, f"{hash_rate / fast64:.2f}x {name} floor(64), "
-                 f"{hash_rate / pil64:.2f}x Pillow floor(64)"))
-    hash_rerun, _ = timed_index(cat, folder, ["phash"])
-    rows.append(("hash re-run, nothing changed", n / hash_rerun, f"{hash_rerun / secs:.1%} of first run"))
+    for path, (secs, _) in hash_runs.items():
+        rows.append((f"hash indexing (phash), {path}", n / secs, f"{n / secs / fast64:.2f}x {name} floor(64), "
+                     f"{n / secs / pil64:.2f}x Pillow floor(64)"))
+    first = index_paths_run[0]
+    cat = Catalog(cat_dir / f"hash-{first}.sqlite")
+    hash_rerun, _ = timed_index(cat, folder, ["phash"], first)
+    rows.append((f"hash re-run, nothing changed ({first})", n / hash_rerun,
+                 f"{hash_rerun / hash_runs[first][0]:.1%} of first run"))
+
+    def hash_cpu_rows(cost: dict[str, float]) -> list[tuple]:
+        dec64 = cost.get(f"{name} 64", cost["pillow 64"])
+        return [(f"CPU accounting: hash indexing, {path}", 1e3 / hash_cpu,
+                 f"{hash_cpu:.1f} ms/img; decode {name}(64) / it = {dec64 / hash_cpu:.2f}")
+                for path, (_, hash_cpu) in hash_runs.items()]
+
     if skip_effnet:
-        return rows
+        cost = cpu_costs(paths, model=False)
+        rows += [(f"CPU ms per image, one thread: {key}", 1e3 / ms, f"{ms:.1f} ms") for key, ms in cost.items()]
+        return rows + hash_cpu_rows(cost)
     mo_before = model_only(paths)
     fast224_before, _ = fastest_floor(paths, 224, workers)
     cat = Catalog(cat_dir / "effnet.sqlite")
@@ -231,13 +282,11 @@ def jpeg_rows(cat_dir: Path, folder: str, paths: list[str], workers: int, skip_e
     rows.append(("effnet re-run, nothing changed", n / rerun, f"{rerun / secs_e:.2%} of first run"))
     cost = cpu_costs(paths)
     dec = cost.get(f"{name} 224", cost["pillow 224"])
-    dec64 = cost.get(f"{name} 64", cost["pillow 64"])
     for key, ms in cost.items():
         rows.append((f"CPU ms per image, one thread: {key}", 1e3 / ms, f"{ms:.1f} ms"))
     rows.append(("CPU accounting: effnet indexing", 1e3 / effnet_cpu,
                  f"{effnet_cpu:.1f} ms/img; (decode {name} + model) / it = {(dec + cost['model']) / effnet_cpu:.2f}"))
-    rows.append(("CPU accounting: hash indexing", 1e3 / hash_cpu,
-                 f"{hash_cpu:.1f} ms/img; decode {name}(64) / it = {dec64 / hash_cpu:.2f}"))
+    rows += hash_cpu_rows(cost)
     if compare_pillow:  # lookalike itself with Pillow's draft mode instead of simplejpeg, same files
         decode_module = importlib.import_module("lookalike.media.decode")
         chosen, decode_module.JPEG_DECODER = decode_module.JPEG_DECODER, "pillow"
@@ -245,13 +294,14 @@ def jpeg_rows(cat_dir: Path, folder: str, paths: list[str], workers: int, skip_e
         # biases neither side
         for model in ("phash", "effnet"):
             decode_module.JPEG_DECODER = chosen
-            before, _ = timed_index(Catalog(cat_dir / f"{model}-a.sqlite"), folder, [model])
+            path = index_paths_run[0]
+            before, _ = timed_index(Catalog(cat_dir / f"{model}-a.sqlite"), folder, [model], path)
             decode_module.JPEG_DECODER = "pillow"
             try:
-                with_pillow, _ = timed_index(Catalog(cat_dir / f"{model}-pillow.sqlite"), folder, [model])
+                with_pillow, _ = timed_index(Catalog(cat_dir / f"{model}-pillow.sqlite"), folder, [model], path)
             finally:
                 decode_module.JPEG_DECODER = chosen
-            after, _ = timed_index(Catalog(cat_dir / f"{model}-b.sqlite"), folder, [model])
+            after, _ = timed_index(Catalog(cat_dir / f"{model}-b.sqlite"), folder, [model], path)
             rows.append((f"{model} indexing, {chosen} (mean of two runs around the next)", 2 * n / (before + after),
                          ""))
             rows.append((f"{model} indexing, lookalike decoding with Pillow draft", n / with_pillow,
@@ -259,7 +309,8 @@ def jpeg_rows(cat_dir: Path, folder: str, paths: list[str], workers: int, skip_e
     return rows
 
 
-def heic_rows(cat_dir: Path, folder: str, paths: list[str], workers: int, skip_effnet: bool) -> list[tuple]:
+def heic_rows(cat_dir: Path, folder: str, paths: list[str], workers: int, skip_effnet: bool,
+              hash_path: str = "processes") -> list[tuple]:
     """HEIC: pillow-heif's full decode, its reduced decode (the embedded thumbnail), lookalike's rates."""
     n = len(paths)
     full = pillow_floor(paths, None, workers)
@@ -267,8 +318,8 @@ def heic_rows(cat_dir: Path, folder: str, paths: list[str], workers: int, skip_e
     rows = [(f"HEIC decode floor, pillow-heif full 12 MP, {workers} threads", full, ""),
             (f"HEIC decode floor, pillow-heif draft (thumbnail) >=224 px, {workers} threads", thumb,
              f"{thumb / full:.1f}x full decode")]
-    secs, _ = timed_index(Catalog(cat_dir / "heic-hash.sqlite"), folder, ["phash"])
-    rows.append(("HEIC hash indexing (phash)", n / secs, f"{n / secs / thumb:.2f}x thumbnail floor"))
+    secs, _ = timed_index(Catalog(cat_dir / "heic-hash.sqlite"), folder, ["phash"], hash_path)
+    rows.append((f"HEIC hash indexing (phash), {hash_path}", n / secs, f"{n / secs / thumb:.2f}x thumbnail floor"))
     if not skip_effnet:
         mo = model_only(paths)
         secs, _ = timed_index(Catalog(cat_dir / "heic-effnet.sqlite"), folder, ["effnet"])
@@ -301,6 +352,9 @@ def main() -> None:
                     help="use N 12 MP camera-like JPEGs made from the shared photos (cached; bench/realsize.py)")
     ap.add_argument("--heic", type=int, default=0, metavar="M", help="with --real-size: also M 12 MP HEICs")
     ap.add_argument("--skip-effnet", action="store_true", help="hash figures only")
+    ap.add_argument("--index-path", choices=("both", "processes", "threads"), default="both",
+                    help="hash indexing in worker processes (lookalike's default for hash-only runs), in threads "
+                         "(the path before issue 12's pool), or both back to back (default)")
     ap.add_argument("--compare-pillow", action="store_true",
                     help="also index with lookalike's decoder set to Pillow's draft mode instead of simplejpeg")
     args = ap.parse_args()
@@ -328,12 +382,16 @@ def main() -> None:
         # read every file once so that all figures see a warm page cache
         for p in paths + heics:
             Path(p).read_bytes()
-        rows = jpeg_rows(tmp, folder, paths, workers, args.skip_effnet, args.compare_pillow)
+        index_paths_run = ("processes", "threads") if args.index_path == "both" else (args.index_path,)
+        if "processes" in index_paths_run:
+            wall, cpu = start_pool()
+            print(f"index worker pool started: {wall:.2f} s wall, {cpu:.2f} s CPU (once per process)", flush=True)
+        rows = jpeg_rows(tmp, folder, paths, workers, args.skip_effnet, args.compare_pillow, index_paths_run)
         if heics:
             hfolder = str(tmp / "heic")
             heics = _linked(heics, hfolder)
             print(f"{len(heics)} HEICs; load average {os.getloadavg()[0]:.2f}", flush=True)
-            rows += heic_rows(tmp, hfolder, heics, workers, args.skip_effnet)
+            rows += heic_rows(tmp, hfolder, heics, workers, args.skip_effnet, index_paths_run[0])
         print(f"{'figure':68s} {'images/s':>10s}  ratio")
         for name, rate, ratio in rows:
             print(f"{name:68s} {rate:10.1f}  {ratio}")

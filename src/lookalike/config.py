@@ -8,6 +8,7 @@ Everything lives under one home folder: ``$LOOKALIKE_HOME`` if set, else the use
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import platformdirs
@@ -83,3 +84,19 @@ def cpu_count() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def spawn_is_safe() -> bool:
+    """Whether worker processes can be spawned without running the caller's main script again.
+
+    A spawned process imports the main module (as ``__mp_main__``) unless it is a package's ``__main__``
+    (``python -m lookalike``, ``python -m pytest``) or there is none (an interactive session). A script's
+    top level would run again in each worker: harmless behind ``if __name__ == "__main__":``, but a script
+    without that guard that acts on the duplicates it finds must never run twice. So by default a
+    script's work stays in its own process unless it says it is guarded (the duplicate finder's ``workers=N``,
+    the indexer's :data:`lookalike.index.pool.USE_PROCESSES`)."""
+    main = sys.modules.get("__main__")
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    if name is not None:
+        return name == "__main__" or name.endswith(".__main__")
+    return getattr(main, "__file__", None) is None

@@ -6,7 +6,6 @@ import math
 import multiprocessing
 import os
 import stat as stat_mod
-import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.catalog import Catalog, FileRow, StoredVerdict, VerdictKey, VerdictStore, open_catalog
-from lookalike.config import cpu_count
+from lookalike.config import cpu_count, spawn_is_safe
 from lookalike.dupes.candidates import dihedral_distance, dihedral_pairs, dihedral_pairs_indexed, embedding_pairs
 from lookalike.dupes.grouping import components, split_component
 from lookalike.dupes.keeper import FileFacts, choose_keeper, parse_policy, resolve_folder, under_any
@@ -339,21 +338,6 @@ def _facts(cat: Catalog, files: list[str], content: dict[str, str] | None = None
     return facts, content
 
 
-def _spawn_is_safe() -> bool:
-    """Whether worker processes can be spawned without running the caller's main script again.
-
-    A spawned process imports the main module (as ``__mp_main__``) unless it is a package's ``__main__``
-    (``python -m lookalike``, ``python -m pytest``) or there is none (an interactive session). A script's
-    top level would run again in each worker: harmless behind ``if __name__ == "__main__":``, but a script
-    without that guard that acts on the duplicates it finds must never run twice. So by default a
-    script's search verifies in its own process; ``workers=N`` says the script is guarded."""
-    main = sys.modules.get("__main__")
-    name = getattr(getattr(main, "__spec__", None), "name", None)
-    if name is not None:
-        return name == "__main__" or name.endswith(".__main__")
-    return getattr(main, "__file__", None) is None
-
-
 class _Judge:
     """Verdicts on pairs of class representatives: the catalog's cached verdicts first, then the verifier,
     in worker processes when there is more than one core and enough pairs.
@@ -367,7 +351,7 @@ class _Judge:
         self.reps, self.hashes, self.min_ncc, self.stats = reps, hashes, min_ncc, stats
         self.store = VerdictStore(cat)
         self.verifier = Verifier(reps, min_ncc=min_ncc)
-        self.workers = max(1, int(workers)) if workers is not None else (cpu_count() if _spawn_is_safe() else 1)
+        self.workers = max(1, int(workers)) if workers is not None else (cpu_count() if spawn_is_safe() else 1)
         self._pool: Executor | None = None
 
     def order(self, i: int, j: int) -> tuple[int, int]:

@@ -5,11 +5,13 @@ The fast path (:mod:`lookalike.index.fastpath`): a file whose (path, size, mtime
 the catalog with its features is not read at all. A new path whose bytes hash to known content (a moved or
 renamed file) reuses the stored features without decoding. Decoding and hashing run in worker threads
 (Pillow, hashlib and numpy release the GIL) while the main thread runs the model on full batches, so the
-model is the limit, not the decoder.
+model is the limit, not the decoder; a run of hash models only, where decoding is all the work, reads,
+hashes and decodes in worker processes instead (:mod:`lookalike.index.pool`), with the same rows.
 
 The run, step by step: :func:`_plan` (stat every walked file, sort it into new / changed / unchanged),
 :func:`_ask_missing_features` (which unchanged files still lack a model's feature, asked in bulk),
-:func:`_run_in_pool` (read, hash and decode in threads, in walk order), :meth:`_Batches.take` (one finished
+:func:`_run_in_pool` (read, hash and decode in threads, in walk order; or
+:func:`lookalike.index.pool.run_in_processes`), :meth:`_Batches.take` (one finished
 file into the report and the write batches), then :func:`_settle_racy` (files changed within a clock tick of
 their read lose their fast path).
 """
@@ -42,6 +44,7 @@ from lookalike.config import cpu_count
 from lookalike.errors import DecodeError, ModelError
 from lookalike.features import DEFAULT_MODEL, Extractor, load_extractor
 from lookalike.index.fastpath import sha256_of, unchanged_hash
+from lookalike.index.pool import run_in_processes, use_processes
 from lookalike.index.report import IndexFailure, IndexReport, Progress
 from lookalike.media import check_inputs, decode, read_bytes, walk_inputs
 from lookalike.media.files import kind_of
@@ -109,7 +112,8 @@ def index_paths(
 
     batches = _Batches(cat, extractors, known)
     to_run = [j for j in jobs if j.need is None or j.need]
-    for done, more in _run_in_pool(to_run, cat, extractors):
+    run = run_in_processes if use_processes(len(to_run), extractors) else _run_in_pool
+    for done, more in run(to_run, cat, extractors):
         batches.take(done, report)
         finished += 1
         batches.flush()
