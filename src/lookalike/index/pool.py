@@ -119,9 +119,10 @@ _current: tuple[tuple, ProcessPoolExecutor] | None = None
 
 
 def _pool_key() -> tuple:
-    """What a worker inherited at its start: a pool is reused only while these are unchanged."""
-    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("LOOKALIKE_", "XDG_")) or k == "HOME"))
-    return cpu_count(), env, tuple(sys.path), WORKER_SETUP
+    """What a worker inherited at its start: a pool is reused only while these are unchanged. Not the
+    environment: workers load only the built-in hash extractors, which read no file (no home folder, no
+    model folder)."""
+    return cpu_count(), tuple(sys.path), WORKER_SETUP
 
 
 def worker_pool() -> ProcessPoolExecutor:
