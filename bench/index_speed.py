@@ -7,9 +7,11 @@
 Prints, as images/s and as ratios:
   decode floor   the bare decoder to RGB arrays at the size indexing asks for, on all cores (threads):
                  the fastest one (simplejpeg: libjpeg-turbo DCT scaling) and Pillow's draft mode
-  hash indexing  `index -m phash` into a fresh catalog, vs the fastest decode floor at the size pHash needs:
-                 in worker processes (lookalike.index.pool, the default for hash-only runs) and, back to
-                 back on the same files, in threads (the path before issue 12's pool; --index-path)
+  hash indexing  `index -m phash` into a fresh catalog, vs the fastest decode floor at the size pHash needs.
+                 Each indexing figure is given for the paths of --index-path, back to back on the same files
+                 and then again in reverse order (each figure the mean of its two runs):
+                 "processes" (lookalike.index.pool's worker processes), "threads" (the decode threads) and
+                 "before" (the threads, reading files as lookalike did before issue 12)
   model only     effnet inference on pre-decoded, pre-resized batches (the model's own limit)
   bound          1 / (1/decode floor(224) + 1/model only): decoding and inference sharing the same cores
   effnet index   `index -m effnet` end to end into a fresh catalog, vs model only and vs the bound
@@ -52,6 +54,7 @@ from lookalike.config import cpu_count  # noqa: E402
 from lookalike.features import load_extractor  # noqa: E402
 from lookalike.index import index_paths, pool  # noqa: E402
 from lookalike.media import decode, iter_images  # noqa: E402
+from lookalike.media import files as files_module  # noqa: E402
 from realsize import real_size_heics, real_size_jpegs  # noqa: E402
 
 try:
@@ -172,9 +175,23 @@ def start_pool() -> tuple[float, float]:
     return time.perf_counter() - t, cpu_now() - c
 
 
+def _read_as_before(path, max_bytes: int = files_module.MAX_READ_BYTES) -> bytes:
+    """``read_regular`` as it was before issue 12 (one read of ``max_bytes + 1``, which allocates that much)."""
+    with files_module.open_regular(path) as fh:
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError("too large")
+    return data
+
+
 def timed_index(cat: Catalog, folder: str, models: list[str], path: str = "auto") -> tuple[float, object]:
-    """Index into ``cat``; ``path``: "processes" or "threads" forces the indexer's path, "auto" lets it choose."""
-    pool.USE_PROCESSES = {"auto": None, "processes": True, "threads": False}[path]
+    """Index into ``cat``. ``path``: "processes" or "threads" forces the indexer's path; "before" is the
+    thread path with files read as before issue 12 (lookalike's code before this change); "auto" lets the
+    indexer choose."""
+    pool.USE_PROCESSES = {"auto": None, "processes": True, "threads": False, "before": False}[path]
+    decode_module = importlib.import_module("lookalike.media.decode")
+    if path == "before":
+        decode_module.read_regular = _read_as_before
     try:
         t, c = time.perf_counter(), cpu_now()
         rep = index_paths([folder], cat, models)
@@ -182,6 +199,7 @@ def timed_index(cat: Catalog, folder: str, models: list[str], path: str = "auto"
         return time.perf_counter() - t, rep
     finally:
         pool.USE_PROCESSES = None
+        decode_module.read_regular = files_module.read_regular
 
 
 def cpu_costs(paths: list[str], sample: int = 60, batch: int = 16, model: bool = True) -> dict[str, float]:
@@ -223,8 +241,22 @@ def cpu_costs(paths: list[str], sample: int = 60, batch: int = 16, model: bool =
     return out
 
 
+def _runs(cat_dir: Path, folder: str, models: list[str], paths: tuple[str, ...], n: int
+          ) -> dict[str, tuple[float, float]]:
+    """index path -> (seconds, CPU ms per image) of indexing ``folder`` into fresh catalogs: the paths back
+    to back, then again in reverse order (a drift of the machine's load favours none), each the mean of its
+    two runs."""
+    order = list(paths) + list(reversed(paths))
+    seen: dict[str, list[tuple[float, float]]] = {p: [] for p in paths}
+    for path in order:
+        k = len(seen[path])
+        secs, _ = timed_index(Catalog(cat_dir / f"{models[0]}-{path}-{k}.sqlite"), folder, models, path)
+        seen[path].append((secs, INDEX_CPU[-1] / n * 1e3))
+    return {p: (sum(s for s, _ in r) / len(r), sum(c for _, c in r) / len(r)) for p, r in seen.items()}
+
+
 def jpeg_rows(cat_dir: Path, folder: str, paths: list[str], workers: int, skip_effnet: bool,
-              compare_pillow: bool = False, index_paths_run: tuple[str, ...] = ("processes", "threads")
+              compare_pillow: bool = False, index_paths_run: tuple[str, ...] = ("processes", "threads", "before")
               ) -> list[tuple]:
     """The floors, model rate, bound and lookalike's indexing rates for one folder (see the module doc)."""
     n = len(paths)
@@ -237,10 +269,7 @@ def jpeg_rows(cat_dir: Path, folder: str, paths: list[str], workers: int, skip_e
     rows.append((f"decode floor, {name} to >=224 px, {workers} threads", fast224, f"{fast224 / pil224:.2f}x Pillow"))
     pil64 = pillow_floor(paths, 64, workers)
     fast64_before, _ = fastest_floor(paths, 64, workers)
-    hash_runs: dict[str, tuple[float, float]] = {}  # index path -> (seconds, CPU ms per image)
-    for path in index_paths_run:  # back to back on the same files, each into a fresh catalog
-        secs, _ = timed_index(Catalog(cat_dir / f"hash-{path}.sqlite"), folder, ["phash"], path)
-        hash_runs[path] = secs, INDEX_CPU[-1] / n * 1e3
+    hash_runs = _runs(cat_dir, folder, ["phash"], index_paths_run, n)
     fast64 = (fast64_before + fastest_floor(paths, 64, workers)[0]) / 2
     rows.append((f"decode floor, Pillow draft to >=64 px, {workers} threads", pil64, ""))
     rows.append((f"decode floor, {name} to >=64 px, {workers} threads", fast64,
@@ -249,7 +278,7 @@ def jpeg_rows(cat_dir: Path, folder: str, paths: list[str], workers: int, skip_e
         rows.append((f"hash indexing (phash), {path}", n / secs, f"{n / secs / fast64:.2f}x {name} floor(64), "
                      f"{n / secs / pil64:.2f}x Pillow floor(64)"))
     first = index_paths_run[0]
-    cat = Catalog(cat_dir / f"hash-{first}.sqlite")
+    cat = Catalog(cat_dir / f"phash-{first}-0.sqlite")
     hash_rerun, _ = timed_index(cat, folder, ["phash"], first)
     rows.append((f"hash re-run, nothing changed ({first})", n / hash_rerun,
                  f"{hash_rerun / hash_runs[first][0]:.1%} of first run"))
@@ -266,26 +295,29 @@ def jpeg_rows(cat_dir: Path, folder: str, paths: list[str], workers: int, skip_e
         return rows + hash_cpu_rows(cost)
     mo_before = model_only(paths)
     fast224_before, _ = fastest_floor(paths, 224, workers)
-    cat = Catalog(cat_dir / "effnet.sqlite")
-    secs_e, _ = timed_index(cat, folder, ["effnet"])
-    effnet_cpu = INDEX_CPU[-1] / n * 1e3
-    rate_e = n / secs_e
+    effnet_runs = _runs(cat_dir, folder, ["effnet"], index_paths_run, n)
     mo = (mo_before + model_only(paths)) / 2
     fast224 = (fast224_before + fastest_floor(paths, 224, workers)[0]) / 2
     bound = 1 / (1 / fast224 + 1 / mo)
     rows.append(("effnet model only (batch 16)", mo, "mean of before/after"))
     rows.append((f"decode floor, {name} to >=224 px (again)", fast224, "mean of before/after"))
     rows.append(("bound 1/(1/decode + 1/model)", bound, f"decode floor {name}"))
-    rows.append(("effnet indexing end to end", rate_e, f"{rate_e / bound:.2f}x bound, {rate_e / mo:.2f}x model only"))
-    rerun, rep2 = timed_index(cat, folder, ["effnet"])
+    for path, (secs, _) in effnet_runs.items():
+        rate_e = n / secs
+        rows.append((f"effnet indexing end to end, {path}", rate_e,
+                     f"{rate_e / bound:.2f}x bound, {rate_e / mo:.2f}x model only"))
+    rerun, rep2 = timed_index(Catalog(cat_dir / f"effnet-{first}-0.sqlite"), folder, ["effnet"], first)
     assert rep2.unchanged == n - len(rep2.failed)
-    rows.append(("effnet re-run, nothing changed", n / rerun, f"{rerun / secs_e:.2%} of first run"))
+    rows.append((f"effnet re-run, nothing changed ({first})", n / rerun,
+                 f"{rerun / effnet_runs[first][0]:.2%} of first run"))
     cost = cpu_costs(paths)
     dec = cost.get(f"{name} 224", cost["pillow 224"])
     for key, ms in cost.items():
         rows.append((f"CPU ms per image, one thread: {key}", 1e3 / ms, f"{ms:.1f} ms"))
-    rows.append(("CPU accounting: effnet indexing", 1e3 / effnet_cpu,
-                 f"{effnet_cpu:.1f} ms/img; (decode {name} + model) / it = {(dec + cost['model']) / effnet_cpu:.2f}"))
+    for path, (_, effnet_cpu) in effnet_runs.items():
+        rows.append((f"CPU accounting: effnet indexing, {path}", 1e3 / effnet_cpu,
+                     f"{effnet_cpu:.1f} ms/img; (decode {name} + model) / it = "
+                     f"{(dec + cost['model']) / effnet_cpu:.2f}"))
     rows += hash_cpu_rows(cost)
     if compare_pillow:  # lookalike itself with Pillow's draft mode instead of simplejpeg, same files
         decode_module = importlib.import_module("lookalike.media.decode")
@@ -310,7 +342,7 @@ def jpeg_rows(cat_dir: Path, folder: str, paths: list[str], workers: int, skip_e
 
 
 def heic_rows(cat_dir: Path, folder: str, paths: list[str], workers: int, skip_effnet: bool,
-              hash_path: str = "processes") -> list[tuple]:
+              path: str = "processes") -> list[tuple]:
     """HEIC: pillow-heif's full decode, its reduced decode (the embedded thumbnail), lookalike's rates."""
     n = len(paths)
     full = pillow_floor(paths, None, workers)
@@ -318,14 +350,14 @@ def heic_rows(cat_dir: Path, folder: str, paths: list[str], workers: int, skip_e
     rows = [(f"HEIC decode floor, pillow-heif full 12 MP, {workers} threads", full, ""),
             (f"HEIC decode floor, pillow-heif draft (thumbnail) >=224 px, {workers} threads", thumb,
              f"{thumb / full:.1f}x full decode")]
-    secs, _ = timed_index(Catalog(cat_dir / "heic-hash.sqlite"), folder, ["phash"], hash_path)
-    rows.append((f"HEIC hash indexing (phash), {hash_path}", n / secs, f"{n / secs / thumb:.2f}x thumbnail floor"))
+    secs, _ = timed_index(Catalog(cat_dir / "heic-hash.sqlite"), folder, ["phash"], path)
+    rows.append((f"HEIC hash indexing (phash), {path}", n / secs, f"{n / secs / thumb:.2f}x thumbnail floor"))
     if not skip_effnet:
         mo = model_only(paths)
-        secs, _ = timed_index(Catalog(cat_dir / "heic-effnet.sqlite"), folder, ["effnet"])
+        secs, _ = timed_index(Catalog(cat_dir / "heic-effnet.sqlite"), folder, ["effnet"], path)
         bound = 1 / (1 / thumb + 1 / mo)
         rows.append(("HEIC effnet model only (batch 16)", mo, ""))
-        rows.append(("HEIC effnet indexing end to end", n / secs, f"{n / secs / bound:.2f}x bound "
+        rows.append((f"HEIC effnet indexing end to end, {path}", n / secs, f"{n / secs / bound:.2f}x bound "
                      f"1/(1/thumbnail floor + 1/model) = {bound:.1f}"))
     return rows
 
@@ -352,9 +384,10 @@ def main() -> None:
                     help="use N 12 MP camera-like JPEGs made from the shared photos (cached; bench/realsize.py)")
     ap.add_argument("--heic", type=int, default=0, metavar="M", help="with --real-size: also M 12 MP HEICs")
     ap.add_argument("--skip-effnet", action="store_true", help="hash figures only")
-    ap.add_argument("--index-path", choices=("both", "processes", "threads"), default="both",
-                    help="hash indexing in worker processes (lookalike's default for hash-only runs), in threads "
-                         "(the path before issue 12's pool), or both back to back (default)")
+    ap.add_argument("--index-path", choices=("all", "processes", "threads", "before"), default="all",
+                    help="indexing in worker processes (lookalike's default for hash-only runs), in threads, in "
+                         "threads reading files as before issue 12 (the code before it), or all three back to "
+                         "back on the same files (default)")
     ap.add_argument("--compare-pillow", action="store_true",
                     help="also index with lookalike's decoder set to Pillow's draft mode instead of simplejpeg")
     args = ap.parse_args()
@@ -382,7 +415,7 @@ def main() -> None:
         # read every file once so that all figures see a warm page cache
         for p in paths + heics:
             Path(p).read_bytes()
-        index_paths_run = ("processes", "threads") if args.index_path == "both" else (args.index_path,)
+        index_paths_run = ("processes", "threads", "before") if args.index_path == "all" else (args.index_path,)
         if "processes" in index_paths_run:
             wall, cpu = start_pool()
             print(f"index worker pool started: {wall:.2f} s wall, {cpu:.2f} s CPU (once per process)", flush=True)

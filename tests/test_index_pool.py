@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import shared_data
+from conftest import needs_effnet, shared_data
 from lookalike.catalog import Catalog
 from lookalike.index import index_paths, pool
 from lookalike.media import io_stats
@@ -189,3 +189,39 @@ def test_processes_only_for_hash_runs_and_where_spawning_is_safe(monkeypatch):
     monkeypatch.setattr(pool, "USE_PROCESSES", None)
     monkeypatch.setattr(pool, "spawn_is_safe", lambda: True)
     assert not pool.use_processes(1000, hashes)  # one core: nothing to gain
+
+
+def test_spawning_is_safe_under_a_script_that_only_defines(tmp_path, monkeypatch):
+    """The ``lookalike`` command's script (as pip writes it) re-imported in a worker does nothing; a script
+    with work at its top level would run it again, so it keeps its work in its own process."""
+    import sys
+    import types
+
+    from lookalike.config import spawn_is_safe
+
+    guarded = tmp_path / "lookalike"
+    guarded.write_text("#!/usr/bin/python\nimport sys\nfrom lookalike.cli import main\n"
+                       "if __name__ == '__main__':\n    sys.exit(main())\n")
+    unguarded = tmp_path / "script.py"
+    unguarded.write_text('"""doc"""\nimport os\ndef f():\n    pass\nos.remove("x")\n')
+    for path, safe in ((guarded, True), (unguarded, False), (tmp_path / "missing.py", False)):
+        main = types.ModuleType("__main__")
+        main.__file__ = str(path)
+        main.__spec__ = None
+        monkeypatch.setitem(sys.modules, "__main__", main)
+        assert spawn_is_safe() is safe, path
+
+
+@needs_effnet
+def test_effnet_in_worker_processes_gives_the_thread_paths_features(tmp_path, monkeypatch):
+    """Workers prepare pictures for the model (sent without its inference session); the parent infers."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for p in sorted(shared_data("photos").glob("*.jpg"))[:20]:
+        shutil.copy(p, folder)
+    time.sleep(0.05)
+    for processes in (False, True):
+        monkeypatch.setattr(pool, "USE_PROCESSES", processes)
+        rep = index_paths([folder], Catalog(tmp_path / f"{processes}.sqlite"), ["effnet", "dihash"])
+        assert rep.new == 20 and not rep.failed
+    assert _dump(tmp_path / "True.sqlite") == _dump(tmp_path / "False.sqlite")

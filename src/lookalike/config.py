@@ -7,6 +7,8 @@ Everything lives under one home folder: ``$LOOKALIKE_HOME`` if set, else the use
 
 from __future__ import annotations
 
+import ast
+import functools
 import os
 import sys
 from pathlib import Path
@@ -91,12 +93,47 @@ def spawn_is_safe() -> bool:
 
     A spawned process imports the main module (as ``__mp_main__``) unless it is a package's ``__main__``
     (``python -m lookalike``, ``python -m pytest``) or there is none (an interactive session). A script's
-    top level would run again in each worker: harmless behind ``if __name__ == "__main__":``, but a script
-    without that guard that acts on the duplicates it finds must never run twice. So by default a
-    script's work stays in its own process unless it says it is guarded (the duplicate finder's ``workers=N``,
-    the indexer's :data:`lookalike.index.pool.USE_PROCESSES`)."""
+    top level would run again in each worker: harmless when it only imports and defines and runs the rest
+    behind ``if __name__ == "__main__":`` (the ``lookalike`` command's own script, as pip writes it), but a
+    script without that guard that acts on the duplicates it finds must never run twice. So any other
+    script's work stays in its own process unless it says it is guarded (the duplicate finder's
+    ``workers=N``, the indexer's :data:`lookalike.index.pool.USE_PROCESSES`)."""
     main = sys.modules.get("__main__")
     name = getattr(getattr(main, "__spec__", None), "name", None)
     if name is not None:
         return name == "__main__" or name.endswith(".__main__")
-    return getattr(main, "__file__", None) is None
+    path = getattr(main, "__file__", None)
+    if path is None:
+        return True
+    try:
+        return _only_defines(os.fsdecode(path), os.stat(path).st_mtime_ns)
+    except OSError:
+        return False
+
+
+@functools.lru_cache(maxsize=8)
+def _only_defines(path: str, mtime_ns: int) -> bool:
+    """Whether a script's top level only imports and defines (a docstring, imports, functions, classes) and
+    runs everything else under ``if __name__ == "__main__":`` (``mtime_ns``: the cache's key)."""
+    try:
+        with open(path, "rb") as fh:
+            tree = ast.parse(fh.read(1 << 20))
+    except (OSError, SyntaxError, ValueError):
+        return False
+    for node in tree.body:
+        if isinstance(node, ast.Import | ast.ImportFrom | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            continue
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue
+        if isinstance(node, ast.If) and not node.orelse and _is_main_guard(node.test):
+            continue
+        return False
+    return True
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return (any(isinstance(x, ast.Name) and x.id == "__name__" for x in sides)
+            and any(isinstance(x, ast.Constant) and x.value == "__main__" for x in sides))

@@ -21,6 +21,7 @@ as failed, with that reason; every other file keeps its rows.
 from __future__ import annotations
 
 import atexit
+import copy
 import dataclasses
 import os
 import signal
@@ -34,7 +35,7 @@ from multiprocessing import get_context
 
 from lookalike.catalog import Catalog
 from lookalike.config import cpu_count, spawn_is_safe
-from lookalike.features import Extractor, load_extractor
+from lookalike.features import Extractor
 from lookalike.media import io_stats
 
 #: Whether runs use worker processes: None decides per run (:func:`use_processes`); True always, where there
@@ -59,10 +60,12 @@ def use_processes(n_files: int, extractors: Sequence[Extractor]) -> bool:
     model is a hash (weight-less, cheap to load in each worker), and by default only with more than one core,
     at least :data:`POOL_MIN_FILES` files and a main module that spawned workers do not run again
     (:func:`lookalike.config.spawn_is_safe`)."""
-    if USE_PROCESSES is False or not n_files or not all(e.kind == "hash" for e in extractors):
+    if USE_PROCESSES is False or not n_files:
         return False
     if USE_PROCESSES:
         return True
+    if not all(e.kind == "hash" for e in extractors):
+        return False
     return cpu_count() > 1 and n_files >= POOL_MIN_FILES and spawn_is_safe()
 
 
@@ -94,13 +97,23 @@ def _ready() -> int:
     return os.getpid()
 
 
-def prepare_files(tasks: Sequence[tuple], models: Sequence[str], known: dict[str, list[str]]) -> list[tuple]:
+def _for_workers(ext: Extractor) -> Extractor:
+    """The extractor as a worker needs it (``decode_min_side`` and ``prepare``; it never infers): a copy
+    without its inference session, so that it pickles and no worker loads a model."""
+    if "session" not in vars(ext):
+        return ext
+    light = copy.copy(ext)
+    del light.session
+    return light
+
+
+def prepare_files(tasks: Sequence[tuple], extractors: Sequence[Extractor], known: dict[str, list[str]]
+                  ) -> list[tuple]:
     """Run in a worker: read, hash, decode and prepare each file of a task (tuples of
     :class:`~lookalike.index.pipeline._Job` fields, ``need`` as model ids); (finished job without its job, files
     read, bytes read) for each, in order. Never raises for one file (see ``_read_and_prepare``)."""
     from lookalike.index.pipeline import _Job, _read_and_prepare
 
-    extractors = [load_extractor(m) for m in models]  # hashes: built once per worker process
     by_id = {e.id: e for e in extractors}
     side = _KnownContent(known)
     out = []
@@ -120,8 +133,7 @@ _current: tuple[tuple, ProcessPoolExecutor] | None = None
 
 def _pool_key() -> tuple:
     """What a worker inherited at its start: a pool is reused only while these are unchanged. Not the
-    environment: workers load only the built-in hash extractors, which read no file (no home folder, no
-    model folder)."""
+    environment: workers are sent their extractors (:func:`_for_workers`) and read no configuration."""
     return cpu_count(), tuple(sys.path), WORKER_SETUP
 
 
@@ -195,7 +207,7 @@ def run_in_processes(jobs: Sequence, catalog: Catalog, extractors: Sequence[Extr
     read, hashed, decoded and prepared in the worker pool, a bounded window ahead of the caller."""
     from lookalike.index.pipeline import _Done
 
-    models = [e.id for e in extractors]
+    portable = [_for_workers(e) for e in extractors]
     by_size = _known_by_size(catalog, jobs, extractors)
 
     def task(chunk: Sequence) -> tuple[list[tuple], dict[str, list[str]]]:
@@ -211,7 +223,7 @@ def run_in_processes(jobs: Sequence, catalog: Catalog, extractors: Sequence[Extr
         for _ in range(3):
             ex = worker_pool()
             try:
-                return ex.submit(prepare_files, fields, models, known), ex
+                return ex.submit(prepare_files, fields, portable, known), ex
             except (BrokenProcessPool, RuntimeError):  # broken, or replaced and shut down by another run
                 _drop(ex)
         raise BrokenProcessPool("cannot start the index worker processes")
