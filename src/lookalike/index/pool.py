@@ -3,9 +3,11 @@ parent process runs the models' batches and writes the catalog (SQLite has one w
 
 Threads suffice while a model holds the cores (effnet: onnxruntime releases the GIL for most of a
 picture's cost), but a hash-only run is all decoding, and the Python between decodes (opening the file,
-EXIF, resizing, catalog rows) holds the GIL: in threads that costs a quarter of a 12 MP JPEG's decode on
-top of it. So a run whose models are all hashes, on more than one core and with enough files to read,
-goes to a process pool (:func:`use_processes`). The pool is spawned (no fork of a process holding model
+EXIF, resizing, catalog rows) holds the GIL. So a run whose models are all hashes, on more than one core
+and with enough files to read, goes to a process pool (:func:`use_processes`); a run with an embedding
+model stays in threads unless :data:`USE_PROCESSES` says otherwise (then each worker gets the extractor
+without its inference session and only prepares pictures: it measured no better, docs/BENCHMARKS.md). The
+pool is spawned (no fork of a process holding model
 or SQLite threads) once per process and reused by every later run; workers never open the catalog: the
 parent sends, with each task, the known contents of the same sizes (content hash -> models that have
 its feature), so a moved or copied file is still not decoded. Tasks are a few files each, a few tasks
@@ -38,9 +40,9 @@ from lookalike.config import cpu_count, spawn_is_safe
 from lookalike.features import Extractor
 from lookalike.media import io_stats
 
-#: Whether runs use worker processes: None decides per run (:func:`use_processes`); True always, where there
-#: are hash models only (a script guarded by ``if __name__ == "__main__":`` may set it: spawned workers import
-#: the main script again); False never (threads, as before).
+#: Whether runs use worker processes: None decides per run (:func:`use_processes`); True always, whatever the
+#: models (a script guarded by ``if __name__ == "__main__":`` may set it: spawned workers import the main
+#: script again); False never (threads, as before).
 USE_PROCESSES: bool | None = None
 #: Fewest files to read before a run starts worker processes (spawning costs ~0.2 s of CPU per worker, once).
 POOL_MIN_FILES = 64
