@@ -23,7 +23,8 @@ MODELS = ["phash", "dhash"]
 
 @pytest.fixture
 def mixed(tmp_path) -> Path:
-    """40 real photos (UKBench, celebrity faces) and every awkward file of ../shared/data/edge, in one folder."""
+    """40 real photos (UKBench, celebrity faces) and every awkward file of ../shared/data/edge, in one folder, with
+    a byte-identical copy and a name that is not UTF-8."""
     folder = tmp_path / "mixed"
     shutil.copytree(shared_data("edge"), folder)
     (folder / "README.md").unlink()
@@ -32,6 +33,7 @@ def mixed(tmp_path) -> Path:
     for i, p in enumerate(photos + faces):
         shutil.copy(p, folder / f"{i:02d}_{p.name}")
     shutil.copy(photos[0], folder / "zz_copy_of_first.jpg")  # byte-identical content under a second name
+    shutil.copy(photos[1], os.fsdecode(os.fsencode(folder) + b"/zz_\xff\xfe_not_utf8.jpg"))  # a name not UTF-8
     time.sleep(0.05)  # past the racy window: both runs see settled ctimes
     return folder
 
@@ -81,6 +83,7 @@ def test_pool_writes_the_thread_paths_catalog_and_report(mixed, tmp_path, monkey
     failed = {os.path.basename(f.path) for f in procs.failed}
     assert {"empty.jpg", "not_an_image.jpg"} <= failed  # errors recorded per file, the run went on
     assert len(procs.paths) >= 40 and procs.truncated  # truncated_60pct.jpg kept what it had
+    assert any(p.endswith("_not_utf8.jpg") for p in procs.paths)
     # the worker pool is started once per process: a second run reuses its workers
     pids = sorted(pool.worker_pids())
     again, _, read = _run(mixed, tmp_path / "procs2.sqlite", True, monkeypatch)
