@@ -43,7 +43,7 @@ def _dump(db: Path) -> tuple[list, list, list]:
     c = sqlite3.connect(db)
     try:
         files = sorted(c.execute("SELECT f.path, f.size, f.mtime_ns, f.status, f.error, f.inode, f.ctime_ns, c.sha256 "
-                                 "FROM files f LEFT JOIN contents c ON c.id = f.content_id"))
+                                 "FROM files f LEFT JOIN contents c ON c.id = f.content_id"), key=repr)  # str, bytes
         images = sorted(c.execute("SELECT c.sha256, i.width, i.height, i.format, i.mode, i.truncated, i.frames, "
                                   "i.exif_datetime, i.exif_tags, i.bytes FROM images i "
                                   "JOIN contents c ON c.id = i.content_id"))
