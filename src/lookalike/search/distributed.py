@@ -45,14 +45,17 @@ from lookalike.dask_cluster import (
 )
 from lookalike.search.base import ROW_BLOCK, Progress, Searcher, SearchResult, unit_block
 from lookalike.search.exact import ExactCosineSearcher
-from lookalike.search.ivf import InvertedFileSearcher, search_cells
+from lookalike.search.ivf import InvertedFileSearcher, nearest_cells, search_cells
 
 #: Tasks per worker: enough for the scheduler to even out slow and fast workers, few enough that each task
 #: amortises its overhead (tens of milliseconds).
 TASKS_PER_WORKER = 4
 TRANSPORTS = ("auto", "file", "scatter")
 
-_MAPPED: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray]] = {}  # a worker's open file (the latest)
+#: rows a filing task sends to nearest_cells at once (its block size: the same products as a local filing)
+FILE_BLOCK = 8192
+
+_MAPPED: dict[str, np.ndarray] = {}  # a worker's mapped rows file (the latest run's)
 _ROWS_SEARCHED = 0  # rows this worker process has searched (see :func:`worker_stats`)
 
 
@@ -66,38 +69,26 @@ class GraphStats:
     cells: int = 0
     exact: bool = False
     transport: str = ""
-    train_s: float = 0.0  # driver: cells learnt and rows filed (nothing in exact mode)
-    send_s: float = 0.0  # driver: rows laid out and written / scattered
-    search_s: float = 0.0  # from the first task sent to the last block written
-    task_s: list[float] = field(default_factory=list)  # each task's own seconds on its worker
+    train_s: float = 0.0  # driver: k-means on the sample (nothing in exact mode)
+    send_s: float = 0.0  # driver: rows written to the shared file, or scattered
+    file_s: float = 0.0  # workers: every row filed under its nearest cells (driver: the cells' member lists)
+    search_s: float = 0.0  # from the first search task sent to the last block written
+    file_task_s: list[float] = field(default_factory=list)  # each filing task's own seconds on its worker
+    task_s: list[float] = field(default_factory=list)  # each search task's own seconds on its worker
 
     def to_json(self) -> dict:
         return {"scheduler": self.scheduler, "workers": self.workers, "tasks": self.tasks, "cells": self.cells,
                 "exact": self.exact, "transport": self.transport, "train_s": round(self.train_s, 3),
-                "send_s": round(self.send_s, 3), "search_s": round(self.search_s, 3),
+                "send_s": round(self.send_s, 3), "file_s": round(self.file_s, 3),
+                "search_s": round(self.search_s, 3), "file_task_s_sum": round(sum(self.file_task_s), 3),
                 "task_s_sum": round(sum(self.task_s), 3)}
 
 
-@dataclass
-class _Split:
-    """The order tasks read the rows in (cell by cell): the id of each ordered row (None: the identity), the
-    cell boundaries, and ``probe`` (n, probes): each ordered row's cells (None in exact mode: every row)."""
-
-    ids: np.ndarray | None
-    bounds: np.ndarray
-    probe: np.ndarray | None
-
-
-def _ivf_split(data: np.ndarray, probes: int, cells: int | None, seed: int) -> _Split:
-    lay = InvertedFileSearcher(data, probes=probes, cells=cells, seed=seed).layout()
-    return _Split(lay.members, lay.bounds, lay.probe[lay.members].astype(np.int32))
-
-
-def _exact_split(n: int, shards: int) -> _Split:
+def _exact_bounds(n: int, shards: int) -> np.ndarray:
+    """Row shards of whole ROW_BLOCK blocks (the local exact graph's blocks), at most ``shards``."""
     blocks = -(-n // ROW_BLOCK)
     per = -(-blocks // max(1, min(shards, blocks)))
-    bounds = np.minimum(np.arange(0, blocks + per, per) * ROW_BLOCK, n)
-    return _Split(None, np.unique(bounds), None)
+    return np.unique(np.minimum(np.arange(0, blocks + per, per) * ROW_BLOCK, n))
 
 
 def _groups(bounds: np.ndarray, tasks: int) -> list[tuple[int, int]]:
@@ -108,40 +99,44 @@ def _groups(bounds: np.ndarray, tasks: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True) if bounds[b] > bounds[a]]
 
 
-def _write_rows(folder: Path, data: np.ndarray, split: _Split) -> None:
-    """The rows in task order, as .npy files in ``folder`` (block by block: no second copy in memory)."""
-    ordered = np.lib.format.open_memmap(folder / "rows.npy", mode="w+", dtype=data.dtype, shape=data.shape)
-    for s in range(0, len(data), 65536):
-        e = min(len(data), s + 65536)
-        ordered[s:e] = data[split.ids[s:e]] if split.ids is not None else data[s:e]
-    ordered.flush()
-    del ordered
-    np.save(folder / "bounds.npy", split.bounds)
-    if split.ids is not None:
-        np.save(folder / "ids.npy", split.ids)
-
-
-def _arrays(source: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """Run on a worker: (rows, ids, bounds) from a scattered tuple, or mapped from a folder written by the
-    driver (kept open for the next task of the same run; an older run's mapping is dropped)."""
+def _rows(source: Any) -> np.ndarray:
+    """Run on a worker: the rows, scattered, or mapped from the folder the driver wrote (kept mapped for the
+    next task of the same run; an older run's mapping is dropped)."""
     if not isinstance(source, str):
         return source
     if source not in _MAPPED:
         _MAPPED.clear()
-        folder = Path(source)
-        ids = np.load(folder / "ids.npy", mmap_mode="r") if (folder / "ids.npy").exists() else None
-        _MAPPED[source] = (np.load(folder / "rows.npy", mmap_mode="r"), ids, np.load(folder / "bounds.npy"))
+        _MAPPED[source] = np.load(Path(source) / "rows.npy", mmap_mode="r")
     return _MAPPED[source]
 
 
-def search_group(source: Any, c0: int, c1: int, probe: np.ndarray | None, k: int,
-                 wanted: dict) -> tuple[int, np.ndarray, np.ndarray, float]:
-    """Run on a worker: the k nearest other rows of the rows of cells c0..c1 (``probe``: their cells; None:
-    exact search against every row). Returns (first ordered row, ids (rows, k) int32, scores, seconds)."""
+def _cells_index(index: Any) -> tuple[np.ndarray | None, np.ndarray]:
+    """Run on a worker: (row ids cell by cell, cell bounds), given or from the run's folder."""
+    if not isinstance(index, str):
+        return index
+    return np.load(Path(index) / "ids.npy", mmap_mode="r"), np.load(Path(index) / "bounds.npy")
+
+
+def file_shard(source: Any, start: int, stop: int, centroids: np.ndarray, probes: int,
+               wanted: dict) -> tuple[int, np.ndarray, float]:
+    """Run on a worker: the ``probes`` nearest cells of rows start..stop, nearest first (int32)."""
     t0 = time.perf_counter()
     if fingerprint() != wanted:
         raise ClusterError(f"this worker runs {fingerprint()}, the driver {wanted}")
-    rows, ids, bounds = _arrays(source)
+    probe = nearest_cells(_rows(source)[start:stop], centroids, probes, block=FILE_BLOCK)
+    return start, probe.astype(np.int32), time.perf_counter() - t0
+
+
+def search_group(source: Any, index: Any, c0: int, c1: int, probe: np.ndarray | None, k: int,
+                 wanted: dict) -> tuple[int, np.ndarray, np.ndarray, float]:
+    """Run on a worker: the k nearest other rows of the rows of cells c0..c1 (``probe``: their cells; None:
+    exact search against every row). Returns (first position, ids (rows, k) int32, scores, seconds)."""
+    global _ROWS_SEARCHED
+    t0 = time.perf_counter()
+    if fingerprint() != wanted:
+        raise ClusterError(f"this worker runs {fingerprint()}, the driver {wanted}")
+    rows = _rows(source)
+    ids, bounds = _cells_index(index)
     s0, s1 = int(bounds[c0]), int(bounds[c1])
     if probe is None:  # exact: the rows' blocks, as the local exact graph cuts them
         searcher = ExactCosineSearcher(rows)
@@ -152,15 +147,14 @@ def search_group(source: Any, c0: int, c1: int, probe: np.ndarray | None, k: int
             out_i[s - s0 : e - s0], out_s[s - s0 : e - s0] = searcher.graph_rows(s, e, k)
     else:
         assert ids is not None
+        mine = np.asarray(ids[s0:s1])
 
         def cell(c: int) -> tuple[np.ndarray, np.ndarray]:
-            a, b = int(bounds[c]), int(bounds[c + 1])
-            return np.asarray(ids[a:b]), unit_block(rows[a:b])
+            members = np.asarray(ids[int(bounds[c]) : int(bounds[c + 1])])
+            return members, unit_block(rows[members])
 
-        res = search_cells(np.asarray(probe, dtype=np.int64), lambda q: unit_block(rows[s0 + q]), cell, k,
-                           np.asarray(ids[s0:s1]))
+        res = search_cells(np.asarray(probe, dtype=np.int64), lambda q: unit_block(rows[mine[q]]), cell, k, mine)
         out_i, out_s = res.indices, res.scores
-    global _ROWS_SEARCHED
     _ROWS_SEARCHED += s1 - s0
     return s0, out_i.astype(np.int32), out_s, time.perf_counter() - t0
 
@@ -193,8 +187,9 @@ def knn_graph_on_cluster(
     stats: GraphStats | None = None,
 ) -> SearchResult:
     """Every row's k best *other* rows (cosine), computed on a Dask cluster; padded with -1 / NaN like
-    :meth:`Searcher.knn_graph`. The same graph as ``InvertedFileSearcher(data, probes, cells, seed)`` (or, with
-    ``exact``, as ``ExactCosineSearcher``) computes here.
+    :meth:`Searcher.knn_graph`. The graph ``InvertedFileSearcher(data, probes, cells, seed)`` (or, with
+    ``exact``, ``ExactCosineSearcher``) computes here (float products may differ in the last bit: see the
+    module docstring).
 
     ``cluster``: a scheduler address, a number of local worker processes (a LocalCluster for this call), or a
     connected ``distributed.Client``. ``transport`` / ``shared_dir``: how the rows reach the workers (see the
@@ -208,68 +203,107 @@ def knn_graph_on_cluster(
         raise ValueError("more rows than int32 ids can number")
     distributed = require_dask()
     if isinstance(cluster, distributed.Client):
-        return _on_client(cluster, str(cluster.scheduler.address), data, k, exact, probes, cells, seed,
-                          transport, shared_dir, progress, stats)
+        return _Run(cluster, data, k, stats).graph(exact, probes, cells, seed, transport, shared_dir, progress)
     with connected(cluster) as (client, _local, address):
-        return _on_client(client, address, data, k, exact, probes, cells, seed, transport, shared_dir,
-                          progress, stats)
+        stats.scheduler = address
+        return _Run(client, data, k, stats).graph(exact, probes, cells, seed, transport, shared_dir, progress)
 
 
-def _on_client(client: Any, address: str, data: np.ndarray, k: int, exact: bool, probes: int,
-               cells: int | None, seed: int, transport: str, shared_dir: str | os.PathLike | None,
-               progress: Progress | None, stats: GraphStats) -> SearchResult:
-    distributed = require_dask()
-    n = len(data)
-    stats.scheduler, stats.exact = address, exact
-    stats.transport = _transport(transport, client, shared_dir)
-    stats.workers = check_workers(client)
-    tasks = stats.workers * TASKS_PER_WORKER
-    t0 = time.perf_counter()
-    split = _exact_split(n, tasks) if exact else _ivf_split(data, probes, cells, seed)
-    stats.cells = len(split.bounds) - 1
-    groups = _groups(split.bounds, tasks)
-    stats.tasks = len(groups)
-    t1 = time.perf_counter()
-    stats.train_s = t1 - t0
-    folder: Path | None = None
-    futures: list[Any] = []
-    try:
-        if stats.transport == "file":
-            folder = Path(tempfile.mkdtemp(prefix="lookalike-knn-", dir=shared_dir))
-            _write_rows(folder, data, split)
-            source: Any = str(folder)
-        else:
-            rows = data[split.ids] if split.ids is not None else data
-            [source] = client.scatter([(rows, split.ids, split.bounds)], hash=False)
-            del rows
-        t2 = time.perf_counter()
-        stats.send_s = t2 - t1
-        wanted = fingerprint()
-        tag = f"{os.getpid()}-{time.time_ns()}"
-        futures = [client.submit(search_group, source, c0, c1,
-                                 None if split.probe is None else split.probe[split.bounds[c0] : split.bounds[c1]],
-                                 k, wanted, pure=False, key=f"lookalike-knn-{i}-{tag}")
-                   for i, (c0, c1) in enumerate(groups)]
+class _Run:
+    """One graph on one client: send the rows, file them (approximate), search, assemble."""
+
+    def __init__(self, client: Any, data: np.ndarray, k: int, stats: GraphStats) -> None:
+        self.client, self.data, self.k, self.stats = client, data, k, stats
+        self.distributed = require_dask()
+        self.futures: list[Any] = []
+        self.wanted = fingerprint()
+        self.tag = f"{os.getpid()}-{time.time_ns()}"
+
+    def graph(self, exact: bool, probes: int, cells: int | None, seed: int, transport: str,
+              shared_dir: str | os.PathLike | None, progress: Progress | None) -> SearchResult:
+        st, n = self.stats, len(self.data)
+        st.scheduler = st.scheduler or str(self.client.scheduler.address)
+        st.exact, st.transport = exact, _transport(transport, self.client, shared_dir)
+        st.workers = check_workers(self.client)
+        tasks = st.workers * TASKS_PER_WORKER
+        folder: Path | None = None
+        try:
+            t0 = time.perf_counter()
+            ivf = None if exact else InvertedFileSearcher(self.data, probes=probes, cells=cells, seed=seed)
+            centroids = None if ivf is None else ivf.learn_cells()
+            t1 = time.perf_counter()
+            st.train_s = t1 - t0
+            if st.transport == "file":
+                folder = Path(tempfile.mkdtemp(prefix="lookalike-knn-", dir=shared_dir))
+                np.save(folder / "rows.npy", self.data)
+                source: Any = str(folder)
+            else:
+                [source] = self.client.scatter([self.data], hash=False)
+            t2 = time.perf_counter()
+            st.send_s = t2 - t1
+            if ivf is None:
+                bounds, ids, probe = _exact_bounds(n, tasks), None, None
+                index: Any = (None, bounds)
+            else:
+                ivf.train(self._file(source, centroids, min(probes, len(centroids)), tasks))
+                lay = ivf.layout()
+                bounds, ids, probe = lay.bounds, lay.members, lay.probe[lay.members].astype(np.int32)
+                if folder is not None:
+                    np.save(folder / "ids.npy", ids)
+                    np.save(folder / "bounds.npy", bounds)
+                    index = str(folder)
+                else:
+                    [index] = self.client.scatter([(ids, bounds)], hash=False)
+            t3 = time.perf_counter()
+            st.file_s = t3 - t2
+            st.cells = len(bounds) - 1
+            out = self._search(source, index, bounds, ids, probe, tasks, progress)
+            st.search_s = time.perf_counter() - t3
+            return out
+        except BaseException:
+            if self.futures:
+                self.client.cancel(self.futures)
+            raise
+        finally:
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def _file(self, source: Any, centroids: np.ndarray, probes: int, tasks: int) -> np.ndarray:
+        """Every row's ``probes`` nearest cells, computed by the workers in shards of whole FILE_BLOCKs."""
+        n = len(self.data)
+        per = max(FILE_BLOCK, -(-n // (tasks * FILE_BLOCK)) * FILE_BLOCK)
+        [cent] = self.client.scatter([centroids], hash=False)
+        self.futures = [self.client.submit(file_shard, source, s, min(n, s + per), cent, probes, self.wanted,
+                                           pure=False, key=f"lookalike-knn-file-{s}-{self.tag}")
+                        for s in range(0, n, per)]
+        probe = np.empty((n, probes), dtype=np.int64)
+        for _fut, (s, part, seconds) in self.distributed.as_completed(self.futures, with_results=True):
+            probe[s : s + len(part)] = part
+            self.stats.file_task_s.append(seconds)
+        self.futures = []
+        return probe
+
+    def _search(self, source: Any, index: Any, bounds: np.ndarray, ids: np.ndarray | None,
+                probe: np.ndarray | None, tasks: int, progress: Progress | None) -> SearchResult:
+        n, k = len(self.data), self.k
+        groups = _groups(bounds, tasks)
+        self.stats.tasks = len(groups)
+        self.futures = [self.client.submit(search_group, source, index, c0, c1,
+                                           None if probe is None else probe[bounds[c0] : bounds[c1]], k,
+                                           self.wanted, pure=False, key=f"lookalike-knn-{i}-{self.tag}")
+                        for i, (c0, c1) in enumerate(groups)]
         out_i = np.full((n, k), -1, dtype=np.int64)
         out_s = np.full((n, k), np.nan, dtype=np.float32)
         done = 0
-        for _fut, (s0, idx, sc, seconds) in distributed.as_completed(futures, with_results=True):
-            rows_at = slice(s0, s0 + len(idx))
-            target = split.ids[rows_at] if split.ids is not None else np.arange(s0, s0 + len(idx))
+        for _fut, (s0, idx, sc, seconds) in self.distributed.as_completed(self.futures, with_results=True):
+            target = ids[s0 : s0 + len(idx)] if ids is not None else np.arange(s0, s0 + len(idx))
             out_i[target], out_s[target] = idx, sc
-            stats.task_s.append(seconds)
+            self.stats.task_s.append(seconds)
             done += len(idx)
             if progress:
                 progress(done, n)
-        stats.search_s = time.perf_counter() - t2
+        self.futures = []
         return SearchResult(out_i, out_s)
-    except BaseException:
-        if futures:
-            client.cancel(futures)
-        raise
-    finally:
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 class DaskGraphSearcher(Searcher):

@@ -81,26 +81,34 @@ class InvertedFileSearcher(Searcher):
         self.probes = probes
         self.seed = seed
         self._cells = cells
+        self._learnt: np.ndarray | None = None
         self._cent: np.ndarray | None = None
         self._members: np.ndarray | None = None
         self._bounds: np.ndarray | None = None
         self._probe: np.ndarray | None = None
 
-    def train(self) -> None:
-        """Learn the cells and file every row under its nearest one (done once)."""
+    def learn_cells(self) -> np.ndarray:
+        """The cells' unit centroids, learnt by k-means on a sample (once; the same for the same seed)."""
+        if self._learnt is None:
+            n = len(self)
+            rng = np.random.default_rng(self.seed)
+            cells = max(1, min(self._cells or cells_for(n), n))
+            sample = unit_block(self.data[np.sort(rng.choice(n, min(n, SAMPLE_PER_CELL * cells), replace=False))])
+            self._learnt = kmeans_cosine(sample, cells, KMEANS_ITERS, rng)
+        return self._learnt
+
+    def train(self, probe: np.ndarray | None = None) -> None:
+        """Learn the cells and file every row under its nearest one (done once). ``probe``: the filing when it
+        was computed elsewhere: ``nearest_cells(data, learn_cells(), probes)`` (a Dask cluster's, by shards)."""
         if self._cent is not None:
             return
-        n = len(self)
-        rng = np.random.default_rng(self.seed)
-        cells = max(1, min(self._cells or cells_for(n), n))
-        sample = unit_block(self.data[np.sort(rng.choice(n, min(n, SAMPLE_PER_CELL * cells), replace=False))])
-        self._cent = kmeans_cosine(sample, cells, KMEANS_ITERS, rng)
-        del sample
+        cent = self.learn_cells()
         # every row's probes nearest cells, once: the first is its home, all are searched by knn_graph
-        self._probe = nearest_cells(self.data, self._cent, min(self.probes, cells))
+        self._probe = nearest_cells(self.data, cent, min(self.probes, len(cent))) if probe is None else probe
+        self._cent = cent
         home = self._probe[:, 0]
         self._members = np.argsort(home, kind="stable")
-        self._bounds = np.searchsorted(home[self._members], np.arange(cells + 1))
+        self._bounds = np.searchsorted(home[self._members], np.arange(len(cent) + 1))
 
     def query(self, queries: np.ndarray, k: int) -> SearchResult:
         q = unit_block(np.atleast_2d(queries))
