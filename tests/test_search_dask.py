@@ -78,6 +78,7 @@ def test_the_graph_on_two_workers_is_the_local_inverted_file_graph(client, trans
     assert sum(searched.values()) == len(x) and all(v > 0 for v in searched.values()), searched
     assert_same_graph(got, want)
     assert (got.indices != np.arange(len(x))[:, None]).all()  # never a row's own neighbour
+    assert not any(client.run(lambda: len(dask_search._MAPPED)).values())  # the shared file let go, and removed
 
 
 def test_on_a_small_set_the_dask_graph_is_exact_search(client):

@@ -31,6 +31,7 @@ rows against 2.8 s to scatter, for the same search time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -115,6 +116,11 @@ def _rows(source: Any) -> np.ndarray:
         _MAPPED.clear()
         _MAPPED[source] = np.load(Path(source) / "rows.npy", mmap_mode="r")
     return _MAPPED[source]
+
+
+def forget_rows(source: str) -> None:
+    """Run on every worker after a graph: drop the mapping of that run's rows file."""
+    _MAPPED.pop(source, None)
 
 
 def _cells_index(index: Any) -> tuple[np.ndarray | None, np.ndarray]:
@@ -273,6 +279,8 @@ class _Run:
             raise
         finally:
             if folder is not None:
+                with contextlib.suppress(Exception):  # workers let go of the file (its pages), then it goes
+                    self.client.run(forget_rows, str(folder))
                 shutil.rmtree(folder, ignore_errors=True)
 
     def _file(self, source: Any, centroids: np.ndarray, probes: int, tasks: int) -> np.ndarray:
