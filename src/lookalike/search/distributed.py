@@ -247,8 +247,12 @@ class _Run:
             t1 = time.perf_counter()
             st.train_s = t1 - t0
             if st.transport == "file":
-                folder = Path(tempfile.mkdtemp(prefix="lookalike-knn-", dir=shared_dir))
-                np.save(folder / "rows.npy", self.data)
+                try:
+                    folder = Path(tempfile.mkdtemp(prefix="lookalike-knn-", dir=shared_dir))
+                    np.save(folder / "rows.npy", self.data)
+                except OSError as exc:
+                    raise ClusterError(f"cannot write the rows for the Dask workers under "
+                                       f"{shared_dir or tempfile.gettempdir()}: {exc.strerror or exc}") from exc
                 source: Any = str(folder)
             else:
                 [source] = self.client.scatter([self.data], hash=False)
