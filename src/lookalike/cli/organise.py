@@ -184,9 +184,7 @@ def cluster_cmd(
     cluster runs wrote there (their links, copies, contact sheets and dendrogram, each removal checked against
     a photo it stands for; files of yours are never touched), and one `lookalike undo` brings the previous
     tree back. OUT/.lookalike-links.json records what lookalike wrote, so this works after `journal purge` too.
-
-    With --scheduler or --dask-workers the indexing, and the k-NN graph past 20,000 photos, run on a Dask
-    cluster (the same groups).
+    With --scheduler/--dask-workers the indexing and the k-NN graph run on a Dask cluster (the same groups).
     """
     from lookalike.organise.cluster import cluster_folder
 
