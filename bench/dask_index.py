@@ -142,7 +142,7 @@ def main() -> None:
             # transfer and merge of one shard of 32 files, measured on the driver
             shard = [dask_index.ShardJob(p, os.stat(p).st_size, os.stat(p).st_mtime_ns, "new", os.stat(p).st_ino,
                                          os.stat(p).st_ctime_ns, None, None) for p in paths[:32]]
-            fut = client.submit(dask_index.index_shard, shard, models, dask_index._fingerprint(models), {},
+            fut = client.submit(dask_index.index_shard, shard, models, dask_index.fingerprint(models), {},
                                 pure=False)
             distributed.wait(fut)
             t_transfer, result = timed(fut.result)

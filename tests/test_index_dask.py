@@ -22,6 +22,7 @@ distributed = pytest.importorskip("distributed", reason="the lookalike[dask] ext
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
+from lookalike import dask_cluster  # noqa: E402
 from lookalike.catalog import Catalog, FeatureRow  # noqa: E402
 from lookalike.errors import UsageError  # noqa: E402
 from lookalike.index import distributed as dask_index  # noqa: E402
@@ -321,7 +322,7 @@ def test_an_unreachable_scheduler_is_one_clear_error(photos, tmp_path, monkeypat
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nobody listens there
-    monkeypatch.setattr(dask_index, "CONNECT_TIMEOUT_S", 2)
+    monkeypatch.setattr(dask_cluster, "CONNECT_TIMEOUT_S", 2)  # moved there from index/distributed.py
     cat = Catalog(tmp_path / "c.sqlite")
     with pytest.raises(dask_index.ClusterError, match=f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}"):
         index_paths([photos], cat, ["phash"], cluster=f"tcp://127.0.0.1:{port}")

@@ -49,7 +49,7 @@ SIGNATURES = {
         "min_size: 'int' = 2, time_weight: 'float' = 0.0, model: 'str' = 'effnet', *, relative: 'bool' = False, "
         "out: 'str | Path | None' = None, mode: 'str | None' = None, sheet: 'bool' = False, plot: 'bool' = False, "
         "dry_run: 'bool' = False, recursive: 'bool' = True, catalog: 'Catalog | str | Path | None' = None, "
-        "progress: 'Progress | None' = None) -> 'ClusterResult'"
+        "progress: 'Progress | None' = None, dask: 'str | int | None' = None) -> 'ClusterResult'"
     ),
     "embed": (
         "(image: 'ImageSource', model: 'str' = 'effnet') -> 'np.ndarray'"
@@ -63,7 +63,7 @@ SIGNATURES = {
         "(paths: 'Sequence[str | Path]', tier: 'str' = 'near', threshold: 'float | None' = None, "
         "keep: 'str | Sequence[str] | None' = None, keep_in: 'Sequence[str | Path]' = (), "
         "catalog: 'Catalog | str | Path | None' = None, progress: 'Progress | None' = None, "
-        "recursive: 'bool' = True, workers: 'int | None' = None) -> 'DupesReport'"
+        "recursive: 'bool' = True, workers: 'int | None' = None, dask: 'str | int | None' = None) -> 'DupesReport'"
     ),
     "find_similar": (
         "(query: 'ImageSource', folders: 'Iterable[str | Path]', k: 'int' = 5, model: 'str' = 'effnet', "
@@ -83,7 +83,7 @@ SIGNATURES = {
         "(folders: 'Sequence[str | Path] | str | Path', model: 'str' = 'effnet', *, rename: 'bool' = False, "
         "strip: 'bool' = False, plan_file: 'str | os.PathLike | None' = None, dry_run: 'bool' = False, "
         "recursive: 'bool' = True, catalog: 'Catalog | str | Path | None' = None, "
-        "progress: 'Progress | None' = None, k: 'int' = 10) -> 'SortReport'"
+        "progress: 'Progress | None' = None, k: 'int' = 10, dask: 'str | int | None' = None) -> 'SortReport'"
     ),
     "undo": (
         "(journal: 'str | os.PathLike | Journal | None' = None, "

@@ -48,11 +48,14 @@ class Collection:
         """Bring the catalog up to date for these folders (reads only new or changed files)."""
         return index_paths(self.paths, self.catalog, models, recursive=self.recursive, progress=progress)
 
-    def features(self, model: str = DEFAULT_MODEL, progress: Progress | None = None) -> tuple[list[str], np.ndarray]:
-        """(paths, matrix) of every good picture in the collection, indexing first as needed.
+    def features(self, model: str = DEFAULT_MODEL, progress: Progress | None = None,
+                 cluster: str | int | None = None) -> tuple[list[str], np.ndarray]:
+        """(paths, matrix) of every good picture in the collection, indexing first as needed (on the Dask
+        ``cluster`` when one is given: a scheduler address or a number of local workers).
 
         Embeddings come as float16 rows (L2-normalised); hashes as uint64 words."""
-        return indexed_features(self.paths, self.catalog, model, recursive=self.recursive, progress=progress)
+        return indexed_features(self.paths, self.catalog, model, recursive=self.recursive, progress=progress,
+                                cluster=cluster)
 
     def feature_of(self, image: ImageSource, model: str = DEFAULT_MODEL) -> np.ndarray:
         """Feature of one picture: from the catalog when the file is known, else computed (and cached)."""

@@ -188,3 +188,28 @@ def check_cluster_options(
     check_sim(sim)
     check_positive_int("--min-size", min_size)
     check_fraction("--time-weight", time_weight)
+
+
+#: Most local Dask worker processes ``--dask-workers`` may start.
+MAX_DASK_WORKERS = 256
+
+
+def check_cluster(cluster: object) -> str | int | None:
+    """Where work goes past this process (``index``, ``dupes``, ``sort``, ``cluster``): None (here), a Dask
+    scheduler address (``tcp://host:8786``), or a number of local Dask worker processes, 1 to 256."""
+    if cluster is None:
+        return None
+    if isinstance(cluster, bool) or not isinstance(cluster, numbers.Integral | str):
+        raise UsageError(f"cluster must be a Dask scheduler address or a number of local workers, not {_fmt(cluster)}")
+    if isinstance(cluster, str):
+        if not cluster or cluster != cluster.strip() or not cluster.isprintable():
+            raise UsageError(f"--scheduler {_fmt(cluster)} is not a Dask scheduler address (tcp://host:8786)")
+        return cluster
+    return check_int("--dask-workers", cluster, 1, MAX_DASK_WORKERS, "local Dask worker processes")
+
+
+def cluster_option(scheduler: object = None, dask_workers: object = None) -> str | int | None:
+    """``--scheduler ADDR`` / ``--dask-workers N`` as one ``cluster`` value (see :func:`check_cluster`)."""
+    if scheduler is not None and dask_workers is not None:
+        raise UsageError("give --scheduler or --dask-workers, not both")
+    return check_cluster(scheduler if scheduler is not None else dask_workers)

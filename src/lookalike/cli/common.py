@@ -75,6 +75,18 @@ CatalogOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+SchedulerOption = Annotated[
+    str | None,
+    typer.Option("--scheduler", metavar="ADDRESS",
+                 help="Dask scheduler (tcp://host:8786; the lookalike[dask] extra): its workers read, decode and "
+                      "embed the files that need indexing (this process stays the one writer of the catalog) and "
+                      "compute the k-NN graph of sort, cluster and dupes, split by cell."),
+]
+DaskWorkersOption = Annotated[
+    int | None,
+    typer.Option("--dask-workers", metavar="N",
+                 help="Start a local Dask cluster of N worker processes (1-256) for this run."),
+]
 CsvOption = Annotated[bool, typer.Option("--csv", help="Print CSV on stdout.")]
 
 

@@ -15,7 +15,9 @@ from lookalike.catalog import open_catalog
 from lookalike.cli.common import (
     CatalogOption,
     CsvOption,
+    DaskWorkersOption,
     JsonOption,
+    SchedulerOption,
     chosen_catalog,
     console,
     fail,
@@ -29,6 +31,7 @@ from lookalike.export import export_features
 from lookalike.export.parquet import export_features_parquet, import_features_parquet
 from lookalike.features import DEFAULT_MODEL, registry
 from lookalike.index import index_paths
+from lookalike.options import cluster_option
 from lookalike.similar import find_similar
 
 ModelOption = Annotated[
@@ -66,17 +69,8 @@ def index_cmd(
         typer.Option("--model", "-m", help="Model(s) to compute; repeat for several. Default: effnet."),
     ] = None,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Enter sub-folders.")] = True,
-    scheduler: Annotated[
-        str | None,
-        typer.Option("--scheduler", metavar="ADDRESS",
-                     help="Dask scheduler (tcp://host:8786): its workers read, decode and embed the files that "
-                          "need work; this process stays the one writer of the catalog."),
-    ] = None,
-    dask_workers: Annotated[
-        int | None,
-        typer.Option("--dask-workers", min=1, max=256, metavar="N",
-                     help="Start a local Dask cluster of N worker processes for this run."),
-    ] = None,
+    scheduler: SchedulerOption = None,
+    dask_workers: DaskWorkersOption = None,
     catalog: CatalogOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -91,10 +85,8 @@ def index_cmd(
     decoded and embedded by Dask workers, which must run this lookalike version and see the files under the
     same paths; unchanged files are never sent, and this process alone writes the catalog.
     """
-    if scheduler is not None and dask_workers is not None:
-        raise fail("give --scheduler or --dask-workers, not both")
+    cluster = cluster_option(scheduler, dask_workers)
     models = model or [DEFAULT_MODEL]
-    cluster = scheduler if scheduler is not None else dask_workers
     with progress_bar("indexing", not json_out) as progress:
         report = index_paths(paths, chosen_catalog(catalog), models, recursive=recursive, progress=progress,
                              cluster=cluster)

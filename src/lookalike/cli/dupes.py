@@ -12,7 +12,9 @@ from lookalike.catalog import open_catalog
 from lookalike.cli.common import (
     CatalogOption,
     CsvOption,
+    DaskWorkersOption,
     JsonOption,
+    SchedulerOption,
     chosen_catalog,
     console,
     out,
@@ -33,7 +35,7 @@ from lookalike.dupes import (
     find_duplicates,
 )
 from lookalike.errors import UsageError
-from lookalike.options import check_dupes_options
+from lookalike.options import check_dupes_options, cluster_option
 
 
 def register(app: typer.Typer) -> None:
@@ -68,6 +70,8 @@ def dupes_cmd(
         "--plan", help="Write the plan to FILE (edit it, then `lookalike apply FILE`); change nothing.")] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Confirm --action delete.")] = False,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Enter sub-folders.")] = True,
+    scheduler: SchedulerOption = None,
+    dask_workers: DaskWorkersOption = None,
     catalog: CatalogOption = None,
     json_out: JsonOption = False,
     csv_out: CsvOption = False,
@@ -75,9 +79,12 @@ def dupes_cmd(
     """Find duplicate pictures: one keeper per group, with the reason it was kept.
 
     Mutating actions (copy, move, trash, delete, link) are journaled: `lookalike undo` restores the tree.
+    With --scheduler or --dask-workers the indexing and the CNN k-NN candidate search run on a Dask cluster
+    (the same groups); verification stays on this machine.
     """
     # every option first, before the catalog is opened or anything is read (the library checks again)
     check_dupes_options(tier, threshold, action=action, dest=dest, link_kind=link_kind, keep=keep)
+    dask = cluster_option(scheduler, dask_workers)
     if action == "delete" and not (yes or dry_run or plan_file):
         raise UsageError("--action delete needs --yes (files go to the journal until `lookalike journal purge`)")
     if json_out and csv_out:
@@ -95,7 +102,7 @@ def dupes_cmd(
     with progress_bar("finding duplicates", not (json_out or csv_out)) as progress:
         report = find_duplicates([str(p) for p in paths], tier=tier, threshold=threshold, keep=keep,
                                  keep_in=[str(p) for p in keep_in or []], catalog=cat, progress=progress,
-                                 recursive=recursive)
+                                 recursive=recursive, dask=dask)
     if csv_out:
         print_csv(DupesReport.CSV_HEADER, report.csv_rows())
     elif not json_out:

@@ -9,10 +9,20 @@ from typing import Annotated
 import typer
 
 from lookalike.catalog import open_catalog
-from lookalike.cli.common import CatalogOption, JsonOption, chosen_catalog, console, out, print_json, progress_bar
+from lookalike.cli.common import (
+    CatalogOption,
+    DaskWorkersOption,
+    JsonOption,
+    SchedulerOption,
+    chosen_catalog,
+    console,
+    out,
+    print_json,
+    progress_bar,
+)
 from lookalike.errors import UsageError
 from lookalike.features import DEFAULT_MODEL
-from lookalike.options import check_cluster_options
+from lookalike.options import check_cluster_options, cluster_option
 from lookalike.organise.cluster import (
     DEFAULT_METHOD,
     DEFAULT_MIN_SIZE,
@@ -66,6 +76,8 @@ def sort_cmd(
                                                    dir_okay=False)] = None,
     dry_run: DryRunOption = False,
     recursive: RecursiveOption = True,
+    scheduler: SchedulerOption = None,
+    dask_workers: DaskWorkersOption = None,
     catalog: CatalogOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -74,12 +86,17 @@ def sort_cmd(
     The order is a short path through the k-nearest-neighbour graph (greedy edge matching, then 2-opt and
     Or-opt moves): deterministic, and adding a photo moves few others. Without --rename/--strip nothing is
     changed: the order is printed (--json: {"order": [PATH, ...]}; --keys: KEY<TAB>PATH).
+
+    With --scheduler or --dask-workers the indexing and the k-NN graph run on a Dask cluster (the same order).
     """
     from lookalike.organise.sort import sort_folder
 
+    dask = cluster_option(scheduler, dask_workers)  # before the catalog is opened
+
     with progress_bar("indexing", not (json_out or keys or strip)) as progress:
         report = sort_folder(folders, model, rename=rename, strip=strip, plan_file=plan_file, dry_run=dry_run,
-                             recursive=recursive, catalog=open_catalog(chosen_catalog(catalog)), progress=progress)
+                             recursive=recursive, catalog=open_catalog(chosen_catalog(catalog)), progress=progress,
+                             dask=dask)
     _print_sort(report, json_out, keys)
     if report.failed:
         raise typer.Exit(1)
@@ -144,6 +161,8 @@ def cluster_cmd(
     model: ModelOption = DEFAULT_MODEL,
     dry_run: DryRunOption = False,
     recursive: RecursiveOption = True,
+    scheduler: SchedulerOption = None,
+    dask_workers: DaskWorkersOption = None,
     catalog: CatalogOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -165,18 +184,20 @@ def cluster_cmd(
     cluster runs wrote there (their links, copies, contact sheets and dendrogram, each removal checked against
     a photo it stands for; files of yours are never touched), and one `lookalike undo` brings the previous
     tree back. OUT/.lookalike-links.json records what lookalike wrote, so this works after `journal purge` too.
+    With --scheduler/--dask-workers the indexing and the k-NN graph run on a Dask cluster (the same groups).
     """
     from lookalike.organise.cluster import cluster_folder
 
     if links and copy:
         raise UsageError("--links and --copy cannot be combined")
     check_cluster_options(sim, min_size, time_weight, method, METHODS)  # before the catalog is opened
+    dask = cluster_option(scheduler, dask_workers)
     dest = links or copy or out_dir
     mode = "link" if links else "copy" if copy else None
     with progress_bar("indexing", not json_out) as progress:
         result = cluster_folder(folders, sim, method, min_size, time_weight, model, relative=relative, out=dest,
                                 mode=mode, sheet=sheet, plot=plot, dry_run=dry_run, recursive=recursive,
-                                catalog=open_catalog(chosen_catalog(catalog)), progress=progress)
+                                catalog=open_catalog(chosen_catalog(catalog)), progress=progress, dask=dask)
     if result.applied is not None:
         _print_apply(result.applied, json_out, f"written to {dest}")
         for left in result.left:

@@ -23,13 +23,16 @@ def _add(out: dict[Pair, str], i: int, j: int, source: str) -> None:
     out[key] = source if prev in (None, source) else "both"
 
 
-def embedding_pairs(vectors: np.ndarray, k: int, min_cos: float, exact_limit: int = EXACT_LIMIT) -> dict[Pair, str]:
+def embedding_pairs(vectors: np.ndarray, k: int, min_cos: float, exact_limit: int = EXACT_LIMIT,
+                    cluster: str | int | None = None) -> dict[Pair, str]:
     """Pairs among each row's k nearest rows with cosine >= min_cos (rows: unit vectors, float16 or
-    float32; exact search up to ``exact_limit`` rows, approximate above)."""
+    float32; exact search up to ``exact_limit`` rows, approximate above; the k-NN graph on the Dask
+    ``cluster`` when one is given)."""
     out: dict[Pair, str] = {}
     if len(vectors) < 2:
         return out
-    g = make_searcher("embedding", vectors, exact_limit=exact_limit).knn_graph(min(k, len(vectors) - 1))
+    searcher = make_searcher("embedding", vectors, exact_limit=exact_limit, cluster=cluster)
+    g = searcher.knn_graph(min(k, len(vectors) - 1))
     rows, cols = np.nonzero(g.scores >= min_cos)
     j = g.indices[rows, cols]
     a, b = np.minimum(rows, j), np.maximum(rows, j)

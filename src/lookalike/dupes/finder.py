@@ -15,6 +15,7 @@ import numpy as np
 
 from lookalike.catalog import Catalog, FileRow, StoredVerdict, VerdictKey, VerdictStore, open_catalog
 from lookalike.config import cpu_count, spawn_is_safe
+from lookalike.dask_cluster import local_session
 from lookalike.dupes.candidates import dihedral_distance, dihedral_pairs, dihedral_pairs_indexed, embedding_pairs
 from lookalike.dupes.grouping import components, split_component
 from lookalike.dupes.keeper import FileFacts, choose_keeper, parse_policy, resolve_folder, under_any
@@ -27,7 +28,7 @@ from lookalike.index import Progress, file_sha256, index_paths
 from lookalike.index.fastpath import sha256_of, unchanged_hash
 from lookalike.media import check_inputs, walk_inputs
 from lookalike.media.files import open_regular
-from lookalike.options import check_dupes_options
+from lookalike.options import check_cluster, check_dupes_options
 
 #: The tier searched when none is given (edited copies; the CLI and the HTTP service use it too).
 DEFAULT_TIER = "near"
@@ -63,6 +64,7 @@ def find_duplicates(
     progress: Progress | None = None,
     recursive: bool = True,
     workers: int | None = None,
+    dask: str | int | None = None,
 ) -> DupesReport:
     """Groups of duplicate pictures under ``paths`` (all against all), one keeper per group.
 
@@ -73,7 +75,9 @@ def find_duplicates(
     never acted on and win the keeper choice; they are scanned too. ``workers``: processes verifying
     candidate pairs (None: every core, or this process only when called from a script, whose
     top level a spawned worker would run again: pass ``workers`` from a script guarded by
-    ``if __name__ == "__main__":``); the groups do not depend on it.
+    ``if __name__ == "__main__":``); the groups do not depend on it. ``dask``: a Dask scheduler address or a
+    number of local Dask worker processes: the indexing and the CNN k-NN candidate search run there (the same
+    groups; ``--tier exact`` neither indexes nor searches, so it runs here).
 
     Cost: ``--tier exact`` decodes nothing (sizes, then both ends of the files whose size is shared,
     then the full sha256 of those still alike; a file the catalog knows unchanged is not read at all).
@@ -86,6 +90,10 @@ def find_duplicates(
     in ``Group.links``, never acted on. A symlink whose target was not scanned is left out. Options are
     validated (options.check_dupes_options) before anything is read."""
     check_dupes_options(tier, threshold, keep=keep)
+    if isinstance(check_cluster(dask), int) and tier != "exact":  # one LocalCluster for indexing and search
+        with local_session(dask) as address:
+            return find_duplicates(paths, tier, threshold, keep, keep_in, catalog, progress, recursive, workers,
+                                   dask=address)
     policy = parse_policy(keep)
     keep_args = check_inputs(str(d) for d in keep_in)  # a misspelt path: UsageError, nothing read
     roots = check_inputs(str(p) for p in paths)
@@ -104,7 +112,7 @@ def find_duplicates(
         files = [p for p in files if p in content]  # vanished or unreadable ones are in report.errors
         stats.update(errors=len(report.errors), index_s=round(time.perf_counter() - t0, 2))
     else:
-        idx = index_paths(inputs, cat, MODELS_FOR_TIER[tier], recursive=recursive, progress=progress)
+        idx = index_paths(inputs, cat, MODELS_FOR_TIER[tier], recursive=recursive, progress=progress, cluster=dask)
         report.errors = [DupesFailure(f.path, f.error) for f in idx.failed]
         stats.update(files=len(idx.paths), errors=len(idx.failed), decoded=idx.decoded,
                      index_s=round(time.perf_counter() - t0, 2))
@@ -139,7 +147,7 @@ def find_duplicates(
         judge = _Judge(cat, reps, [_sha(content, r) for r in reps], min_ncc, workers, stats)
         sim_min = threshold if (threshold is not None and tier == "similar") else SIMILAR_MIN_COS
         try:
-            edges = _near_edges(cat, reps, tier, judge, sim_min, stats, progress)
+            edges = _near_edges(cat, reps, tier, judge, sim_min, stats, progress, dask)
         except BaseException:
             judge.close()
             raise
@@ -430,7 +438,7 @@ class _Judge:
 
 
 def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min: float, stats: dict,
-                progress: Progress | None) -> dict[tuple[int, int], tuple[str, float]]:
+                progress: Progress | None, dask: str | int | None = None) -> dict[tuple[int, int], tuple[str, float]]:
     """Verified links between classes, from the candidate pairs, most promising first.
 
     The rule is sequential: a pair already joined through verified links is not verified (the grouping
@@ -445,7 +453,7 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min
     if len(have_e) != len(reps) or len(have_h) != len(reps):
         raise RuntimeError("features missing after indexing")  # the indexer guarantees them
     # float16 rows as stored (no whole-collection float32 copy: 5 GB at 1M); pairs are widened one at a time
-    cand = embedding_pairs(emb, CNN_K, min(CNN_MIN_COS, sim_min))
+    cand = embedding_pairs(emb, CNN_K, min(CNN_MIN_COS, sim_min), cluster=dask)
     hash_pairs = (dihedral_pairs(hsh, HASH_K, HASH_MAX_BITS) if len(reps) <= HASH_SCAN_MAX
                   else dihedral_pairs_indexed(hsh, max_bits=3))
     for key, src in hash_pairs.items():

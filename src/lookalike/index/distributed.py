@@ -21,36 +21,25 @@ Dask and pyarrow are an optional extra: ``pip install 'lookalike[dask]'``.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import logging
 import os
-import signal
-import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lookalike.catalog import Catalog, FeatureRow, FileRow, ImageRow, open_catalog
-from lookalike.errors import LookalikeError, UsageError
+from lookalike.dask_cluster import ClusterError, check_workers, connected, fingerprint, require_dask
+from lookalike.errors import LookalikeError
 from lookalike.features import DEFAULT_MODEL, Extractor, load_extractor
 from lookalike.index.report import IndexFailure, IndexReport, Progress
+from lookalike.options import check_cluster
 
 #: Most files in one shard (fewer when the run is small, so every worker gets several shards).
 SHARD_FILES = 64
-#: Seconds to wait for a scheduler's first worker.
-WORKER_WAIT_S = 60
-#: Seconds to keep trying to reach a scheduler.
-CONNECT_TIMEOUT_S = 15
-
 _COUNTS = ("new", "changed", "unchanged", "decoded", "reused")  # the report's counters a shard adds to
 _FILES_SEEN = 0  # files this worker process has read for a shard (see :func:`worker_stats`)
-
-
-class ClusterError(LookalikeError):
-    """The Dask cluster cannot be used: not installed, not reachable, no workers, another lookalike."""
 
 
 @dataclass
@@ -68,65 +57,6 @@ class DaskIndexReport(IndexReport):
         data["dask"] = {"scheduler": self.scheduler, "workers": self.workers, "shards": self.shards,
                         "sent": self.sent, "lost_shards": self.lost}
         return data
-
-
-def _require_dask() -> Any:
-    try:
-        import distributed
-        import pyarrow  # noqa: F401
-    except ImportError as exc:
-        raise ClusterError(f"indexing on Dask needs the dask extra ({exc.name} is missing): "
-                           "pip install 'lookalike[dask]'") from exc
-    return distributed
-
-
-def _fingerprint(models: Sequence[str]) -> dict:
-    """What must be the same on the driver and every worker: lookalike's version and each model's version."""
-    import lookalike
-    from lookalike.features import registry
-
-    return {"lookalike": lookalike.__version__, "models": {m: registry.get_spec(m).version for m in models}}
-
-
-def _probe(models: Sequence[str]) -> Any:
-    """A function run on every worker that reports its fingerprint. Defined here, inside, so cloudpickle sends
-    it by value: a worker without lookalike (or with one that has no such module) still answers."""
-
-    def probe() -> dict:
-        try:
-            import lookalike
-            from lookalike.features import registry
-        except Exception as exc:
-            return {"lookalike": None, "error": f"{type(exc).__name__}: {exc}"}
-        models_seen = {}
-        for m in models:
-            try:
-                models_seen[m] = registry.get_spec(m).version
-            except Exception as exc:
-                models_seen[m] = f"unknown ({exc})"
-        return {"lookalike": getattr(lookalike, "__version__", None), "models": models_seen}
-
-    return probe
-
-
-def _check_workers(client: Any, models: Sequence[str]) -> int:
-    """Refuse the cluster unless every worker runs this lookalike with the same model versions; returns the
-    number of workers."""
-    mine = _fingerprint(models)
-    answers = client.run(_probe(models))
-    if not answers:
-        raise ClusterError("the Dask cluster has no workers")
-    wrong = []
-    for addr, theirs in sorted(answers.items()):
-        if theirs.get("lookalike") is None:
-            wrong.append(f"{addr} cannot import lookalike ({theirs.get('error')})")
-        elif theirs != mine:
-            wrong.append(f"{addr} runs lookalike {theirs['lookalike']} (models {theirs.get('models')})")
-    if wrong:
-        raise ClusterError(
-            f"refusing the Dask cluster: this is lookalike {mine['lookalike']} (models {mine['models']}), but "
-            + "; ".join(wrong) + ". Install the same lookalike version on every worker.")
-    return len(answers)
 
 
 # -- the worker's side -----------------------------------------------------------------------------------------
@@ -190,7 +120,7 @@ class VersionMismatch(ClusterError):
     """A shard arrived at a worker running another lookalike."""
 
 
-def index_shard(jobs: Sequence[ShardJob], models: Sequence[str], fingerprint: dict,
+def index_shard(jobs: Sequence[ShardJob], models: Sequence[str], wanted: dict,
                 known_content: dict[str, list[str]] | None = None) -> ShardResult:
     """Run on a worker: read, hash, decode and embed the shard's files; return the rows (never writes).
 
@@ -200,8 +130,8 @@ def index_shard(jobs: Sequence[ShardJob], models: Sequence[str], fingerprint: di
 
     global _FILES_SEEN
     t0 = time.perf_counter()
-    if _fingerprint(models) != fingerprint:
-        raise VersionMismatch(f"this worker runs {_fingerprint(models)}, the driver {fingerprint}")
+    if fingerprint(models) != wanted:
+        raise VersionMismatch(f"this worker runs {fingerprint(models)}, the driver {wanted}")
     extractors = [load_extractor(m) for m in models]  # cached: loaded once per worker process
     by_id = {e.id: e for e in extractors}
     side = _WorkerSide(known_content or {})
@@ -357,47 +287,6 @@ def _content_for(shard: Sequence[ShardJob], by_size: dict[int, dict[str, list[st
     return out
 
 
-@contextlib.contextmanager
-def _workers_ignore_ctrl_c() -> Iterator[None]:
-    """Worker processes started inside inherit an ignored SIGINT: a Ctrl-C at the terminal (sent to the whole
-    process group) interrupts the driver only, which cancels the shards and closes the cluster itself."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _connect(cluster: str | int) -> tuple[Any, Any, str]:
-    """(client, local cluster or None, scheduler address) for an address or a local worker count."""
-    distributed = _require_dask()
-    quiet = logging.ERROR
-    if isinstance(cluster, bool) or not isinstance(cluster, int | str) or cluster == "":
-        raise UsageError(f"cluster must be a Dask scheduler address or a number of local workers, not {cluster!r}")
-    if isinstance(cluster, int):
-        n = cluster
-        if not 1 <= n <= 256:
-            raise UsageError(f"the number of local Dask workers must be between 1 and 256, not {n}")
-        with _workers_ignore_ctrl_c():
-            local = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                             dashboard_address=None, silence_logs=quiet)
-        return distributed.Client(local), local, local.scheduler_address
-    address = str(cluster)
-    try:
-        client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S)
-    except (OSError, TimeoutError) as exc:
-        raise ClusterError(f"cannot reach the Dask scheduler at {address}: {exc}") from exc
-    try:
-        client.wait_for_workers(1, timeout=WORKER_WAIT_S)
-    except (OSError, TimeoutError) as exc:
-        client.close()
-        raise ClusterError(f"the Dask scheduler at {address} has no workers (waited {WORKER_WAIT_S} s)") from exc
-    return client, None, address
-
-
 def index_on_cluster(
     paths: Iterable[str | Path],
     catalog: Catalog | str | Path | None = None,
@@ -414,6 +303,7 @@ def index_on_cluster(
     rounding of the model's output on each worker's CPU)."""
     from lookalike.index.pipeline import _plan_run
 
+    cluster = check_cluster(cluster)  # before anything is walked
     t0 = time.perf_counter()
     cat = open_catalog(catalog)
     report = DaskIndexReport()
@@ -446,19 +336,26 @@ def _run_shards(cat: Catalog, to_send: list[ShardJob], extractors: Sequence[Extr
                 cluster: str | int, shard_files: int, report: DaskIndexReport, progress: Progress | None,
                 finished: int, total: int) -> int:
     """Send the shards, merge each one's rows as it completes (the driver is the one writer)."""
+    distributed = require_dask()
+    with connected(cluster) as (client, _local, address):
+        report.scheduler = address
+        return _merge_shards(distributed, client, cat, to_send, extractors, model_ids, shard_files, report,
+                             progress, finished, total)
+
+
+def _merge_shards(distributed: Any, client: Any, cat: Catalog, to_send: list[ShardJob],
+                  extractors: Sequence[Extractor], model_ids: list[str], shard_files: int, report: DaskIndexReport,
+                  progress: Progress | None, finished: int, total: int) -> int:
     from lookalike.index.pipeline import _settle_racy
 
-    distributed = _require_dask()
-    client, local, address = _connect(cluster)
-    report.scheduler = address
     futures: list[Any] = []
     racy: list[FileRow] = []
     try:
-        report.workers = _check_workers(client, model_ids)
+        report.workers = check_workers(client, model_ids)
         shards = _shards(to_send, report.workers, shard_files)
-        fingerprint = _fingerprint(model_ids)
+        wanted = fingerprint(model_ids)
         by_size = _known_content(cat, to_send, extractors)
-        futures = [client.submit(index_shard, s, model_ids, fingerprint, _content_for(s, by_size), pure=False,
+        futures = [client.submit(index_shard, s, model_ids, wanted, _content_for(s, by_size), pure=False,
                                  key=f"lookalike-shard-{i}-{os.getpid()}-{time.time_ns()}")
                    for i, s in enumerate(shards)]
         shard_of = {f.key: s for f, s in zip(futures, shards, strict=True)}
@@ -500,8 +397,4 @@ def _run_shards(cat: Catalog, to_send: list[ShardJob], extractors: Sequence[Extr
             except LookalikeError:
                 pass  # the catalog itself failed: the error being raised says so
         raise
-    finally:
-        client.close()
-        if local is not None:
-            local.close()
     return finished

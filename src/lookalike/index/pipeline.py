@@ -378,13 +378,15 @@ def indexed_features(
     model: str = DEFAULT_MODEL,
     recursive: bool = True,
     progress: Progress | None = None,
+    cluster: str | int | None = None,
 ) -> tuple[list[str], np.ndarray]:
-    """(paths, matrix) of every good picture under ``paths``, indexing first as needed.
+    """(paths, matrix) of every good picture under ``paths``, indexing first as needed (on the Dask
+    ``cluster`` when one is given, see :func:`index_paths`).
 
     Embeddings come as float16 rows (L2-normalised); hashes as uint64 words. A damaged stored feature is
     removed by the catalog, then computed again by one more indexing run."""
     cat = open_catalog(catalog)
     roots = list(paths)
-    report = index_paths(roots, cat, [model], recursive=recursive, progress=progress)
+    report = index_paths(roots, cat, [model], recursive=recursive, progress=progress, cluster=cluster)
     return features_of(cat, report.paths, model,
                        lambda: index_paths(roots, cat, [model], recursive=recursive).paths)

@@ -40,10 +40,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lookalike.catalog import Catalog, open_catalog
+from lookalike.dask_cluster import local_session
 from lookalike.errors import UsageError
 from lookalike.features import DEFAULT_MODEL
 from lookalike.index import Progress
-from lookalike.options import check_cluster_options
+from lookalike.options import check_cluster, check_cluster_options
 from lookalike.organise.vectors import Vectors, capture_times, load_vectors, scaled_times
 from lookalike.search import knn_graph
 
@@ -152,8 +153,9 @@ def _exact_labels(
     return labels, z, t
 
 
-def _graph_edges(vec: Vectors, times: np.ndarray | None, time_weight: float, k: int, progress: Progress | None):
-    g = knn_graph(vec, k, exact_limit=0 if len(vec) > EXACT_LIMIT else EXACT_LIMIT, progress=progress)
+def _graph_edges(vec: Vectors, times: np.ndarray | None, time_weight: float, k: int, progress: Progress | None,
+                 dask: str | int | None = None):
+    g = knn_graph(vec, k, exact_limit=0 if len(vec) > EXACT_LIMIT else EXACT_LIMIT, progress=progress, cluster=dask)
     a, b, d = g.edges()
     d = d.astype(np.float64)
     if times is not None and time_weight > 0:
@@ -206,12 +208,12 @@ def _sparse_hac(n: int, a: np.ndarray, b: np.ndarray, d: np.ndarray, t: float, m
 
 def _graph_labels(
     vec: Vectors, times: np.ndarray | None, time_weight: float, sim: float, method: str, relative: bool,
-    progress: Progress | None, k: int = GRAPH_K,
+    progress: Progress | None, k: int = GRAPH_K, dask: str | int | None = None,
 ) -> tuple[np.ndarray, float]:
     if method == "ward":
         raise UsageError(f"--method ward needs the full distance matrix: use it on at most {EXACT_LIMIT} photos")
     n = len(vec)
-    a, b, d = _graph_edges(vec, times, time_weight, k, progress)
+    a, b, d = _graph_edges(vec, times, time_weight, k, progress, dask)
     t = (1.0 - sim) * float(d.max(initial=0.0)) if relative else 1.0 - sim
     if method == "single":
         from scipy.sparse import coo_matrix
@@ -234,8 +236,10 @@ def cluster_vectors(
     relative: bool = False,
     exact_limit: int = EXACT_LIMIT,
     progress: Progress | None = None,
+    dask: str | int | None = None,
 ) -> ClusterResult:
-    """Cluster prepared vectors (``times``: seconds per row, needed when ``time_weight`` > 0)."""
+    """Cluster prepared vectors (``times``: seconds per row, needed when ``time_weight`` > 0; ``dask``: the
+    k-NN graph of the graph mode is computed on that Dask cluster)."""
     check_cluster_options(sim, min_size, time_weight, method, METHODS)
     n = len(vec)
     scaled = scaled_times(times) if times is not None and time_weight > 0 else None
@@ -253,7 +257,7 @@ def cluster_vectors(
         labels, z, t = _exact_labels(vec, scaled, time_weight, sim, method, relative, progress)
         mode = "exact"
     else:
-        labels, t = _graph_labels(vec, scaled, time_weight, sim, method, relative, progress)
+        labels, t = _graph_labels(vec, scaled, time_weight, sim, method, relative, progress, dask=dask)
         mode = "graph"
     groups: dict[int, list[int]] = {}
     for i, lab in enumerate(np.asarray(labels).tolist()):
@@ -294,15 +298,24 @@ def cluster(
     relative: bool = False,
     recursive: bool = True,
     exact_limit: int = EXACT_LIMIT,
+    dask: str | int | None = None,
 ) -> ClusterResult:
-    """Index ``paths`` as needed and group their photos (see the module doc for what ``sim`` means)."""
+    """Index ``paths`` as needed and group their photos (see the module doc for what ``sim`` means).
+
+    ``dask``: a Dask scheduler address or a number of local Dask worker processes: the indexing, and the
+    k-NN graph past ``exact_limit`` photos, run there (the same groups as without)."""
     check_cluster_options(sim, min_size, time_weight, method, METHODS)  # before anything is indexed
+    if isinstance(check_cluster(dask), int):  # one LocalCluster for the indexing and the graph
+        with local_session(dask) as address:
+            return cluster(paths, sim, method, min_size, time_weight, model, catalog, progress, relative, recursive,
+                           exact_limit, dask=address)
     if isinstance(paths, str | Path):
         paths = [paths]
     cat = open_catalog(catalog)
-    vec = load_vectors(paths, model=model, catalog=cat, progress=progress, recursive=recursive)
+    vec = load_vectors(paths, model=model, catalog=cat, progress=progress, recursive=recursive, dask=dask)
     times = capture_times(vec.paths, cat) if time_weight > 0 else None
-    return cluster_vectors(vec, sim, method, min_size, time_weight, times, relative, exact_limit, progress)
+    return cluster_vectors(vec, sim, method, min_size, time_weight, times, relative, exact_limit, progress,
+                           dask=dask)
 
 
 def cluster_folder(
@@ -322,13 +335,16 @@ def cluster_folder(
     recursive: bool = True,
     catalog: Catalog | str | Path | None = None,
     progress: Progress | None = None,
+    dask: str | int | None = None,
 ) -> ClusterResult:
     """``lookalike cluster``: group the photos under ``folders`` (see :func:`cluster`) and, with ``out``, write
     the groups there through one journal run (:func:`lookalike.organise.links.write_links`): ``mode`` "link"
     (symbolic links, copies where impossible), "copy", or None (only the contact sheets / dendrogram asked
     for by ``sheet`` / ``plot``). ``dry_run``: plan the writing, change nothing. The run's report is in
-    ``result.applied``; the folders used in ``result.folders``; earlier files left in OUT in ``result.left``."""
+    ``result.applied``; the folders used in ``result.folders``; earlier files left in OUT in ``result.left``.
+    ``dask``: index and build the k-NN graph on a Dask cluster (see :func:`cluster`)."""
     check_cluster_options(sim, min_size, time_weight, method, METHODS)  # before the catalog is opened
+    dask = check_cluster(dask)
     if mode not in ("link", "copy", None):
         raise UsageError(f"unknown mode {mode!r}: use 'link' or 'copy'")
     if out is None:
@@ -339,7 +355,7 @@ def cluster_folder(
         if dry_run:
             raise UsageError("--dry-run only applies with --links/--copy/--out")
     result = cluster(folders, sim=sim, method=method, min_size=min_size, time_weight=time_weight, model=model,
-                     catalog=catalog, progress=progress, relative=relative, recursive=recursive)
+                     catalog=catalog, progress=progress, relative=relative, recursive=recursive, dask=dask)
     if out is not None:
         from lookalike.organise.links import write_links
 

@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lookalike.catalog import Catalog
+from lookalike.dask_cluster import local_session
 from lookalike.features import DEFAULT_MODEL
 from lookalike.index import Progress
-from lookalike.options import check_sort_options
+from lookalike.options import check_cluster, check_sort_options
 from lookalike.organise.vectors import Vectors, load_vectors
 from lookalike.search import EXACT_LIMIT, KnnGraph, knn_graph
 
@@ -287,13 +288,14 @@ def improve(path: _Path, neighbours: np.ndarray, max_rounds: int = 10, progress:
 
 
 def order_vectors(vec: Vectors, k: int = DEFAULT_K, progress: Progress | None = None,
-                  exact_limit: int = EXACT_LIMIT) -> tuple[list[int], np.ndarray]:
-    """(row order, neighbour distances) of a short path through the rows of ``vec``."""
+                  exact_limit: int = EXACT_LIMIT, dask: str | int | None = None) -> tuple[list[int], np.ndarray]:
+    """(row order, neighbour distances) of a short path through the rows of ``vec`` (``dask``: the k-NN graph
+    is computed on that Dask cluster, see :func:`sort_order`)."""
     n = len(vec)
     if n <= 2:
         order = list(range(n))
         return order, vec.pair_distance(order[:-1], order[1:]) if n == 2 else np.zeros(0)
-    graph = knn_graph(vec, k, exact_limit=exact_limit, progress=progress)
+    graph = knn_graph(vec, k, exact_limit=exact_limit, progress=progress, cluster=dask)
     order = _fragments_path(vec, graph, progress)
     path = _Path(vec, order)
     improve(path, graph.idx, progress=progress)
@@ -335,13 +337,20 @@ def sort_order(
     progress: Progress | None = None,
     recursive: bool = True,
     k: int = DEFAULT_K,
+    dask: str | int | None = None,
 ) -> SortResult:
-    """Index ``paths`` as needed and order their photos so that lookalikes sit together."""
+    """Index ``paths`` as needed and order their photos so that lookalikes sit together.
+
+    ``dask``: a Dask scheduler address or a number of local Dask worker processes: the indexing and the
+    k-NN graph run there (the same order as without)."""
     k = check_sort_options(k)  # before anything is indexed
+    if isinstance(check_cluster(dask), int):  # one LocalCluster for the indexing and the graph
+        with local_session(dask) as address:
+            return sort_order(paths, model, catalog, progress, recursive, k, dask=address)
     if isinstance(paths, str | Path):
         paths = [paths]
-    vec = load_vectors(paths, model=model, catalog=catalog, progress=progress, recursive=recursive)
-    order, dist = order_vectors(vec, k=k, progress=progress)
+    vec = load_vectors(paths, model=model, catalog=catalog, progress=progress, recursive=recursive, dask=dask)
+    order, dist = order_vectors(vec, k=k, progress=progress, dask=dask)
     return SortResult([vec.paths[i] for i in order], model, [float(v) for v in dist])
 
 
@@ -391,19 +400,22 @@ def sort_folder(
     catalog: Catalog | str | Path | None = None,
     progress: Progress | None = None,
     k: int = DEFAULT_K,
+    dask: str | int | None = None,
 ) -> SortReport:
     """``lookalike sort``: order the photos under ``folders`` so lookalikes sit together (indexed as needed).
 
     ``rename``: then give each photo its rank prefix (``0001_IMG_4711.jpg``) through the journal, and report
     the order under the new names; ``strip``: remove the rank prefixes lookalike added (nothing is sorted).
     With ``plan_file`` the journal plan is written there for ``lookalike apply`` instead; with ``dry_run``
-    nothing changes. See :mod:`lookalike.organise.rename` for which prefixes are ever replaced or removed."""
+    nothing changes. ``dask``: index and build the k-NN graph on a Dask cluster (see :func:`sort_order`).
+    See :mod:`lookalike.organise.rename` for which prefixes are ever replaced or removed."""
     from lookalike.catalog import open_catalog
     from lookalike.errors import UsageError
     from lookalike.organise.rename import rename_photos, strip_prefixes
 
     if rename and strip:
         raise UsageError("--rename and --strip cannot be combined")
+    dask = check_cluster(dask)  # before the catalog is opened
     if isinstance(folders, str | Path):
         folders = [folders]
     cat = open_catalog(catalog)
@@ -411,7 +423,7 @@ def sort_folder(
         run = strip_prefixes(folders, cat, recursive=recursive, dry_run=dry_run, plan_file=plan_file)
         return SortReport("strip", model=model, plan=run.plan, plan_file=run.plan_file, applied=run.report)
     result = sort_order([str(f) for f in folders], model=model, catalog=cat, progress=progress,
-                        recursive=recursive, k=k)
+                        recursive=recursive, k=k, dask=dask)
     report = SortReport("order", result.order, result.keys(), model, result.distances)
     if rename:
         run = rename_photos(result.order, cat, dry_run=dry_run, plan_file=plan_file)

@@ -91,13 +91,15 @@ def load_vectors(
     catalog: Catalog | str | Path | None = None,
     progress: Progress | None = None,
     recursive: bool = True,
+    dask: str | int | None = None,
 ) -> Vectors:
-    """Index ``paths`` (folders or files) as needed and return their features in path order."""
+    """Index ``paths`` (folders or files) as needed (on the Dask cluster ``dask`` when given) and return
+    their features in path order."""
     if not paths:
         raise UsageError("give at least one folder")
     col = Collection(*paths, catalog=catalog, recursive=recursive)
     kind = load_extractor(model).kind
-    got, matrix = col.features(model, progress=progress)
+    got, matrix = col.features(model, progress=progress, cluster=dask)
     if not got:
         raise UsageError("no readable images found in " + ", ".join(map(str, paths)))
     return from_matrix(got, matrix, kind)

@@ -4,7 +4,9 @@
   (the reference), the inverted file above it (all-pairs graphs of ``dupes``, ``sort``, ``cluster``);
 * :func:`knn_graph` / :class:`KnnGraph`: the all-pairs graph on a 0..1 distance scale (organise);
 * :func:`open_index` / :class:`VectorIndex` / :func:`sync_index`: the faiss index beside the catalog that
-  serves single catalog-wide queries and is updated by id as files are added, changed and removed.
+  serves single catalog-wide queries and is updated by id as files are added, changed and removed;
+* :mod:`lookalike.search.distributed`: the all-pairs graph on a Dask cluster, split by cell (``cluster=`` of
+  :func:`make_searcher` and :func:`knn_graph`; imported only then).
 
 Submodules import lazily where they are heavy (faiss loads only with an index).
 """

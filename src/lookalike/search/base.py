@@ -61,14 +61,18 @@ class Searcher(ABC):
         n = len(self)
         idx = np.full((n, k), -1, dtype=np.int64)
         sc = np.full((n, k), np.nan, dtype=np.float32)
-        kk = min(k + 1, n)
         for s in range(0, n, ROW_BLOCK):
             e = min(n, s + ROW_BLOCK)
-            res = self._query_rows(s, e, kk)
-            idx[s:e], sc[s:e] = drop_self(res, np.arange(s, e), k)
+            idx[s:e], sc[s:e] = self.graph_rows(s, e, k)
             if progress:
                 progress(e, n)
         return SearchResult(idx, sc)
+
+    def graph_rows(self, start: int, stop: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows start..stop of :meth:`knn_graph` (one block: ``knn_graph`` cuts at multiples of ROW_BLOCK, and a
+        search split across machines cuts at the same places, so both compute the very same products)."""
+        res = self._query_rows(start, stop, min(k + 1, len(self)))
+        return drop_self(res, np.arange(start, stop), k)
 
 
 def drop_self(res: SearchResult, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -8,11 +8,11 @@ for embeddings, a Hamming share for hashes mapped to +-1 rows, see lookalike.org
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from lookalike.search.base import Progress, SearchResult
+from lookalike.search.base import Progress, Searcher, SearchResult
 from lookalike.search.select import EXACT_LIMIT, make_searcher
 
 
@@ -74,30 +74,38 @@ def _effective_k(n: int, k: int) -> int:
     return max(1, min(k, n - 1))
 
 
-def exact_knn(vec: UnitRows, k: int) -> KnnGraph:
-    """Exact k-NN graph (blocked; memory block x block)."""
+def exact_knn(vec: UnitRows, k: int, cluster: str | int | Any | None = None) -> KnnGraph:
+    """Exact k-NN graph (blocked; memory block x block); on a Dask ``cluster`` when one is given."""
     n = len(vec)
     if n < 2:
         return KnnGraph(np.full((n, 1), -1, np.int64), np.full((n, 1), np.inf, np.float32), True)
     k = _effective_k(n, k)
-    return graph_from(vec, make_searcher("embedding", vec.x, exact=True).knn_graph(k), True)
+    return graph_from(vec, make_searcher("embedding", vec.x, exact=True, cluster=cluster).knn_graph(k), True)
 
 
-def ivf_knn(vec: UnitRows, k: int, probes: int = 4, progress: Progress | None = None, seed: int = 0) -> KnnGraph:
-    """Approximate k-NN graph: exact search inside each row's ``probes`` nearest k-means cells."""
+def ivf_knn(vec: UnitRows, k: int, probes: int = 4, progress: Progress | None = None, seed: int = 0,
+            cluster: str | int | Any | None = None) -> KnnGraph:
+    """Approximate k-NN graph: exact search inside each row's ``probes`` nearest k-means cells (on a Dask
+    ``cluster``, split by cell, when one is given: the same graph)."""
     from lookalike.search.ivf import InvertedFileSearcher
 
     n = len(vec)
     if n < 2:
         return exact_knn(vec, k)
     k = _effective_k(n, k)
-    res = InvertedFileSearcher(vec.x, probes=probes, seed=seed).knn_graph(k, progress)
-    return graph_from(vec, res, False)
+    if cluster is not None:
+        from lookalike.search.distributed import DaskGraphSearcher
+
+        searcher: Searcher = DaskGraphSearcher(vec.x, cluster, exact=False, probes=probes, seed=seed)
+    else:
+        searcher = InvertedFileSearcher(vec.x, probes=probes, seed=seed)
+    return graph_from(vec, searcher.knn_graph(k, progress), False)
 
 
 def knn_graph(vec: UnitRows, k: int = 10, exact_limit: int = EXACT_LIMIT,
-              progress: Progress | None = None) -> KnnGraph:
-    """Exact up to ``exact_limit`` rows, inverted-file search above it."""
+              progress: Progress | None = None, cluster: str | int | Any | None = None) -> KnnGraph:
+    """Exact up to ``exact_limit`` rows, inverted-file search above it; on a Dask ``cluster`` (a scheduler
+    address or a number of local workers) when one is given, with the same result."""
     if len(vec) <= exact_limit:
-        return exact_knn(vec, k)
-    return ivf_knn(vec, k, progress=progress)
+        return exact_knn(vec, k, cluster)
+    return ivf_knn(vec, k, progress=progress, cluster=cluster)

@@ -8,6 +8,8 @@ N^1.5). They cost the same at about 10k; below it exact search is as cheap and h
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from lookalike.search.base import Searcher
@@ -18,16 +20,22 @@ EXACT_LIMIT = 10_000
 
 
 def make_searcher(kind: str, data: np.ndarray, exact: bool | None = None,
-                  exact_limit: int = EXACT_LIMIT) -> Searcher:
+                  exact_limit: int = EXACT_LIMIT, cluster: str | int | Any | None = None) -> Searcher:
     """The searcher for a feature kind and size.
 
     ``"hash"``: exact Hamming at every size (see lookalike.search.exact for why). Embeddings: exact when
     ``exact`` is True or the rows are at most ``exact_limit``; the inverted file when ``exact`` is False
-    or the rows are more (its cells are learnt only when a search needs them)."""
+    or the rows are more (its cells are learnt only when a search needs them). ``cluster`` (a Dask scheduler
+    address or a number of local workers): the all-pairs graph of an embedding searcher is computed there
+    (:mod:`lookalike.search.distributed`: the same graph, split by cell or by rows)."""
     if kind == "hash":
         return HammingSearcher(data)
     if exact is None:
         exact = len(data) <= exact_limit
+    if cluster is not None:
+        from lookalike.search.distributed import DaskGraphSearcher
+
+        return DaskGraphSearcher(data, cluster, exact=exact)
     if exact:
         return ExactCosineSearcher(data)
     from lookalike.search.ivf import InvertedFileSearcher
