@@ -16,7 +16,7 @@ import numpy as np
 
 from lookalike.catalog import Catalog, FileRow, StoredVerdict, VerdictKey, VerdictStore, open_catalog
 from lookalike.config import cpu_count
-from lookalike.dupes.candidates import dihedral_distance, dihedral_pairs, dihedral_pairs_indexed, embedding_pairs
+from lookalike.dupes.candidates import dihedral_match, dihedral_pairs, dihedral_pairs_indexed, embedding_pairs
 from lookalike.dupes.grouping import components, split_component
 from lookalike.dupes.keeper import FileFacts, choose_keeper, parse_policy, resolve_folder, under_any
 from lookalike.dupes.report import Alias, DupesFailure, DupesReport, Group, Member, file_facts_json
@@ -45,6 +45,9 @@ PARTIAL_BLOCK = 4096  # exact tier: bytes read at each end of a file before any 
 WAVE = 1024  # candidate pairs sent for verification at once (see _near_edges)
 POOL_MIN_PAIRS = 8  # fewer pairs to verify than this: verified in this process, no pool started
 VERDICT_TIER = "near"  # the near and similar tiers share one verification, hence one cache
+#: A pair whose dihedral hashes are this close (best orientation) first gets the aligned test, no ORB
+#: (dupes/verify.py, Verifier.verify); ORB runs only when that test fails.
+ALIGNED_MAX_BITS = 12
 
 MODELS_FOR_TIER = {
     "exact": ("dihash",),  # any cheap model: the indexer records sha256 and picture facts
@@ -354,6 +357,9 @@ def _spawn_is_safe() -> bool:
     return getattr(main, "__file__", None) is None
 
 
+Pair = tuple[int, int, tuple[bool, ...], int | None]  # (i, j, orientations, dihedral variant or None)
+
+
 class _Judge:
     """Verdicts on pairs of class representatives: the catalog's cached verdicts first, then the verifier,
     in worker processes when there is more than one core and enough pairs.
@@ -369,22 +375,31 @@ class _Judge:
         self.verifier = Verifier(reps, min_ncc=min_ncc)
         self.workers = max(1, int(workers)) if workers is not None else (cpu_count() if _spawn_is_safe() else 1)
         self._pool: Executor | None = None
+        self.dihash: np.ndarray | None = None  # the representatives' dihedral hashes (set by _near_edges)
+        stats.setdefault("verified_aligned", 0)
 
     def order(self, i: int, j: int) -> tuple[int, int]:
         """The pair in verification order (smaller content hash first; paths when a hash is unknown)."""
         a, b = (self.hashes[i] or self.reps[i], i), (self.hashes[j] or self.reps[j], j)
         return (i, j) if a <= b else (j, i)
 
-    def _key(self, i: int, j: int, orient: tuple[bool, ...]) -> VerdictKey | None:
+    def variant(self, i: int, j: int) -> int | None:
+        """The orientation of the aligned test for an ordered pair (None: its hashes are too far apart)."""
+        if self.dihash is None:
+            return None
+        bits, variant = dihedral_match(self.dihash, i, j)
+        return variant if bits <= ALIGNED_MAX_BITS else None
+
+    def _key(self, i: int, j: int, orient: tuple[bool, ...], variant: int | None) -> VerdictKey | None:
         if not self.hashes[i] or not self.hashes[j]:
             return None  # no content key: never cached
-        return VerdictKey.of(self.hashes[i], self.hashes[j], VERDICT_TIER, VERIFIER_VERSION,
-                             "".join("m" if m else "u" for m in orient))
+        tried = ("" if variant is None else f"v{variant}:") + "".join("m" if m else "u" for m in orient)
+        return VerdictKey.of(self.hashes[i], self.hashes[j], VERDICT_TIER, VERIFIER_VERSION, tried)
 
-    def cached(self, pairs: Sequence[tuple[int, int, tuple[bool, ...]]]) -> dict[int, tuple[bool, float]]:
+    def cached(self, pairs: Sequence[Pair]) -> dict[int, tuple[bool, float]]:
         """position in ``pairs`` -> (ok, score) of the verdicts the catalog holds for this threshold (the
         caller counts those it uses in ``stats["cached"]``)."""
-        keys = [self._key(i, j, o) for i, j, o in pairs]
+        keys = [self._key(*p) for p in pairs]
         found = self.store.lookup(k for k in keys if k is not None)
         out = {}
         for n, k in enumerate(keys):
@@ -393,24 +408,26 @@ class _Judge:
                 out[n] = (v.ok, v.score)
         return out
 
-    def verify(self, pairs: Sequence[tuple[int, int, tuple[bool, ...]]]) -> list[tuple[bool, float]]:
+    def verify(self, pairs: Sequence[Pair]) -> list[tuple[bool, float]]:
         """Verify pairs (already in verification order); their verdicts go to the catalog."""
         if len(pairs) >= POOL_MIN_PAIRS and self.workers > 1:
             results = self._in_pool(pairs)
             self.stats["verified_in_pool"] += len(pairs)
         else:
             results = []
-            for i, j, o in pairs:
-                v = self.verifier.verify(i, j, o)
-                results.append((v.ok, float(v.ncc), float(v.lo), float(v.hi)))
+            for i, j, o, variant in pairs:
+                v = self.verifier.verify(i, j, o, variant)
+                results.append((v.ok, float(v.ncc), float(v.lo), float(v.hi), v.ok and v.aligned))
         self.stats["verified"] += len(pairs)
-        self.store.add([StoredVerdict(k, ok, score, lo, hi) for (i, j, o), (ok, score, lo, hi)
-                        in zip(pairs, results, strict=True) if (k := self._key(i, j, o)) is not None])
-        return [(ok, score) for ok, score, _, _ in results]
+        self.stats["verified_aligned"] += sum(1 for r in results if r[4])
+        self.store.add([StoredVerdict(k, ok, score, lo, hi) for p, (ok, score, lo, hi, _)
+                        in zip(pairs, results, strict=True) if (k := self._key(*p)) is not None])
+        return [(ok, score) for ok, score, *_ in results]
 
     def against(self, k: int, xs: Sequence[int], orient: tuple[bool, ...] = (False, True)) -> list[tuple[bool, float]]:
         """(ok, score) of the pairs (k, x) for each x, in either order: cached, else verified (on every core)."""
-        pairs = [(*self.order(k, x), orient) for x in xs]
+        ordered = [self.order(k, x) for x in xs]
+        pairs = [(i, j, orient, self.variant(i, j)) for i, j in ordered]
         hits = self.cached(pairs)
         self.stats["cached"] += len(hits)
         todo = [n for n in range(len(pairs)) if n not in hits]
@@ -418,7 +435,7 @@ class _Judge:
             hits[n] = r
         return [hits[n] for n in range(len(pairs))]
 
-    def _in_pool(self, pairs: Sequence[tuple[int, int, tuple[bool, ...]]]) -> list[tuple[bool, float, float, float]]:
+    def _in_pool(self, pairs: Sequence[Pair]) -> list[tuple[bool, float, float, float, bool]]:
         """Chunks of pairs sharing pictures (sorted by first picture) on every core; many small chunks so
         that no core waits long for the last one."""
         if self._pool is None:  # spawned: no fork of a process holding model threads
@@ -427,7 +444,7 @@ class _Judge:
         order = sorted(range(len(pairs)), key=lambda n: (pairs[n][0], pairs[n][1]))
         size = max(1, min(64, math.ceil(len(pairs) / (4 * self.workers))))
         chunks = [order[s : s + size] for s in range(0, len(order), size)]
-        futures = [self._pool.submit(verify_chunk, [(self.reps[pairs[n][0]], self.reps[pairs[n][1]], pairs[n][2])
+        futures = [self._pool.submit(verify_chunk, [(self.reps[pairs[n][0]], self.reps[pairs[n][1]], *pairs[n][2:])
                                                     for n in c]) for c in chunks]
         results: list = [None] * len(pairs)
         for c, fut in zip(chunks, futures, strict=True):
@@ -468,16 +485,18 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min
         cand[key] = src if key not in cand or cand[key] == src else "both"
     stats["candidates"] = {s: sum(1 for v in cand.values() if v == s) for s in ("cnn", "hash", "both")}
     accepted = {"cnn": 0, "hash": 0, "both": 0}
+    judge.dihash = hsh
     scored = []
     for (i, j), src in cand.items():
         i, j = judge.order(i, j)
-        bits, mirrored = dihedral_distance(hsh, i, j)
+        bits, best = dihedral_match(hsh, i, j)
+        mirrored, variant = best % 2 == 1, (best if bits <= ALIGNED_MAX_BITS else None)
         cos = float(emb[i].astype(np.float32) @ emb[j].astype(np.float32))
         # CNN embeddings hardly change under a mirror; the hash says when a mirror fits best
         orient = (True, False) if mirrored and bits <= HASH_MAX_BITS else (False, True) if cos >= 0.8 else (False,)
-        scored.append((cos, bits, judge.hashes[i] or reps[i], judge.hashes[j] or reps[j], i, j, orient, src))
+        scored.append((cos, bits, judge.hashes[i] or reps[i], judge.hashes[j] or reps[j], i, j, orient, variant, src))
     scored.sort(key=lambda t: (-t[0], t[1], t[2], t[3]))  # most promising first (ties: by content)
-    pairs = [(i, j, orient) for *_, i, j, orient, _ in scored]
+    pairs: list[Pair] = [(i, j, orient, variant) for *_, i, j, orient, variant, _ in scored]
     results = judge.cached(pairs)
     from_cache = set(results)  # counted in stats["cached"] when used (a pair joined by then is not)
     edges: dict[tuple[int, int], tuple[str, float]] = {}
@@ -488,7 +507,7 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min
         wave: list[int] = []
         pos = commit
         while pos < total and len(wave) < WAVE:
-            i, j, _ = pairs[pos]
+            i, j = pairs[pos][:2]
             if not hopeful.same(i, j):
                 known = results.get(pos)
                 if known is None:
@@ -500,7 +519,7 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min
         for n, r in zip(wave, judge.verify([pairs[n] for n in wave]), strict=True):
             results[n] = r
         while commit < total:  # take verdicts in order, as the sequential loop would
-            i, j, _ = pairs[commit]
+            i, j = pairs[commit][:2]
             if joined.same(i, j):
                 skipped += 1
             elif commit not in results:
