@@ -58,8 +58,8 @@ class RecordingVerifier(Verifier):
 
     retakes: list[frozenset] = []
 
-    def verify(self, i, j, orientations=(False, True)):
-        v = super().verify(i, j, orientations)
+    def verify(self, i, j, orientations=(False, True), variant=None):
+        v = super().verify(i, j, orientations, variant)
         if not v.ok and v.residual is not None and v.residual.retake:
             RecordingVerifier.retakes.append(frozenset((self.paths[i], self.paths[j])))
         return v

@@ -48,6 +48,8 @@ VERDICT_TIER = "near"  # the near and similar tiers share one verification, henc
 #: A pair whose dihedral hashes are this close (best orientation) first gets the aligned test, no ORB
 #: (dupes/verify.py, Verifier.verify); ORB runs only when that test fails.
 ALIGNED_MAX_BITS = 12
+#: Whether a failed verification sets the two components apart (later pairs between them skipped).
+APART_SKIPS = os.environ.get("LK_APART", "1") == "1"
 
 MODELS_FOR_TIER = {
     "exact": ("dihash",),  # any cheap model: the indexer records sha256 and picture facts
@@ -501,20 +503,22 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min
     from_cache = set(results)  # counted in stats["cached"] when used (a pair joined by then is not)
     edges: dict[tuple[int, int], tuple[str, float]] = {}
     joined = _UnionFind(len(reps))
-    total, skipped, judged, commit = len(pairs), 0, 0, 0
+    total, skipped, apart, judged, commit = len(pairs), 0, 0, 0, 0
     while commit < total:
         hopeful = joined.copy()  # joined if every pair picked (or known good) passes
         wave: list[int] = []
         pos = commit
         while pos < total and len(wave) < WAVE:
             i, j = pairs[pos][:2]
-            if not hopeful.same(i, j):
+            if not hopeful.same(i, j) and not (APART_SKIPS and hopeful.apart(i, j)):
                 known = results.get(pos)
                 if known is None:
                     wave.append(pos)
                     hopeful.union(i, j)
                 elif known[0]:
                     hopeful.union(i, j)
+                elif APART_SKIPS:
+                    hopeful.set_apart(i, j)
             pos += 1
         for n, r in zip(wave, judge.verify([pairs[n] for n in wave]), strict=True):
             results[n] = r
@@ -522,6 +526,10 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min
             i, j = pairs[commit][:2]
             if joined.same(i, j):
                 skipped += 1
+            elif APART_SKIPS and joined.apart(i, j):
+                apart += 1
+                if tier == "similar" and scored[commit][0] >= sim_min:
+                    edges[(i, j)] = ("similar", scored[commit][0])
             elif commit not in results:
                 break  # waited in this wave, and is needed: the next wave verifies it
             else:
@@ -532,13 +540,17 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min
                     edges[(i, j)] = ("near", score)
                     joined.union(i, j)
                     accepted[scored[commit][-1]] += 1
-                elif tier == "similar" and scored[commit][0] >= sim_min:
-                    edges[(i, j)] = ("similar", scored[commit][0])
+                else:
+                    if APART_SKIPS:
+                        joined.set_apart(i, j)
+                    if tier == "similar" and scored[commit][0] >= sim_min:
+                        edges[(i, j)] = ("similar", scored[commit][0])
             commit += 1
             if progress and (commit % 64 == 0 or commit == total):
                 progress(commit, total)
     judge.store.flush()
     stats["skipped_linked"] = skipped
+    stats["skipped_apart"] = apart
     stats["pairs_verified"] = judged
     stats["verified_near"] = accepted
     return edges
@@ -620,8 +632,12 @@ def _sha(content: dict[str, str], path: str) -> str:
 
 
 class _UnionFind:
+    """Union-find over pictures that also remembers which components were found apart: a verification
+    between them failed, so no later pair between them (nor between what they grow into) is verified."""
+
     def __init__(self, n: int) -> None:
         self.parent = list(range(n))
+        self._apart: dict[int, set[int]] = {}  # root -> roots of the components found apart from it
 
     def find(self, x: int) -> int:
         while self.parent[x] != x:
@@ -630,12 +646,35 @@ class _UnionFind:
         return x
 
     def union(self, a: int, b: int) -> None:
-        self.parent[self.find(a)] = self.find(b)
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return
+        self.parent[ra] = rb
+        moved = self._apart.pop(ra, set())
+        for r in moved:
+            others = self._apart[r]
+            others.discard(ra)
+            if r != rb:
+                others.add(rb)
+        if moved:
+            self._apart.setdefault(rb, set()).update(moved - {rb})
 
     def same(self, a: int, b: int) -> bool:
         return self.find(a) == self.find(b)
 
+    def set_apart(self, a: int, b: int) -> None:
+        """Record that the components of a and b are not copies of each other."""
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self._apart.setdefault(ra, set()).add(rb)
+            self._apart.setdefault(rb, set()).add(ra)
+
+    def apart(self, a: int, b: int) -> bool:
+        """Whether the components of a and b were found apart."""
+        return self.find(b) in self._apart.get(self.find(a), ())
+
     def copy(self) -> _UnionFind:
         other = _UnionFind(0)
         other.parent = list(self.parent)
+        other._apart = {r: set(s) for r, s in self._apart.items()}
         return other
