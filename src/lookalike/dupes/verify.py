@@ -41,8 +41,9 @@ RESIDUAL_FLOOR = 0.1  # working pixels: an affine residual under this is trackin
 MAX_PERSPECTIVE_SHARE = 0.3  # an edited copy: a homography explains at most this share of the residual
 ALIGNED_ASPECT = 0.02  # aligned test: the two oriented working copies' scales (x vs y) differ at most this
 #: bytes of working copies and key points the verifier keeps (least recently used ones go first): a
-#: picture costs about 214 KiB with its mirror image, so 256 MiB holds about 1,200 of them (candidates
-#: come ranked, so the pictures of one neighbourhood are checked close together)
+#: 640x480 picture costs about 310 KiB (working copy, its two shrunk copies, key points), 420 KiB once a
+#: retake test has used it, twice that with its mirror image, so 256 MiB holds 600-850 of them
+#: (candidates come ranked, so the pictures of one neighbourhood are checked close together)
 CACHE_BYTES = 256 * 1024 * 1024
 
 #: Version of the verifier's decision: the key of its cached verdicts (catalog/verdicts.py). Bump it
@@ -59,12 +60,15 @@ class Local:
     geom: np.ndarray  # the working copy shrunk to GEOM_SIDE (the retake test's scale)
     points: np.ndarray | None = None  # (n, 2) float32 keypoint positions (None: not computed yet)
     desc: np.ndarray | None = None  # (n, 32) uint8 ORB descriptors
+    contrast: np.ndarray | None = None  # _local_contrast(geom), once a retake test needed it
+    tracks: np.ndarray | None = None  # the points the retake test tracks from geom when nothing is warped
+    key: tuple[int, bool] | None = None  # its key in the verifier's cache (None: a temporary copy)
 
     @property
     def nbytes(self) -> int:
         """Memory held by this entry's arrays."""
-        return int(sum(x.nbytes for x in (self.grey, self.small, self.geom, self.points, self.desc)
-                       if x is not None))
+        arrays = (self.grey, self.small, self.geom, self.points, self.desc, self.contrast, self.tracks)
+        return int(sum(x.nbytes for x in arrays if x is not None))
 
     @property
     def has_features(self) -> bool:
@@ -146,6 +150,8 @@ class Verifier:
         hit, loc = self._get(key)
         if not hit:
             loc = self._load(i, mirror)
+            if loc is not None:
+                loc.key = key
         elif loc is None or not features or loc.has_features:
             return loc
         if loc is not None and features and not loc.has_features:
@@ -239,7 +245,8 @@ class Verifier:
             x = np.rot90(x, turns)
             return np.ascontiguousarray(x[:, ::-1] if flip else x)
 
-        b = Local(orient(b.grey), orient(b.small), orient(b.geom))
+        if variant:
+            b = Local(orient(b.grey), orient(b.small), orient(b.geom))
         (h, w), (hb, wb) = a.grey.shape, b.grey.shape
         sx, sy = w / wb, h / hb
         if abs(sx / sy - 1.0) > ALIGNED_ASPECT:
@@ -278,9 +285,31 @@ class Verifier:
         ok = ncc >= self.min_ncc and overlap >= MIN_OVERLAP
         residual = None
         if ok:  # the correlation says "copy": check that the geometry is that of an edit, not a retake
-            residual = _residual(ref.grey.shape, ref.geom, mov.grey, mov.geom, mm)
+            if _is_identity(mm) and ref.geom.shape == mov.geom.shape:  # nothing to warp: cached inputs
+                residual = _track_residual(ref.grey.shape, self._tracks(ref), self._contrast(ref),
+                                           self._contrast(mov))
+            else:
+                residual = _residual(ref.grey.shape, ref.geom, mov.grey, mm)
             ok = not residual.retake
         return Verdict(ok, ncc, n_in, overlap, mirror, residual)
+
+    def _contrast(self, loc: Local) -> np.ndarray:
+        """The local contrast of ``loc.geom`` (the tracker's input), kept with the picture."""
+        if loc.contrast is None:
+            loc.contrast = _local_contrast(loc.geom)
+            if loc.key is not None:
+                self._put(loc.key, loc)  # counted at its new size
+        return loc.contrast
+
+    def _tracks(self, loc: Local) -> np.ndarray | None:
+        """The points of ``loc.geom`` the retake test tracks when the other picture is not warped."""
+        if loc.tracks is None:
+            inside = cv2.erode(np.ones(loc.geom.shape, np.uint8), _ERODE)
+            p0 = cv2.goodFeaturesToTrack(loc.geom, TRACKS, 0.01, 8, mask=inside)
+            loc.tracks = np.zeros((0, 1, 2), np.float32) if p0 is None else p0
+            if loc.key is not None:
+                self._put(loc.key, loc)
+        return loc.tracks
 
 
 def _working(grey: np.ndarray) -> Local:
@@ -338,25 +367,30 @@ def warp_residual(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> Residual:
     tracks then agree with the best affine map to within the tracking noise (a few hundredths of a
     pixel), and a homography explains nothing more. Another shot from a slightly different angle needs
     perspective: the affine map leaves a few tenths of a pixel, most of which a homography removes."""
-    return _residual(a.shape, _shrink(a, GEOM_SIDE, 16), b, None, m)
+    return _residual(a.shape, _shrink(a, GEOM_SIDE, 16), b, m)
 
 
-def _residual(a_full: tuple, a_s: np.ndarray, b: np.ndarray, b_s: np.ndarray | None, m: np.ndarray) -> Residual:
-    """:func:`warp_residual` given a's shrunk copy ``a_s`` (of a working copy of shape ``a_full``) and, when
-    ``m`` is the identity, b's (``b_s``): b is then used as it is, else warped at working size and shrunk."""
+_ERODE = np.ones((15, 15), np.uint8)  # tracked points stay this far inside the overlap
+
+
+def _residual(a_full: tuple, a_s: np.ndarray, b: np.ndarray, m: np.ndarray) -> Residual:
+    """:func:`warp_residual` given a's shrunk copy ``a_s`` (of a working copy of shape ``a_full``): b is
+    warped at working size, then shrunk."""
     size = (a_s.shape[1], a_s.shape[0])
-    if b_s is not None and _is_identity(m) and b_s.shape == a_s.shape:
-        inside = np.ones(a_s.shape, np.uint8)
-    else:
-        h, w = a_full[:2]
-        b_s = cv2.resize(cv2.warpAffine(b, m, (w, h), flags=cv2.INTER_LINEAR), size, interpolation=cv2.INTER_AREA)
-        mask = cv2.warpAffine(np.full(b.shape, 255, np.uint8), m, (w, h), flags=cv2.INTER_NEAREST)
-        inside = (cv2.resize(mask, size, interpolation=cv2.INTER_AREA) >= 250).astype(np.uint8)
-    inside = cv2.erode(inside, np.ones((15, 15), np.uint8))  # away from the edges of the overlap
+    h, w = a_full[:2]
+    b_s = cv2.resize(cv2.warpAffine(b, m, (w, h), flags=cv2.INTER_LINEAR), size, interpolation=cv2.INTER_AREA)
+    mask = cv2.warpAffine(np.full(b.shape, 255, np.uint8), m, (w, h), flags=cv2.INTER_NEAREST)
+    inside = (cv2.resize(mask, size, interpolation=cv2.INTER_AREA) >= 250).astype(np.uint8)
+    inside = cv2.erode(inside, _ERODE)  # away from the edges of the overlap
     p0 = cv2.goodFeaturesToTrack(a_s, TRACKS, 0.01, 8, mask=inside)
+    return _track_residual(a_full, p0, _local_contrast(a_s), _local_contrast(b_s))
+
+
+def _track_residual(a_full: tuple, p0: np.ndarray | None, na: np.ndarray, nb: np.ndarray) -> Residual:
+    """Track the points ``p0`` from ``na`` into ``nb`` (local contrasts of the shrunk copies of a and of b
+    in a's frame) and fit the affine map and the homography (see :func:`warp_residual`)."""
     if p0 is None or len(p0) < MIN_TRACKS:
         return Residual(0 if p0 is None else len(p0), 0.0, 0.0)
-    na, nb = _local_contrast(a_s), _local_contrast(b_s)
     p1, st, _ = cv2.calcOpticalFlowPyrLK(na, nb, p0, None, **_LK)
     back, st2, _ = cv2.calcOpticalFlowPyrLK(nb, na, p1, None, **_LK)
     sure = (st.ravel() == 1) & (st2.ravel() == 1) & (np.linalg.norm((back - p0).reshape(-1, 2), axis=1) < 0.5)
