@@ -426,9 +426,10 @@ class _Judge:
                         in zip(pairs, results, strict=True) if (k := self._key(*p)) is not None])
         return [(ok, score) for ok, score, *_ in results]
 
-    def against(self, k: int, xs: Sequence[int], orient: tuple[bool, ...] = (False, True)) -> list[tuple[bool, float]]:
-        """(ok, score) of the pairs (k, x) for each x, in either order: cached, else verified (on every core)."""
-        ordered = [self.order(k, x) for x in xs]
+    def against(self, links: Sequence[tuple[int, int]], orient: tuple[bool, ...] = (False, True)
+                ) -> list[tuple[bool, float]]:
+        """(ok, score) of the pairs (k, x), in either order: cached, else verified (on every core)."""
+        ordered = [self.order(k, x) for k, x in links]
         pairs = [(i, j, orient, self.variant(i, j)) for i, j in ordered]
         hits = self.cached(pairs)
         self.stats["cached"] += len(hits)
@@ -576,12 +577,18 @@ def _groups(nodes: list[list[str]], edges: dict[tuple[int, int], tuple[str, floa
         todo = [x for x in xs if x not in hits and (k, x) not in checked]
         checked.update((k, x) for x in todo)
         on_demand[0] += len(todo)
-        for x, (ok, score) in zip(todo, judge.against(k, todo), strict=True):
+        hits.update(x for x, ok in zip(todo, verify_links([(k, x) for x in todo]), strict=True) if ok)
+        return hits
+
+    def verify_links(links: list[tuple[int, int]]) -> list[bool]:
+        """Verify keeper links (k, x) in one batch; those that pass join ``adj``."""
+        out = []
+        for (k, x), (ok, score) in zip(links, judge.against(links) if links else [], strict=True):
             if ok:
                 adj.setdefault(k, {})[x] = ("near", score)
                 adj.setdefault(x, {})[k] = ("near", score)
-                hits.add(x)
-        return hits
+            out.append(ok)
+        return out
 
     checked: set[tuple[int, int]] = set()
 
@@ -592,7 +599,15 @@ def _groups(nodes: list[list[str]], edges: dict[tuple[int, int], tuple[str, floa
 
     plan: list[tuple[int, list[int]]] = []
     grouped: set[int] = set()
-    for comp in components(len(nodes), edges):
+    comps = components(len(nodes), edges)
+    if judge is not None:  # every component's first keeper checks in one batch (on every core): the
+        # same pairs split_component asks for one component at a time, component after component
+        first = [(pick(c), c) for c in comps if len(c) <= ON_DEMAND_LIMIT]
+        batch = [(k, x) for k, c in first for x in c if x != k and not linked(k, x)]
+        checked.update(batch)
+        on_demand[0] += len(batch)
+        verify_links(batch)
+    for comp in comps:
         big = len(comp) > ON_DEMAND_LIMIT
         for keeper, members in split_component(comp, linked, pick, check_all=None if big else check_all):
             plan.append((keeper, members))
