@@ -48,8 +48,6 @@ VERDICT_TIER = "near"  # the near and similar tiers share one verification, henc
 #: A pair whose dihedral hashes are this close (best orientation) first gets the aligned test, no ORB
 #: (dupes/verify.py, Verifier.verify); ORB runs only when that test fails.
 ALIGNED_MAX_BITS = 12
-#: Whether a failed verification sets the two components apart (later pairs between them skipped).
-APART_SKIPS = os.environ.get("LK_APART", "1") == "1"
 
 MODELS_FOR_TIER = {
     "exact": ("dihash",),  # any cheap model: the indexer records sha256 and picture facts
@@ -415,11 +413,12 @@ class _Judge:
         if len(pairs) >= POOL_MIN_PAIRS and self.workers > 1:
             results = self._in_pool(pairs)
             self.stats["verified_in_pool"] += len(pairs)
-        else:
-            results = []
-            for i, j, o, variant in pairs:
+        else:  # in picture order, as a pool chunk: the pictures of a pair stay in the verifier's cache
+            results = [None] * len(pairs)
+            for n in sorted(range(len(pairs)), key=lambda n: (pairs[n][0], pairs[n][1])):
+                i, j, o, variant = pairs[n]
                 v = self.verifier.verify(i, j, o, variant)
-                results.append((v.ok, float(v.ncc), float(v.lo), float(v.hi), v.ok and v.aligned))
+                results[n] = (v.ok, float(v.ncc), float(v.lo), float(v.hi), v.ok and v.aligned)
         self.stats["verified"] += len(pairs)
         self.stats["verified_aligned"] += sum(1 for r in results if r[4])
         self.store.add([StoredVerdict(k, ok, score, lo, hi) for p, (ok, score, lo, hi, _)
@@ -470,11 +469,17 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min
     """Verified links between classes, from the candidate pairs, most promising first.
 
     The rule is sequential: a pair already joined through verified links is not verified (the grouping
-    checks it against its keeper on demand). It is run in waves so that verification can use every core
-    and still give exactly the sequential result: a wave picks the next :data:`WAVE` pairs that are not
-    joined even if every pair picked before them passes (pairs joined that way wait: they may not need a
-    verification at all); their verdicts are then taken in order, up to the first waiting pair that turns
-    out to be needed, and the next wave starts there. No pair is verified that the sequential loop skips."""
+    checks it against its keeper on demand), nor a pair between two components found apart: a pair
+    between them (or between what they have grown into) failed its verification, so their other pairs
+    are other pairs of the same two pictures-and-copies (the other JPEG qualities of two views of one
+    object: one check instead of 25). It is run in waves so that verification can use every core and
+    still give exactly the sequential result: a wave picks the next :data:`WAVE` pairs that are neither
+    joined nor apart even if every pair picked before them passes (pairs joined that way wait: they may
+    not need a verification at all; a pair between the components of a picked one never does: that one
+    either joins or parts them); their verdicts are then taken in order, up to the first waiting pair
+    that turns out to be needed, and the next wave starts there. No pair is verified that the sequential
+    loop skips. Pairs whose dihedral hashes are within :data:`ALIGNED_MAX_BITS` carry the hash's
+    orientation, for the verifier's aligned test (no ORB when it passes)."""
     eff, dih = load_extractor("effnet"), load_extractor("dihash")
     have_e, emb = cat.feature_matrix(reps, eff.id, eff.version, eff.kind)
     have_h, hsh = cat.feature_matrix(reps, dih.id, dih.version, dih.kind)
@@ -511,14 +516,14 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min
         pos = commit
         while pos < total and len(wave) < WAVE:
             i, j = pairs[pos][:2]
-            if not hopeful.same(i, j) and not (APART_SKIPS and hopeful.apart(i, j)):
+            if not hopeful.same(i, j) and not hopeful.apart(i, j):
                 known = results.get(pos)
                 if known is None:
                     wave.append(pos)
                     hopeful.union(i, j)
                 elif known[0]:
                     hopeful.union(i, j)
-                elif APART_SKIPS:
+                else:
                     hopeful.set_apart(i, j)
             pos += 1
         for n, r in zip(wave, judge.verify([pairs[n] for n in wave]), strict=True):
@@ -527,7 +532,7 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min
             i, j = pairs[commit][:2]
             if joined.same(i, j):
                 skipped += 1
-            elif APART_SKIPS and joined.apart(i, j):
+            elif joined.apart(i, j):
                 apart += 1
                 if tier == "similar" and scored[commit][0] >= sim_min:
                     edges[(i, j)] = ("similar", scored[commit][0])
@@ -542,8 +547,7 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min
                     joined.union(i, j)
                     accepted[scored[commit][-1]] += 1
                 else:
-                    if APART_SKIPS:
-                        joined.set_apart(i, j)
+                    joined.set_apart(i, j)
                     if tier == "similar" and scored[commit][0] >= sim_min:
                         edges[(i, j)] = ("similar", scored[commit][0])
             commit += 1

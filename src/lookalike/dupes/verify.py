@@ -41,10 +41,11 @@ RESIDUAL_FLOOR = 0.1  # working pixels: an affine residual under this is trackin
 MAX_PERSPECTIVE_SHARE = 0.3  # an edited copy: a homography explains at most this share of the residual
 ALIGNED_ASPECT = 0.02  # aligned test: the two oriented working copies' scales (x vs y) differ at most this
 #: bytes of working copies and key points the verifier keeps (least recently used ones go first): a
-#: 640x480 picture costs about 310 KiB (working copy, its two shrunk copies, key points), 420 KiB once a
-#: retake test has used it, twice that with its mirror image, so 256 MiB holds 600-850 of them
-#: (candidates come ranked, so the pictures of one neighbourhood are checked close together)
-CACHE_BYTES = 256 * 1024 * 1024
+#: 640x480 picture costs about 200 KiB (working copy, its shrunk copy, key points), 310 KiB once a
+#: retake test has used it (local contrast, tracked points), twice that with its mirror image, so
+#: 512 MiB hold about 1,700 of them, per verifying process (candidates come ranked, and each wave is
+#: verified in picture order; a picture evicted and needed again is decoded again)
+CACHE_BYTES = 512 * 1024 * 1024
 
 #: Version of the verifier's decision: the key of its cached verdicts (catalog/verdicts.py). Bump it
 #: whenever a change here (a constant above, the decoding, the matching, the tests) can change a verdict.
@@ -57,17 +58,18 @@ ANY_LOW, ANY_HIGH = -1.0, 1e300
 class Local:
     grey: np.ndarray  # uint8 working copy
     small: np.ndarray  # the working copy shrunk to NCC_SIDE (the aligned correlation's scale)
-    geom: np.ndarray  # the working copy shrunk to GEOM_SIDE (the retake test's scale)
     points: np.ndarray | None = None  # (n, 2) float32 keypoint positions (None: not computed yet)
     desc: np.ndarray | None = None  # (n, 32) uint8 ORB descriptors
-    contrast: np.ndarray | None = None  # _local_contrast(geom), once a retake test needed it
-    tracks: np.ndarray | None = None  # the points the retake test tracks from geom when nothing is warped
+    #: the working copy shrunk to GEOM_SIDE (the retake test's scale): its local contrast and the points
+    #: the retake test tracks from it when nothing is warped (kept once a retake test needed them)
+    contrast: np.ndarray | None = None
+    tracks: np.ndarray | None = None
     key: tuple[int, bool] | None = None  # its key in the verifier's cache (None: a temporary copy)
 
     @property
     def nbytes(self) -> int:
         """Memory held by this entry's arrays."""
-        arrays = (self.grey, self.small, self.geom, self.points, self.desc, self.contrast, self.tracks)
+        arrays = (self.grey, self.small, self.points, self.desc, self.contrast, self.tracks)
         return int(sum(x.nbytes for x in arrays if x is not None))
 
     @property
@@ -246,7 +248,7 @@ class Verifier:
             return np.ascontiguousarray(x[:, ::-1] if flip else x)
 
         if variant:
-            b = Local(orient(b.grey), orient(b.small), orient(b.geom))
+            b = Local(orient(b.grey), orient(b.small))
         (h, w), (hb, wb) = a.grey.shape, b.grey.shape
         sx, sy = w / wb, h / hb
         if abs(sx / sy - 1.0) > ALIGNED_ASPECT:
@@ -285,36 +287,31 @@ class Verifier:
         ok = ncc >= self.min_ncc and overlap >= MIN_OVERLAP
         residual = None
         if ok:  # the correlation says "copy": check that the geometry is that of an edit, not a retake
-            if _is_identity(mm) and ref.geom.shape == mov.geom.shape:  # nothing to warp: cached inputs
-                residual = _track_residual(ref.grey.shape, self._tracks(ref), self._contrast(ref),
-                                           self._contrast(mov))
+            if _is_identity(mm) and ref.grey.shape == mov.grey.shape:  # nothing to warp: cached inputs
+                tracks, ref_contrast = self._geometry(ref)
+                residual = _track_residual(ref.grey.shape, tracks, ref_contrast, self._geometry(mov)[1])
             else:
-                residual = _residual(ref.grey.shape, ref.geom, mov.grey, mm)
+                residual = _residual(ref.grey.shape, _shrink(ref.grey, GEOM_SIDE, 16), mov.grey, mm)
             ok = not residual.retake
         return Verdict(ok, ncc, n_in, overlap, mirror, residual)
 
-    def _contrast(self, loc: Local) -> np.ndarray:
-        """The local contrast of ``loc.geom`` (the tracker's input), kept with the picture."""
-        if loc.contrast is None:
-            loc.contrast = _local_contrast(loc.geom)
+    def _geometry(self, loc: Local) -> tuple[np.ndarray, np.ndarray]:
+        """(tracked points, local contrast) of ``loc`` shrunk to GEOM_SIDE: the retake test's inputs when
+        nothing is warped, computed once and kept with the picture."""
+        if loc.contrast is None or loc.tracks is None:
+            geom = _shrink(loc.grey, GEOM_SIDE, 16)
+            inside = cv2.erode(np.ones(geom.shape, np.uint8), _ERODE)
+            p0 = cv2.goodFeaturesToTrack(geom, TRACKS, 0.01, 8, mask=inside)
+            loc.tracks = np.zeros((0, 1, 2), np.float32) if p0 is None else p0
+            loc.contrast = _local_contrast(geom)
             if loc.key is not None:
                 self._put(loc.key, loc)  # counted at its new size
-        return loc.contrast
-
-    def _tracks(self, loc: Local) -> np.ndarray | None:
-        """The points of ``loc.geom`` the retake test tracks when the other picture is not warped."""
-        if loc.tracks is None:
-            inside = cv2.erode(np.ones(loc.geom.shape, np.uint8), _ERODE)
-            p0 = cv2.goodFeaturesToTrack(loc.geom, TRACKS, 0.01, 8, mask=inside)
-            loc.tracks = np.zeros((0, 1, 2), np.float32) if p0 is None else p0
-            if loc.key is not None:
-                self._put(loc.key, loc)
-        return loc.tracks
+        return loc.tracks, loc.contrast
 
 
 def _working(grey: np.ndarray) -> Local:
-    """A picture's cache entry: the working copy and its two shrunk copies (no key points yet)."""
-    return Local(grey, _shrink(grey, NCC_SIDE, CELL), _shrink(grey, GEOM_SIDE, 16))
+    """A picture's cache entry: the working copy and its shrunk copy for the correlation (no key points)."""
+    return Local(grey, _shrink(grey, NCC_SIDE, CELL))
 
 
 def _shrink(grey: np.ndarray, side: int, least: int) -> np.ndarray:
