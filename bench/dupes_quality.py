@@ -58,8 +58,8 @@ class RecordingVerifier(Verifier):
 
     retakes: list[frozenset] = []
 
-    def verify(self, i, j, orientations=(False, True)):
-        v = super().verify(i, j, orientations)
+    def verify(self, i, j, orientations=(False, True), variant=None):
+        v = super().verify(i, j, orientations, variant)
         if not v.ok and v.residual is not None and v.residual.retake:
             RecordingVerifier.retakes.append(frozenset((self.paths[i], self.paths[j])))
         return v
@@ -68,7 +68,7 @@ class RecordingVerifier(Verifier):
 GEOM_COST = [0, 0.0]  # calls of the geometric test, CPU seconds spent in it
 
 
-def _timed_warp_residual(*args, _inner=_verify.warp_residual):
+def _timed_track_residual(*args, _inner=_verify._track_residual):
     t = time.process_time()
     try:
         return _inner(*args)
@@ -262,7 +262,7 @@ def main() -> None:
         results = {}
         tiers = ["exact", "pixel", "near"] + (["similar"] if args.similar else [])
         _finder.Verifier = RecordingVerifier
-        _verify.warp_residual = _timed_warp_residual
+        _verify._track_residual = _timed_track_residual
         for tier in ("near", *[t for t in tiers if t != "near"]):  # near first: it indexes everything
             RecordingVerifier.retakes = []
             cpu0 = cpu_now()
@@ -308,7 +308,7 @@ def main() -> None:
         if args.which == "qualities":
             return
         near_truth = truth_pairs(files, family, edit, "near")
-        print(f"geometric test (verify.warp_residual): {len(near_retakes)} pairs passed the correlation but "
+        print(f"geometric test (verify._track_residual): {len(near_retakes)} pairs passed the correlation but "
               f"were rejected as another shot; {len(near_retakes & near_truth)} of them are true pairs; "
               f"{geom_calls} calls, {geom_cpu:.1f} s CPU of the near tier's {near_cpu:.1f} s CPU (this process; "
               "pairs verified in the worker processes are not seen here: --workers 1 to count them all)")

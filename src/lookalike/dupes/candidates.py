@@ -65,9 +65,17 @@ def dihedral_pairs(hashes: np.ndarray, k: int, max_bits: int) -> dict[Pair, str]
 def dihedral_distance(hashes: np.ndarray, i: int, j: int) -> tuple[int, bool]:
     """Best-orientation Hamming distance between pictures i and j, and whether that orientation is a
     mirror image (odd variants are the flipped ones)."""
-    d = hamming_distances(hashes[i : i + 1, :1], hashes[j].reshape(-1, 1))[:, 0]
+    bits, variant = dihedral_match(hashes, i, j)
+    return bits, variant % 2 == 1
+
+
+def dihedral_match(hashes: np.ndarray, i: int, j: int) -> tuple[int, int]:
+    """Best-orientation Hamming distance between pictures i and j, and that orientation: the variant v
+    (features.hashes.dihedral_variants) for which ``rot90(j, v // 2)``, mirrored when v is odd, looks like
+    i upright (the first such variant on a tie)."""
+    d = hamming_distances(hashes[i : i + 1, :1], hashes[j].reshape(-1, 1))[0]  # (1, 8): one per variant
     best = int(np.argmin(d))
-    return int(d[best]), best % 2 == 1
+    return int(d[best]), best
 
 
 def dihedral_pairs_indexed(hashes: np.ndarray, max_bits: int = 3, block: int = 32768) -> dict[Pair, str]:

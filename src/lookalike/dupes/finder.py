@@ -16,7 +16,7 @@ import numpy as np
 from lookalike.catalog import Catalog, FileRow, StoredVerdict, VerdictKey, VerdictStore, open_catalog
 from lookalike.config import cpu_count, spawn_is_safe
 from lookalike.dask_cluster import local_session
-from lookalike.dupes.candidates import dihedral_distance, dihedral_pairs, dihedral_pairs_indexed, embedding_pairs
+from lookalike.dupes.candidates import dihedral_match, dihedral_pairs, dihedral_pairs_indexed, embedding_pairs
 from lookalike.dupes.grouping import components, split_component
 from lookalike.dupes.keeper import FileFacts, choose_keeper, parse_policy, resolve_folder, under_any
 from lookalike.dupes.report import Alias, DupesFailure, DupesReport, Group, Member, file_facts_json
@@ -45,6 +45,9 @@ PARTIAL_BLOCK = 4096  # exact tier: bytes read at each end of a file before any 
 WAVE = 1024  # candidate pairs sent for verification at once (see _near_edges)
 POOL_MIN_PAIRS = 8  # fewer pairs to verify than this: verified in this process, no pool started
 VERDICT_TIER = "near"  # the near and similar tiers share one verification, hence one cache
+#: A pair whose dihedral hashes are this close (best orientation) first gets the aligned test, no ORB
+#: (dupes/verify.py, Verifier.verify); ORB runs only when that test fails.
+ALIGNED_MAX_BITS = 12
 
 MODELS_FOR_TIER = {
     "exact": ("dihash",),  # any cheap model: the indexer records sha256 and picture facts
@@ -346,6 +349,9 @@ def _facts(cat: Catalog, files: list[str], content: dict[str, str] | None = None
     return facts, content
 
 
+Pair = tuple[int, int, tuple[bool, ...], int | None]  # (i, j, orientations, dihedral variant or None)
+
+
 class _Judge:
     """Verdicts on pairs of class representatives: the catalog's cached verdicts first, then the verifier,
     in worker processes when there is more than one core and enough pairs.
@@ -361,22 +367,31 @@ class _Judge:
         self.verifier = Verifier(reps, min_ncc=min_ncc)
         self.workers = max(1, int(workers)) if workers is not None else (cpu_count() if spawn_is_safe() else 1)
         self._pool: Executor | None = None
+        self.dihash: np.ndarray | None = None  # the representatives' dihedral hashes (set by _near_edges)
+        stats.setdefault("verified_aligned", 0)
 
     def order(self, i: int, j: int) -> tuple[int, int]:
         """The pair in verification order (smaller content hash first; paths when a hash is unknown)."""
         a, b = (self.hashes[i] or self.reps[i], i), (self.hashes[j] or self.reps[j], j)
         return (i, j) if a <= b else (j, i)
 
-    def _key(self, i: int, j: int, orient: tuple[bool, ...]) -> VerdictKey | None:
+    def variant(self, i: int, j: int) -> int | None:
+        """The orientation of the aligned test for an ordered pair (None: its hashes are too far apart)."""
+        if self.dihash is None:
+            return None
+        bits, variant = dihedral_match(self.dihash, i, j)
+        return variant if bits <= ALIGNED_MAX_BITS else None
+
+    def _key(self, i: int, j: int, orient: tuple[bool, ...], variant: int | None) -> VerdictKey | None:
         if not self.hashes[i] or not self.hashes[j]:
             return None  # no content key: never cached
-        return VerdictKey.of(self.hashes[i], self.hashes[j], VERDICT_TIER, VERIFIER_VERSION,
-                             "".join("m" if m else "u" for m in orient))
+        tried = ("" if variant is None else f"v{variant}:") + "".join("m" if m else "u" for m in orient)
+        return VerdictKey.of(self.hashes[i], self.hashes[j], VERDICT_TIER, VERIFIER_VERSION, tried)
 
-    def cached(self, pairs: Sequence[tuple[int, int, tuple[bool, ...]]]) -> dict[int, tuple[bool, float]]:
+    def cached(self, pairs: Sequence[Pair]) -> dict[int, tuple[bool, float]]:
         """position in ``pairs`` -> (ok, score) of the verdicts the catalog holds for this threshold (the
         caller counts those it uses in ``stats["cached"]``)."""
-        keys = [self._key(i, j, o) for i, j, o in pairs]
+        keys = [self._key(*p) for p in pairs]
         found = self.store.lookup(k for k in keys if k is not None)
         out = {}
         for n, k in enumerate(keys):
@@ -385,24 +400,28 @@ class _Judge:
                 out[n] = (v.ok, v.score)
         return out
 
-    def verify(self, pairs: Sequence[tuple[int, int, tuple[bool, ...]]]) -> list[tuple[bool, float]]:
+    def verify(self, pairs: Sequence[Pair]) -> list[tuple[bool, float]]:
         """Verify pairs (already in verification order); their verdicts go to the catalog."""
         if len(pairs) >= POOL_MIN_PAIRS and self.workers > 1:
             results = self._in_pool(pairs)
             self.stats["verified_in_pool"] += len(pairs)
-        else:
-            results = []
-            for i, j, o in pairs:
-                v = self.verifier.verify(i, j, o)
-                results.append((v.ok, float(v.ncc), float(v.lo), float(v.hi)))
+        else:  # in picture order, as a pool chunk: the pictures of a pair stay in the verifier's cache
+            results = [None] * len(pairs)
+            for n in sorted(range(len(pairs)), key=lambda n: (pairs[n][0], pairs[n][1])):
+                i, j, o, variant = pairs[n]
+                v = self.verifier.verify(i, j, o, variant)
+                results[n] = (v.ok, float(v.ncc), float(v.lo), float(v.hi), v.ok and v.aligned)
         self.stats["verified"] += len(pairs)
-        self.store.add([StoredVerdict(k, ok, score, lo, hi) for (i, j, o), (ok, score, lo, hi)
-                        in zip(pairs, results, strict=True) if (k := self._key(i, j, o)) is not None])
-        return [(ok, score) for ok, score, _, _ in results]
+        self.stats["verified_aligned"] += sum(1 for r in results if r[4])
+        self.store.add([StoredVerdict(k, ok, score, lo, hi) for p, (ok, score, lo, hi, _)
+                        in zip(pairs, results, strict=True) if (k := self._key(*p)) is not None])
+        return [(ok, score) for ok, score, *_ in results]
 
-    def against(self, k: int, xs: Sequence[int], orient: tuple[bool, ...] = (False, True)) -> list[tuple[bool, float]]:
-        """(ok, score) of the pairs (k, x) for each x, in either order: cached, else verified (on every core)."""
-        pairs = [(*self.order(k, x), orient) for x in xs]
+    def against(self, links: Sequence[tuple[int, int]], orient: tuple[bool, ...] = (False, True)
+                ) -> list[tuple[bool, float]]:
+        """(ok, score) of the pairs (k, x), in either order: cached, else verified (on every core)."""
+        ordered = [self.order(k, x) for k, x in links]
+        pairs = [(i, j, orient, self.variant(i, j)) for i, j in ordered]
         hits = self.cached(pairs)
         self.stats["cached"] += len(hits)
         todo = [n for n in range(len(pairs)) if n not in hits]
@@ -410,7 +429,7 @@ class _Judge:
             hits[n] = r
         return [hits[n] for n in range(len(pairs))]
 
-    def _in_pool(self, pairs: Sequence[tuple[int, int, tuple[bool, ...]]]) -> list[tuple[bool, float, float, float]]:
+    def _in_pool(self, pairs: Sequence[Pair]) -> list[tuple[bool, float, float, float, bool]]:
         """Chunks of pairs sharing pictures (sorted by first picture) on every core; many small chunks so
         that no core waits long for the last one."""
         if self._pool is None:  # spawned: no fork of a process holding model threads
@@ -419,7 +438,7 @@ class _Judge:
         order = sorted(range(len(pairs)), key=lambda n: (pairs[n][0], pairs[n][1]))
         size = max(1, min(64, math.ceil(len(pairs) / (4 * self.workers))))
         chunks = [order[s : s + size] for s in range(0, len(order), size)]
-        futures = [self._pool.submit(verify_chunk, [(self.reps[pairs[n][0]], self.reps[pairs[n][1]], pairs[n][2])
+        futures = [self._pool.submit(verify_chunk, [(self.reps[pairs[n][0]], self.reps[pairs[n][1]], *pairs[n][2:])
                                                     for n in c]) for c in chunks]
         results: list = [None] * len(pairs)
         for c, fut in zip(chunks, futures, strict=True):
@@ -442,11 +461,17 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min
     """Verified links between classes, from the candidate pairs, most promising first.
 
     The rule is sequential: a pair already joined through verified links is not verified (the grouping
-    checks it against its keeper on demand). It is run in waves so that verification can use every core
-    and still give exactly the sequential result: a wave picks the next :data:`WAVE` pairs that are not
-    joined even if every pair picked before them passes (pairs joined that way wait: they may not need a
-    verification at all); their verdicts are then taken in order, up to the first waiting pair that turns
-    out to be needed, and the next wave starts there. No pair is verified that the sequential loop skips."""
+    checks it against its keeper on demand), nor a pair between two components found apart: a pair
+    between them (or between what they have grown into) failed its verification, so their other pairs
+    are other pairs of the same two pictures-and-copies (the other JPEG qualities of two views of one
+    object: one check instead of 25). It is run in waves so that verification can use every core and
+    still give exactly the sequential result: a wave picks the next :data:`WAVE` pairs that are neither
+    joined nor apart even if every pair picked before them passes (pairs joined that way wait: they may
+    not need a verification at all; a pair between the components of a picked one never does: that one
+    either joins or parts them); their verdicts are then taken in order, up to the first waiting pair
+    that turns out to be needed, and the next wave starts there. No pair is verified that the sequential
+    loop skips. Pairs whose dihedral hashes are within :data:`ALIGNED_MAX_BITS` carry the hash's
+    orientation, for the verifier's aligned test (no ORB when it passes)."""
     eff, dih = load_extractor("effnet"), load_extractor("dihash")
     have_e, emb = cat.feature_matrix(reps, eff.id, eff.version, eff.kind)
     have_h, hsh = cat.feature_matrix(reps, dih.id, dih.version, dih.kind)
@@ -460,41 +485,49 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min
         cand[key] = src if key not in cand or cand[key] == src else "both"
     stats["candidates"] = {s: sum(1 for v in cand.values() if v == s) for s in ("cnn", "hash", "both")}
     accepted = {"cnn": 0, "hash": 0, "both": 0}
+    judge.dihash = hsh
     scored = []
     for (i, j), src in cand.items():
         i, j = judge.order(i, j)
-        bits, mirrored = dihedral_distance(hsh, i, j)
+        bits, best = dihedral_match(hsh, i, j)
+        mirrored, variant = best % 2 == 1, (best if bits <= ALIGNED_MAX_BITS else None)
         cos = float(emb[i].astype(np.float32) @ emb[j].astype(np.float32))
         # CNN embeddings hardly change under a mirror; the hash says when a mirror fits best
         orient = (True, False) if mirrored and bits <= HASH_MAX_BITS else (False, True) if cos >= 0.8 else (False,)
-        scored.append((cos, bits, judge.hashes[i] or reps[i], judge.hashes[j] or reps[j], i, j, orient, src))
+        scored.append((cos, bits, judge.hashes[i] or reps[i], judge.hashes[j] or reps[j], i, j, orient, variant, src))
     scored.sort(key=lambda t: (-t[0], t[1], t[2], t[3]))  # most promising first (ties: by content)
-    pairs = [(i, j, orient) for *_, i, j, orient, _ in scored]
+    pairs: list[Pair] = [(i, j, orient, variant) for *_, i, j, orient, variant, _ in scored]
     results = judge.cached(pairs)
     from_cache = set(results)  # counted in stats["cached"] when used (a pair joined by then is not)
     edges: dict[tuple[int, int], tuple[str, float]] = {}
     joined = _UnionFind(len(reps))
-    total, skipped, judged, commit = len(pairs), 0, 0, 0
+    total, skipped, apart, judged, commit = len(pairs), 0, 0, 0, 0
     while commit < total:
         hopeful = joined.copy()  # joined if every pair picked (or known good) passes
         wave: list[int] = []
         pos = commit
         while pos < total and len(wave) < WAVE:
-            i, j, _ = pairs[pos]
-            if not hopeful.same(i, j):
+            i, j = pairs[pos][:2]
+            if not hopeful.same(i, j) and not hopeful.apart(i, j):
                 known = results.get(pos)
                 if known is None:
                     wave.append(pos)
                     hopeful.union(i, j)
                 elif known[0]:
                     hopeful.union(i, j)
+                else:
+                    hopeful.set_apart(i, j)
             pos += 1
         for n, r in zip(wave, judge.verify([pairs[n] for n in wave]), strict=True):
             results[n] = r
         while commit < total:  # take verdicts in order, as the sequential loop would
-            i, j, _ = pairs[commit]
+            i, j = pairs[commit][:2]
             if joined.same(i, j):
                 skipped += 1
+            elif joined.apart(i, j):
+                apart += 1
+                if tier == "similar" and scored[commit][0] >= sim_min:
+                    edges[(i, j)] = ("similar", scored[commit][0])
             elif commit not in results:
                 break  # waited in this wave, and is needed: the next wave verifies it
             else:
@@ -505,13 +538,16 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min
                     edges[(i, j)] = ("near", score)
                     joined.union(i, j)
                     accepted[scored[commit][-1]] += 1
-                elif tier == "similar" and scored[commit][0] >= sim_min:
-                    edges[(i, j)] = ("similar", scored[commit][0])
+                else:
+                    joined.set_apart(i, j)
+                    if tier == "similar" and scored[commit][0] >= sim_min:
+                        edges[(i, j)] = ("similar", scored[commit][0])
             commit += 1
             if progress and (commit % 64 == 0 or commit == total):
                 progress(commit, total)
     judge.store.flush()
     stats["skipped_linked"] = skipped
+    stats["skipped_apart"] = apart
     stats["pairs_verified"] = judged
     stats["verified_near"] = accepted
     return edges
@@ -537,12 +573,18 @@ def _groups(nodes: list[list[str]], edges: dict[tuple[int, int], tuple[str, floa
         todo = [x for x in xs if x not in hits and (k, x) not in checked]
         checked.update((k, x) for x in todo)
         on_demand[0] += len(todo)
-        for x, (ok, score) in zip(todo, judge.against(k, todo), strict=True):
+        hits.update(x for x, ok in zip(todo, verify_links([(k, x) for x in todo]), strict=True) if ok)
+        return hits
+
+    def verify_links(links: list[tuple[int, int]]) -> list[bool]:
+        """Verify keeper links (k, x) in one batch; those that pass join ``adj``."""
+        out = []
+        for (k, x), (ok, score) in zip(links, judge.against(links) if links else [], strict=True):
             if ok:
                 adj.setdefault(k, {})[x] = ("near", score)
                 adj.setdefault(x, {})[k] = ("near", score)
-                hits.add(x)
-        return hits
+            out.append(ok)
+        return out
 
     checked: set[tuple[int, int]] = set()
 
@@ -553,7 +595,15 @@ def _groups(nodes: list[list[str]], edges: dict[tuple[int, int], tuple[str, floa
 
     plan: list[tuple[int, list[int]]] = []
     grouped: set[int] = set()
-    for comp in components(len(nodes), edges):
+    comps = components(len(nodes), edges)
+    if judge is not None:  # every component's first keeper checks in one batch (on every core): the
+        # same pairs split_component asks for one component at a time, component after component
+        first = [(pick(c), c) for c in comps if len(c) <= ON_DEMAND_LIMIT]
+        batch = [(k, x) for k, c in first for x in c if x != k and not linked(k, x)]
+        checked.update(batch)
+        on_demand[0] += len(batch)
+        verify_links(batch)
+    for comp in comps:
         big = len(comp) > ON_DEMAND_LIMIT
         for keeper, members in split_component(comp, linked, pick, check_all=None if big else check_all):
             plan.append((keeper, members))
@@ -593,8 +643,12 @@ def _sha(content: dict[str, str], path: str) -> str:
 
 
 class _UnionFind:
+    """Union-find over pictures that also remembers which components were found apart: a verification
+    between them failed, so no later pair between them (nor between what they grow into) is verified."""
+
     def __init__(self, n: int) -> None:
         self.parent = list(range(n))
+        self._apart: dict[int, set[int]] = {}  # root -> roots of the components found apart from it
 
     def find(self, x: int) -> int:
         while self.parent[x] != x:
@@ -603,12 +657,35 @@ class _UnionFind:
         return x
 
     def union(self, a: int, b: int) -> None:
-        self.parent[self.find(a)] = self.find(b)
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return
+        self.parent[ra] = rb
+        moved = self._apart.pop(ra, set())
+        for r in moved:
+            others = self._apart[r]
+            others.discard(ra)
+            if r != rb:
+                others.add(rb)
+        if moved:
+            self._apart.setdefault(rb, set()).update(moved - {rb})
 
     def same(self, a: int, b: int) -> bool:
         return self.find(a) == self.find(b)
 
+    def set_apart(self, a: int, b: int) -> None:
+        """Record that the components of a and b are not copies of each other."""
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self._apart.setdefault(ra, set()).add(rb)
+            self._apart.setdefault(rb, set()).add(ra)
+
+    def apart(self, a: int, b: int) -> bool:
+        """Whether the components of a and b were found apart."""
+        return self.find(b) in self._apart.get(self.find(a), ())
+
     def copy(self) -> _UnionFind:
         other = _UnionFind(0)
         other.parent = list(self.parent)
+        other._apart = {r: set(s) for r, s in self._apart.items()}
         return other
