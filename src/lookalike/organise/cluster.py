@@ -17,7 +17,7 @@ So ``sim = 0`` gives one group (single/average/complete) and ``sim = 1`` joins o
 (distance 0, with a 1e-6 tolerance for rounding). ``relative=True`` is imagecluster's cut instead: at
 ``(1 - sim)`` times the largest pairwise distance of the set, so its meaning changes with every folder.
 
-Past ``exact_limit`` photos (20,000) the N x N distance matrix is not built. Clustering runs over the
+Past ``exact_limit`` photos (``MATRIX_LIMIT``, 20,000) the N x N distance matrix is not built. Clustering runs over the
 k-NN graph (k = 15): ``single`` = connected parts of the links at distance <= 1 - sim; ``average`` and
 ``complete`` merge the closest pair of groups first, averaging (or taking the largest) over the k-NN links
 between them only, while that value is <= 1 - sim. (The links are the shortest distances, so this average
@@ -60,7 +60,11 @@ DEFAULT_SIM = 0.45
 GRAPH_FALLBACK_METHOD = "complete"
 DEFAULT_MIN_SIZE = 2
 DEFAULT_TIME_WEIGHT = 0.0
-EXACT_LIMIT = 20000
+#: Photos up to which ``cluster`` builds the full N x N distance matrix (exact hierarchical clustering,
+#: ward, the dendrogram); above it clustering runs over the k-NN graph. Not ``search.EXACT_LIMIT``
+#: (10,000): that is where exact k-NN *search* stops paying, which decides how the graph itself is found.
+#: At 20,000 photos the matrix is 1.6 GB of float64 (scipy's linkage needs it whole).
+MATRIX_LIMIT = 20000
 GRAPH_K = 15
 _TOL = 1e-6
 
@@ -131,7 +135,7 @@ def condensed_distances(
             pos += len(seg)
         if progress:
             progress(e, n)
-    return np.round(out, 6)
+    return np.round(out, 6, out=out)  # in place: at MATRIX_LIMIT photos the matrix alone is 1.6 GB
 
 
 def _exact_labels(
@@ -141,8 +145,8 @@ def _exact_labels(
     from scipy.cluster import hierarchy  # scipy loads in ~0.6 s: only when clustering, not at CLI start
 
     dist = condensed_distances(vec, times, time_weight, progress)
-    if method == "ward":
-        dist = np.sqrt(2.0 * dist)
+    if method == "ward":  # in place (no second matrix-sized array)
+        np.sqrt(np.multiply(dist, 2.0, out=dist), out=dist)
     z = hierarchy.linkage(dist, method=method)
     if relative:
         t = (1.0 - sim) * float(dist.max(initial=0.0))
@@ -153,7 +157,7 @@ def _exact_labels(
 
 
 def _graph_edges(vec: Vectors, times: np.ndarray | None, time_weight: float, k: int, progress: Progress | None):
-    g = knn_graph(vec, k, exact_limit=0 if len(vec) > EXACT_LIMIT else EXACT_LIMIT, progress=progress)
+    g = knn_graph(vec, k, progress=progress)  # exact up to search.EXACT_LIMIT rows, the inverted file above
     a, b, d = g.edges()
     d = d.astype(np.float64)
     if times is not None and time_weight > 0:
@@ -209,7 +213,7 @@ def _graph_labels(
     progress: Progress | None, k: int = GRAPH_K,
 ) -> tuple[np.ndarray, float]:
     if method == "ward":
-        raise UsageError(f"--method ward needs the full distance matrix: use it on at most {EXACT_LIMIT} photos")
+        raise UsageError(f"--method ward needs the full distance matrix: use it on at most {MATRIX_LIMIT} photos")
     n = len(vec)
     a, b, d = _graph_edges(vec, times, time_weight, k, progress)
     t = (1.0 - sim) * float(d.max(initial=0.0)) if relative else 1.0 - sim
@@ -232,7 +236,7 @@ def cluster_vectors(
     time_weight: float = DEFAULT_TIME_WEIGHT,
     times: np.ndarray | None = None,
     relative: bool = False,
-    exact_limit: int = EXACT_LIMIT,
+    exact_limit: int = MATRIX_LIMIT,
     progress: Progress | None = None,
 ) -> ClusterResult:
     """Cluster prepared vectors (``times``: seconds per row, needed when ``time_weight`` > 0)."""
@@ -293,7 +297,7 @@ def cluster(
     progress: Progress | None = None,
     relative: bool = False,
     recursive: bool = True,
-    exact_limit: int = EXACT_LIMIT,
+    exact_limit: int = MATRIX_LIMIT,
 ) -> ClusterResult:
     """Index ``paths`` as needed and group their photos (see the module doc for what ``sim`` means)."""
     check_cluster_options(sim, min_size, time_weight, method, METHODS)  # before anything is indexed
