@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -68,3 +70,49 @@ def test_from_matrix_reuses_the_handed_over_matrix_in_place(monkeypatch, rows):
     before = words.copy()
     from_matrix(paths, words, "hash", reuse=True)
     assert np.array_equal(words, before)
+
+
+def _greedy_merges(n: int, edges: list[tuple[int, int, float]], t: float, method: str) -> list[frozenset]:
+    """The oracle: merge the two groups with the smallest link value (largest / mean of the graph links
+    between them) while it is <= t, by brute force."""
+    groups = [{i} for i in range(n)]
+    while True:
+        best = None
+        for x in range(len(groups)):
+            for y in range(x + 1, len(groups)):
+                ws = [w for u, v, w in edges
+                      if (u in groups[x] and v in groups[y]) or (u in groups[y] and v in groups[x])]
+                if ws:
+                    val = max(ws) if method == "complete" else sum(ws) / len(ws)
+                    if val <= t + 1e-6 and (best is None or val < best[0]):
+                        best = (val, x, y)
+        if best is None:
+            return sorted(map(frozenset, groups), key=min)
+        _, x, y = best
+        groups[x] |= groups.pop(y)
+
+
+@pytest.mark.parametrize("method", ["complete", "average"])
+def test_graph_clustering_by_parts_merges_like_the_greedy_oracle(method, monkeypatch):
+    from lookalike.search.graph import KnnGraph
+
+    cl = importlib.import_module("lookalike.organise.cluster")  # the package's ``cluster`` is the function
+
+    parts: list[int] = []
+    real = cl._hac_part
+    monkeypatch.setattr(cl, "_hac_part", lambda n, *rest: parts.append(n) or real(n, *rest))
+
+    rng = np.random.default_rng(7)
+    n = 60
+    idx = np.stack([rng.choice(np.delete(np.arange(n), i), 5, replace=False) for i in range(n)])
+    dist = np.sort(np.round(rng.uniform(0.1, 0.9, (n, 5)), 6).astype(np.float32), axis=1)
+    a, b, d = KnnGraph(idx, dist, False).edges()
+    d = np.round(d.astype(np.float64), 6)
+    roots = cl._sparse_hac(n, a, b, d, 0.35, method)
+    got = {}
+    for i, r in enumerate(roots.tolist()):
+        got.setdefault(r, set()).add(i)
+    want = _greedy_merges(n, list(zip(a.tolist(), b.tolist(), d.tolist(), strict=True)), 0.35, method)
+    assert sorted(map(frozenset, got.values()), key=min) == want
+    assert 1 < len(want) < n  # some merged, the cut stopped others
+    assert parts and max(parts) < n and sum(parts) <= n  # one connected part (links <= t) at a time

@@ -67,6 +67,7 @@ DEFAULT_TIME_WEIGHT = 0.0
 MATRIX_LIMIT = 20000
 GRAPH_K = 15
 _TOL = 1e-6
+_BLOCKED = float("inf")  # a complete-linkage link above the cut: it can never merge
 
 
 @dataclass
@@ -166,21 +167,63 @@ def _graph_edges(vec: Vectors, times: np.ndarray | None, time_weight: float, k: 
 
 
 def _sparse_hac(n: int, a: np.ndarray, b: np.ndarray, d: np.ndarray, t: float, method: str) -> np.ndarray:
-    """Agglomerate over graph links only, closest first, while the link value stays <= t."""
-    links: list[dict[int, tuple[float, int, float]]] = [{} for _ in range(n)]
+    """Agglomerate over graph links only, closest first, while the link value stays <= t.
+
+    Every merge joins two groups through at least one link <= t, so a group never leaves its connected
+    part of the graph's links <= t: each such part is agglomerated on its own (links between parts can
+    never decide a merge and are dropped), one at a time, so memory is that of the largest part."""
+    roots = np.arange(n)
+    close = d <= t + _TOL
+    if not close.any():
+        return roots
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    m = coo_matrix((np.ones(int(close.sum()), dtype=np.int8), (a[close], b[close])), shape=(n, n))
+    _, part = connected_components(m, directed=False)
+    del m
+    inside = part[a] == part[b]
+    a, b, d = a[inside], b[inside], d[inside]
+    by_part = np.argsort(part[a], kind="stable")  # edges stay in their (distance, i, j) order within a part
+    a, b, d = a[by_part], b[by_part], d[by_part]
+    edge_bounds = np.searchsorted(part[a], np.arange(part.max() + 2))
+    nodes = np.argsort(part, kind="stable")  # ascending node ids within each part
+    node_bounds = np.searchsorted(part[nodes], np.arange(part.max() + 2))
+    local = np.empty(n, dtype=np.int64)
+    for p in np.flatnonzero(np.diff(node_bounds) > 1).tolist():
+        members = nodes[node_bounds[p] : node_bounds[p + 1]]
+        local[members] = np.arange(len(members))  # increasing with the node id: ties break as before
+        lo, hi = edge_bounds[p], edge_bounds[p + 1]
+        found = _hac_part(len(members), local[a[lo:hi]], local[b[lo:hi]], d[lo:hi], t, method)
+        roots[members] = members[found]
+    return roots
+
+
+def _hac_part(n: int, a: np.ndarray, b: np.ndarray, d: np.ndarray, t: float, method: str) -> np.ndarray:
+    """:func:`_sparse_hac` inside one connected part (rows 0..n-1): each node's links in a dict, a heap
+    of the links whose value is <= t. ``complete`` keeps the largest link, with every value above t as
+    one shared infinity (such a link can never merge); ``average`` keeps (sum, count)."""
+    limit = t + _TOL
+    average = method == "average"
+    links: list[dict] = [{} for _ in range(n)]
+    heap = []
     for u, v, w in zip(a.tolist(), b.tolist(), d.tolist(), strict=True):
-        links[u][v] = links[v][u] = (w, 1, w)
-
-    def value(entry: tuple[float, int, float]) -> float:
-        return round(entry[0] / entry[1], 9) if method == "average" else entry[2]
-
-    heap = [(value(links[u][v]), u, v) for u in range(n) for v in links[u] if u < v]
+        if average:
+            links[u][v] = links[v][u] = (w, 1)
+        else:
+            links[u][v] = links[v][u] = w if w <= limit else _BLOCKED
+        if w <= limit:
+            heap.append((w, u, v))
     heapq.heapify(heap)
+
+    def value(entry) -> float:
+        return round(entry[0] / entry[1], 9) if average else entry
+
     parent = np.arange(n)
     alive = np.ones(n, dtype=bool)
     while heap:
         val, u, v = heapq.heappop(heap)
-        if val > t + _TOL:
+        if val > limit:
             break
         if not (alive[u] and alive[v]) or v not in links[u] or value(links[u][v]) != val:
             continue  # stale entry
@@ -191,14 +234,20 @@ def _sparse_hac(n: int, a: np.ndarray, b: np.ndarray, d: np.ndarray, t: float, m
                 continue
             del links[c][gone]
             old = links[keep].get(c)
-            new = e if old is None else (e[0] + old[0], e[1] + old[1], max(e[2], old[2]))
+            if old is None:
+                new = e
+            elif average:
+                new = (e[0] + old[0], e[1] + old[1])
+            else:
+                new = e if e >= old else old
             links[keep][c] = links[c][keep] = new
             if old is None or value(new) != value(old):
-                heapq.heappush(heap, (value(new), min(keep, c), max(keep, c)))
+                nv = value(new)
+                if nv <= limit:
+                    heapq.heappush(heap, (nv, min(keep, c), max(keep, c)))
         links[gone] = {}
         alive[gone] = False
         parent[gone] = keep
-    # resolve parents to roots
     roots = parent.copy()
     while True:
         nxt = roots[roots]
