@@ -362,10 +362,11 @@ def main() -> None:
             if args.out:
                 with args.out.open("a") as fh:
                     fh.write(json.dumps(r) + "\n")
-    print("# growth exponents (wall time; peak RSS)")
+    print("# growth exponents (CPU time; wall time; peak RSS)")
     for task, rows in results.items():
         rows = [r for r in rows if "error" not in r]
-        print(f"{task}: time {growth(rows, 'wall_s') or '-'}; rss {growth(rows, 'peak_rss_mb') or '-'}")
+        print(f"{task}: cpu {growth(rows, 'cpu_s') or '-'}; wall {growth(rows, 'wall_s') or '-'}; "
+              f"rss {growth(rows, 'peak_rss_mb') or '-'}")
 
 
 if __name__ == "__main__":
