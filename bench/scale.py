@@ -10,6 +10,11 @@ For every size, each task runs in a fresh subprocess (time, CPU time and peak RS
 * ``candidates``: dupes' CNN candidates (k=12, cos >= 0.5) + hash candidates, and the recall of the
   planted copies among them;
 * ``sort_graph`` / ``cluster_graph``: the all-pairs k-NN graphs of sort (k=10) and cluster (k=15);
+* ``sort`` / ``cluster``: the whole library work of ``lookalike sort`` / ``lookalike cluster`` after the
+  catalog read: the feature matrix (float16, in memory, rows in an order other than the paths', as
+  ``Catalog.feature_matrix`` gives it) through ``organise.vectors.from_matrix`` as ``load_vectors`` calls it, then
+  ``organise.sort.sort_vectors`` (graph, path fragments, joining, 2-opt / Or-opt) or
+  ``organise.cluster.cluster_vectors`` at the command's defaults;
 * ``query``: build the persisted index (lookalike.search.VectorIndex), save, reopen, then ms per single
   query and its recall@10 against exact search;
 * ``recall``: recall@10 of the all-pairs approximate graph against exact search on a sample of at most
@@ -38,7 +43,7 @@ import numpy as np
 
 DIM = 1280
 COPY_SHARE = 0.02  # planted copies: 2% of the items
-TASKS = ("candidates", "sort_graph", "cluster_graph", "query", "recall")
+TASKS = ("candidates", "sort_graph", "cluster_graph", "sort", "cluster", "query", "recall")
 SAMPLE_MAX = 100_000
 
 
@@ -119,6 +124,59 @@ def _recall(found: np.ndarray, truth: np.ndarray) -> float:
     return hits / max(1, int((truth >= 0).sum()))
 
 
+def _synthetic_paths(n: int) -> list[str]:
+    """Paths for the rows, in an order other than the rows' (the catalog's order is not the path order)."""
+    perm = np.random.default_rng(4).permutation(n)
+    return [f"/photos/{d // 1000:04d}/IMG_{d:07d}.jpg" for d in perm.tolist()]
+
+
+def _organise(task: str, folder: Path, n: int) -> dict:
+    """``sort`` / ``cluster`` as the commands run them once the catalog has given (paths, float16 matrix)."""
+    from lookalike.organise.vectors import from_matrix
+
+    out: dict = {}
+    paths = _synthetic_paths(n)
+    matrix = np.load(folder / "vectors.npy")  # in memory, as Catalog.feature_matrix returns it
+    t0, c0 = time.perf_counter(), time.process_time()
+    vec = from_matrix(paths, matrix, "embedding", reuse=True)  # as load_vectors: the matrix is handed over
+    del matrix, paths
+    out["vectors_s"] = round(time.perf_counter() - t0, 2)
+    out["vectors_cpu_s"] = round(time.process_time() - c0, 2)
+    out["vectors_rss_mb"] = peak_rss_mb()
+    t1, c1 = time.perf_counter(), time.process_time()
+    if task == "sort":
+        from lookalike.organise.sort import sort_vectors
+
+        res = sort_vectors(vec, progress=_stages(out, t1))
+        out["mean_distance"] = round(res.mean_distance, 4)
+        out["photos"] = len(res.order)
+    else:
+        from lookalike.organise.cluster import cluster_vectors
+
+        res = cluster_vectors(vec, progress=_stages(out, t1))
+        out["mode"], out["method"] = res.mode, res.method
+        out["clusters"] = len(res.clusters)
+        out["clustered"] = sum(len(c) for c in res.clusters)
+        out["largest"] = max((len(c) for c in res.clusters), default=0)
+    out["organise_s"] = round(time.perf_counter() - t1, 2)
+    out["organise_cpu_s"] = round(time.process_time() - c1, 2)
+    return out
+
+
+def _stages(out: dict, start: float):
+    """A progress callback that records when each run of calls began (a stage: graph, joining, ...)."""
+    marks: list = []
+    out["stages_s"] = marks
+    last = {"total": None}
+
+    def progress(done: int, total: int) -> None:
+        if total != last["total"]:
+            last["total"] = total
+            marks.append(round(time.perf_counter() - start, 1))
+
+    return progress
+
+
 def run_task(task: str, folder: Path) -> dict:
     """One measurement; returns its figures (the caller adds time and memory)."""
     vec = np.load(folder / "vectors.npy", mmap_mode="r")
@@ -150,6 +208,8 @@ def run_task(task: str, folder: Path) -> dict:
         g = knn_graph(Vectors([""] * n, vec, "embedding"), k, exact_limit=EXACT_LIMIT)
         out["k"], out["exact"] = k, g.exact
         out["edges"] = int((g.idx >= 0).sum())
+    elif task in ("sort", "cluster"):
+        out.update(_organise(task, folder, n))
     elif task == "query":
         from lookalike.search import ExactCosineSearcher, open_index
 
@@ -302,10 +362,11 @@ def main() -> None:
             if args.out:
                 with args.out.open("a") as fh:
                     fh.write(json.dumps(r) + "\n")
-    print("# growth exponents (wall time; peak RSS)")
+    print("# growth exponents (CPU time; wall time; peak RSS)")
     for task, rows in results.items():
         rows = [r for r in rows if "error" not in r]
-        print(f"{task}: time {growth(rows, 'wall_s') or '-'}; rss {growth(rows, 'peak_rss_mb') or '-'}")
+        print(f"{task}: cpu {growth(rows, 'cpu_s') or '-'}; wall {growth(rows, 'wall_s') or '-'}; "
+              f"rss {growth(rows, 'peak_rss_mb') or '-'}")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from lookalike.organise.cluster import (
     DEFAULT_MIN_SIZE,
     DEFAULT_SIM,
     DEFAULT_TIME_WEIGHT,
-    EXACT_LIMIT,
+    MATRIX_LIMIT,
     METHODS,
 )
 
@@ -215,7 +215,7 @@ def _print_clusters(result) -> None:
             out.print(f"  {p}", highlight=False, markup=False)
     for line in result.size_table():
         console.print(line, highlight=False)
-    mode = f"k-NN graph mode (more than {EXACT_LIMIT} photos)" if result.mode == "graph" else "exact mode"
+    mode = f"k-NN graph mode (more than {MATRIX_LIMIT} photos)" if result.mode == "graph" else "exact mode"
     console.print(f"{len(result.clusters)} group(s), {len(result.unclustered)} unclustered; {result.method} linkage, "
                   f"{mode}, cut at {result.threshold:.4f}", highlight=False)
     if result.note:

@@ -17,7 +17,7 @@ So ``sim = 0`` gives one group (single/average/complete) and ``sim = 1`` joins o
 (distance 0, with a 1e-6 tolerance for rounding). ``relative=True`` is imagecluster's cut instead: at
 ``(1 - sim)`` times the largest pairwise distance of the set, so its meaning changes with every folder.
 
-Past ``exact_limit`` photos (20,000) the N x N distance matrix is not built. Clustering runs over the
+Past ``exact_limit`` photos (``MATRIX_LIMIT``, 20,000) the N x N distance matrix is not built. Clustering runs over the
 k-NN graph (k = 15): ``single`` = connected parts of the links at distance <= 1 - sim; ``average`` and
 ``complete`` merge the closest pair of groups first, averaging (or taking the largest) over the k-NN links
 between them only, while that value is <= 1 - sim. (The links are the shortest distances, so this average
@@ -61,9 +61,14 @@ DEFAULT_SIM = 0.45
 GRAPH_FALLBACK_METHOD = "complete"
 DEFAULT_MIN_SIZE = 2
 DEFAULT_TIME_WEIGHT = 0.0
-EXACT_LIMIT = 20000
+#: Photos up to which ``cluster`` builds the full N x N distance matrix (exact hierarchical clustering,
+#: ward, the dendrogram); above it clustering runs over the k-NN graph. Not ``search.EXACT_LIMIT``
+#: (10,000): that is where exact k-NN *search* stops paying, which decides how the graph itself is found.
+#: At 20,000 photos the matrix is 1.6 GB of float64 (scipy's linkage needs it whole).
+MATRIX_LIMIT = 20000
 GRAPH_K = 15
 _TOL = 1e-6
+_BLOCKED = float("inf")  # a complete-linkage link above the cut: it can never merge
 
 
 @dataclass
@@ -132,7 +137,7 @@ def condensed_distances(
             pos += len(seg)
         if progress:
             progress(e, n)
-    return np.round(out, 6)
+    return np.round(out, 6, out=out)  # in place: at MATRIX_LIMIT photos the matrix alone is 1.6 GB
 
 
 def _exact_labels(
@@ -142,8 +147,8 @@ def _exact_labels(
     from scipy.cluster import hierarchy  # scipy loads in ~0.6 s: only when clustering, not at CLI start
 
     dist = condensed_distances(vec, times, time_weight, progress)
-    if method == "ward":
-        dist = np.sqrt(2.0 * dist)
+    if method == "ward":  # in place (no second matrix-sized array)
+        np.sqrt(np.multiply(dist, 2.0, out=dist), out=dist)
     z = hierarchy.linkage(dist, method=method)
     if relative:
         t = (1.0 - sim) * float(dist.max(initial=0.0))
@@ -155,7 +160,7 @@ def _exact_labels(
 
 def _graph_edges(vec: Vectors, times: np.ndarray | None, time_weight: float, k: int, progress: Progress | None,
                  dask: str | int | None = None):
-    g = knn_graph(vec, k, exact_limit=0 if len(vec) > EXACT_LIMIT else EXACT_LIMIT, progress=progress, cluster=dask)
+    g = knn_graph(vec, k, progress=progress, cluster=dask)  # exact up to search.EXACT_LIMIT rows, then IVF
     a, b, d = g.edges()
     d = d.astype(np.float64)
     if times is not None and time_weight > 0:
@@ -164,21 +169,63 @@ def _graph_edges(vec: Vectors, times: np.ndarray | None, time_weight: float, k: 
 
 
 def _sparse_hac(n: int, a: np.ndarray, b: np.ndarray, d: np.ndarray, t: float, method: str) -> np.ndarray:
-    """Agglomerate over graph links only, closest first, while the link value stays <= t."""
-    links: list[dict[int, tuple[float, int, float]]] = [{} for _ in range(n)]
+    """Agglomerate over graph links only, closest first, while the link value stays <= t.
+
+    Every merge joins two groups through at least one link <= t, so a group never leaves its connected
+    part of the graph's links <= t: each such part is agglomerated on its own (links between parts can
+    never decide a merge and are dropped), one at a time, so memory is that of the largest part."""
+    roots = np.arange(n)
+    close = d <= t + _TOL
+    if not close.any():
+        return roots
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    m = coo_matrix((np.ones(int(close.sum()), dtype=np.int8), (a[close], b[close])), shape=(n, n))
+    _, part = connected_components(m, directed=False)
+    del m
+    inside = part[a] == part[b]
+    a, b, d = a[inside], b[inside], d[inside]
+    by_part = np.argsort(part[a], kind="stable")  # edges stay in their (distance, i, j) order within a part
+    a, b, d = a[by_part], b[by_part], d[by_part]
+    edge_bounds = np.searchsorted(part[a], np.arange(part.max() + 2))
+    nodes = np.argsort(part, kind="stable")  # ascending node ids within each part
+    node_bounds = np.searchsorted(part[nodes], np.arange(part.max() + 2))
+    local = np.empty(n, dtype=np.int64)
+    for p in np.flatnonzero(np.diff(node_bounds) > 1).tolist():
+        members = nodes[node_bounds[p] : node_bounds[p + 1]]
+        local[members] = np.arange(len(members))  # increasing with the node id: ties break as before
+        lo, hi = edge_bounds[p], edge_bounds[p + 1]
+        found = _hac_part(len(members), local[a[lo:hi]], local[b[lo:hi]], d[lo:hi], t, method)
+        roots[members] = members[found]
+    return roots
+
+
+def _hac_part(n: int, a: np.ndarray, b: np.ndarray, d: np.ndarray, t: float, method: str) -> np.ndarray:
+    """:func:`_sparse_hac` inside one connected part (rows 0..n-1): each node's links in a dict, a heap
+    of the links whose value is <= t. ``complete`` keeps the largest link, with every value above t as
+    one shared infinity (such a link can never merge); ``average`` keeps (sum, count)."""
+    limit = t + _TOL
+    average = method == "average"
+    links: list[dict] = [{} for _ in range(n)]
+    heap = []
     for u, v, w in zip(a.tolist(), b.tolist(), d.tolist(), strict=True):
-        links[u][v] = links[v][u] = (w, 1, w)
-
-    def value(entry: tuple[float, int, float]) -> float:
-        return round(entry[0] / entry[1], 9) if method == "average" else entry[2]
-
-    heap = [(value(links[u][v]), u, v) for u in range(n) for v in links[u] if u < v]
+        if average:
+            links[u][v] = links[v][u] = (w, 1)
+        else:
+            links[u][v] = links[v][u] = w if w <= limit else _BLOCKED
+        if w <= limit:
+            heap.append((w, u, v))
     heapq.heapify(heap)
+
+    def value(entry) -> float:
+        return round(entry[0] / entry[1], 9) if average else entry
+
     parent = np.arange(n)
     alive = np.ones(n, dtype=bool)
     while heap:
         val, u, v = heapq.heappop(heap)
-        if val > t + _TOL:
+        if val > limit:
             break
         if not (alive[u] and alive[v]) or v not in links[u] or value(links[u][v]) != val:
             continue  # stale entry
@@ -189,14 +236,20 @@ def _sparse_hac(n: int, a: np.ndarray, b: np.ndarray, d: np.ndarray, t: float, m
                 continue
             del links[c][gone]
             old = links[keep].get(c)
-            new = e if old is None else (e[0] + old[0], e[1] + old[1], max(e[2], old[2]))
+            if old is None:
+                new = e
+            elif average:
+                new = (e[0] + old[0], e[1] + old[1])
+            else:
+                new = e if e >= old else old
             links[keep][c] = links[c][keep] = new
             if old is None or value(new) != value(old):
-                heapq.heappush(heap, (value(new), min(keep, c), max(keep, c)))
+                nv = value(new)
+                if nv <= limit:
+                    heapq.heappush(heap, (nv, min(keep, c), max(keep, c)))
         links[gone] = {}
         alive[gone] = False
         parent[gone] = keep
-    # resolve parents to roots
     roots = parent.copy()
     while True:
         nxt = roots[roots]
@@ -211,7 +264,7 @@ def _graph_labels(
     progress: Progress | None, k: int = GRAPH_K, dask: str | int | None = None,
 ) -> tuple[np.ndarray, float]:
     if method == "ward":
-        raise UsageError(f"--method ward needs the full distance matrix: use it on at most {EXACT_LIMIT} photos")
+        raise UsageError(f"--method ward needs the full distance matrix: use it on at most {MATRIX_LIMIT} photos")
     n = len(vec)
     a, b, d = _graph_edges(vec, times, time_weight, k, progress, dask)
     t = (1.0 - sim) * float(d.max(initial=0.0)) if relative else 1.0 - sim
@@ -234,7 +287,7 @@ def cluster_vectors(
     time_weight: float = DEFAULT_TIME_WEIGHT,
     times: np.ndarray | None = None,
     relative: bool = False,
-    exact_limit: int = EXACT_LIMIT,
+    exact_limit: int = MATRIX_LIMIT,
     progress: Progress | None = None,
     dask: str | int | None = None,
 ) -> ClusterResult:
@@ -297,7 +350,7 @@ def cluster(
     progress: Progress | None = None,
     relative: bool = False,
     recursive: bool = True,
-    exact_limit: int = EXACT_LIMIT,
+    exact_limit: int = MATRIX_LIMIT,
     dask: str | int | None = None,
 ) -> ClusterResult:
     """Index ``paths`` as needed and group their photos (see the module doc for what ``sim`` means).

@@ -134,10 +134,22 @@ def _fragments_path(vec: Vectors, graph: KnnGraph, progress: Progress | None) ->
     return path
 
 
-class _Path:
-    """An open path as arrays: p (nodes), pos (node -> position), elen (length of edge p[i] - p[i+1])."""
+#: float64 rows the local search keeps (a cache: its moves look at a few photos around two places of the
+#: path at a time, and it walks the path in order): 16,384 rows of 1280 values are 160 MiB
+ROW_CACHE = 16384
+#: path positions on either side of a photo that an Or-opt move around it can touch (segments of 1-3)
+_REACH = 3
 
-    def __init__(self, vec: Vectors, order: Sequence[int]) -> None:
+
+class _Path:
+    """An open path as arrays: p (nodes), pos (node -> position), elen (length of edge p[i] - p[i+1]).
+
+    Distances are the cosines of the stored rows in float64 (products of float16 or float32 values are
+    exact there, so a distance does not depend on how or where it is computed), mapped to 0..1 and
+    rounded to 1e-6. Rows are turned into float64 only as the search reaches them, kept in a bounded
+    cache (``cache_rows``): never a whole-collection copy."""
+
+    def __init__(self, vec: Vectors, order: Sequence[int], cache_rows: int = ROW_CACHE) -> None:
         self.vec = vec
         self.x = vec.x
         self.hash = vec.kind == "hash"
@@ -145,15 +157,62 @@ class _Path:
         self.n = len(self.p)
         self.pos = np.empty(self.n, dtype=np.int64)
         self.pos[self.p] = np.arange(self.n)
-        self.elen = (
-            vec.pair_distance(self.p[:-1], self.p[1:]).astype(np.float64) if self.n > 1 else np.zeros(0)
-        )
-        self.elen = np.round(self.elen, 6)
+        cap = max(1, min(self.n, cache_rows))
+        self._cache = np.empty((cap, self.x.shape[1] if self.x.ndim == 2 else 0), dtype=np.float64)
+        self._slot: dict[int, int] = {}
+        self._owner = [-1] * cap
+        self._next = 0
+        self.elen = np.zeros(max(self.n - 1, 0), dtype=np.float64)
+        for s in range(0, self.n - 1, 8192):
+            e = min(self.n - 1, s + 8192)
+            a = np.asarray(self.x[self.p[s:e]], dtype=np.float64)
+            b = np.asarray(self.x[self.p[s + 1 : e + 1]], dtype=np.float64)
+            self.elen[s:e] = self._dist(np.einsum("ij,ij->i", a, b))
+
+    def _dist(self, cos: np.ndarray) -> np.ndarray:
+        v = (1.0 - cos) * 0.5 if self.hash else 1.0 - cos
+        return np.round(np.clip(v, 0.0, 1.0), 6)
+
+    def rows(self, nodes: Sequence[int]) -> np.ndarray:
+        """float64 rows of ``nodes`` (through the cache; the oldest entries make room)."""
+        out = np.empty((len(nodes), self._cache.shape[1]), dtype=np.float64)
+        hit_k, hit_s, miss_k, miss_u = [], [], [], []
+        slot = self._slot
+        for k, u in enumerate(nodes):
+            s = slot.get(u)
+            if s is None:
+                miss_k.append(k)
+                miss_u.append(u)
+            else:
+                hit_k.append(k)
+                hit_s.append(s)
+        if hit_k:
+            out[hit_k] = self._cache[hit_s]
+        if miss_k:
+            fresh = np.asarray(self.x[miss_u], dtype=np.float64)
+            out[miss_k] = fresh
+            cap = len(self._owner)
+            for u, row in zip(miss_u, fresh, strict=True):
+                if u in slot:  # asked for twice in one call
+                    continue
+                s = self._next
+                self._next = (s + 1) % cap
+                old = self._owner[s]
+                if old >= 0:
+                    del slot[old]
+                self._owner[s] = u
+                slot[u] = s
+                self._cache[s] = row
+        return out
+
+    def distances_among(self, positions: Sequence[int]) -> list[list[float]]:
+        """Distances among the photos at ``positions`` (one product), as nested lists."""
+        r = self.rows([int(self.p[q]) for q in positions])
+        return self._dist(r @ r.T).tolist()
 
     def d(self, a: int, b: int) -> float:
-        c = float(self.x[a] @ self.x[b])
-        v = (1.0 - c) * 0.5 if self.hash else 1.0 - c
-        return round(min(1.0, max(0.0, v)), 6)
+        r = self.rows([a, b])
+        return float(self._dist(np.dot(r[0], r[1])))
 
     def edge(self, x: int) -> float:
         return float(self.elen[x]) if 0 <= x < self.n - 1 else 0.0
@@ -215,14 +274,82 @@ class _Path:
 _EPS = 3e-3  # moves saving less than this (on the 0..1 distance scale) are not worth a pass
 
 
+def _find_move(path: _Path, a: int, c: int, i: int, j: int) -> tuple | None:
+    """The first move that makes a-c an edge and saves more than _EPS: ("2opt", x, y) or
+    ("or", s, e, jj, rev); 2-opt first, then Or-opt segments of 1, 2, 3 photos (the path as it is now).
+    Distances one at a time, through the path's methods: the reference for :func:`_find_move_near`."""
+    n = path.n
+    lo, hi = min(i, j), max(i, j)
+    # 2-opt: make a-c an edge, breaking the edges after or before both
+    for x, y in ((lo, hi), (lo - 1, hi - 1)):
+        if x >= -1 and y <= n - 1 and y > x + 1 and path.two_opt_gain(x, y) > _EPS:
+            return ("2opt", x, y)
+    # Or-opt: move a segment that starts or ends at a next to c
+    for seg in (1, 2, 3):
+        for s, e in ((i, i + seg - 1), (i - seg + 1, i)) if seg > 1 else ((i, i),):
+            if s < 0 or e > n - 1 or s <= j <= e:
+                continue
+            a_first = s == i
+            # place a next to c: after c (j) or before c (j - 1), orientation decides which end is a
+            for jj, rev in ((j, not a_first), (j - 1, a_first)):
+                if jj < -1 or jj > n - 1 or (s - 1 <= jj <= e):
+                    continue
+                if path.or_gain(s, e, jj, rev) > _EPS:
+                    return ("or", s, e, jj, rev)
+    return None
+
+
+def _find_move_near(path: _Path, i: int, j: int) -> tuple | None:
+    """:func:`_find_move` for the photos at positions i (a) and j (c), with every distance it may need
+    computed in one product first (positions i-3..i+3 and j-1..j+1) and the same decisions in plain Python."""
+    n = path.n
+    window = [q for q in range(i - _REACH, i + _REACH + 1) if 0 <= q < n]
+    window += [q for q in (j - 1, j, j + 1) if 0 <= q < n and not i - _REACH <= q <= i + _REACH]
+    near = path.distances_among(window)
+    at = {q: k for k, q in enumerate(window)}
+    elen = path.elen
+
+    def dist(u: int, v: int) -> float:  # between positions; 0 for a position off the path
+        return near[at[u]][at[v]] if 0 <= u < n and 0 <= v < n else 0.0
+
+    def edge(x: int) -> float:
+        return float(elen[x]) if 0 <= x < n - 1 else 0.0
+
+    lo, hi = min(i, j), max(i, j)
+    for x, y in ((lo, hi), (lo - 1, hi - 1)):
+        if x >= -1 and y <= n - 1 and y > x + 1:
+            gain = edge(x) + edge(y) - dist(x, y) - dist(x + 1, y + 1)
+            if gain > _EPS:
+                return ("2opt", x, y)
+    for seg in (1, 2, 3):
+        for s, e in ((i, i + seg - 1), (i - seg + 1, i)) if seg > 1 else ((i, i),):
+            if s < 0 or e > n - 1 or s <= j <= e:
+                continue
+            a_first = s == i
+            cut = edge(s - 1) + edge(e)
+            joined = dist(s - 1, e + 1)
+            for jj, rev in ((j, not a_first), (j - 1, a_first)):
+                if jj < -1 or jj > n - 1 or (s - 1 <= jj <= e):
+                    continue
+                first, last = (e, s) if rev else (s, e)
+                removed = cut + edge(jj)
+                added = joined + dist(jj, first) + dist(last, jj + 1)
+                if removed - added > _EPS:
+                    return ("or", s, e, jj, rev)
+    return None
+
+
 def improve(path: _Path, neighbours: np.ndarray, max_rounds: int = 10, progress: Progress | None = None,
-            start: Sequence[int] | None = None) -> None:
+            start: Sequence[int] | None = None, window: bool = True) -> None:
     """2-opt + Or-opt over k-NN candidates with don't-look bits, until no move helps (``start``: the only
-    photos to look at first; default all)."""
+    photos to look at first; default all, in path order).
+
+    ``window``: compute the distances a move may need (the photos within reach of both places) in one
+    product before trying the moves; False computes each distance alone (the same values: a test checks)."""
     n = path.n
     if n < 4:
         return
-    queue = deque(range(n) if start is None else start)
+    queue = deque(path.p.tolist() if start is None else start)
     queued = np.zeros(n, dtype=bool)
     queued[list(queue)] = True
     nb = neighbours.tolist()
@@ -241,7 +368,7 @@ def improve(path: _Path, neighbours: np.ndarray, max_rounds: int = 10, progress:
         done += 1
         if progress and done % 5000 == 0:
             progress(min(done, n), n)
-        moved = False
+        move = None
         for c in nb[a]:
             if c < 0:
                 break
@@ -249,42 +376,22 @@ def improve(path: _Path, neighbours: np.ndarray, max_rounds: int = 10, progress:
             dac = path.d(a, c)
             if dac >= max(path.edge(i - 1), path.edge(i)) - _EPS:
                 break  # neighbour lists are sorted: later ones are no closer
-            lo, hi = min(i, j), max(i, j)
-            # 2-opt: make a-c an edge, breaking the edges after or before both
-            for x, y in ((lo, hi), (lo - 1, hi - 1)):
-                if x >= -1 and y <= n - 1 and y > x + 1 and path.two_opt_gain(x, y) > _EPS:
-                    touched = (path.node(x), path.node(x + 1), path.node(y), path.node(y + 1))
-                    path.reverse(x, y)
-                    wake(*touched)
-                    moved = True
-                    break
-            if moved:
+            move = _find_move_near(path, i, j) if window else _find_move(path, a, c, i, j)
+            if move is not None:
                 break
-            # Or-opt: move a segment that starts or ends at a next to c
-            for seg in (1, 2, 3):
-                for s, e in ((i, i + seg - 1), (i - seg + 1, i)):
-                    if s < 0 or e > n - 1 or s <= j <= e:
-                        continue
-                    a_first = s == i
-                    # place a next to c: after c (j) or before c (j - 1), orientation decides which end is a
-                    for jj, rev in ((j, not a_first), (j - 1, a_first)):
-                        if jj < -1 or jj > n - 1 or (s - 1 <= jj <= e):
-                            continue
-                        if path.or_gain(s, e, jj, rev) > _EPS:
-                            touched = (path.node(s - 1), path.node(s), path.node(e), path.node(e + 1),
-                                       path.node(jj), path.node(jj + 1))
-                            path.or_move(s, e, jj, rev)
-                            wake(*touched)
-                            moved = True
-                            break
-                    if moved:
-                        break
-                if moved:
-                    break
-            if moved:
-                break
-        if moved:
-            wake(a)
+        if move is None:
+            continue
+        if move[0] == "2opt":
+            _, x, y = move
+            touched = (path.node(x), path.node(x + 1), path.node(y), path.node(y + 1))
+            path.reverse(x, y)
+        else:
+            _, s, e, jj, rev = move
+            touched = (path.node(s - 1), path.node(s), path.node(e), path.node(e + 1),
+                       path.node(jj), path.node(jj + 1))
+            path.or_move(s, e, jj, rev)
+        wake(*touched)
+        wake(a)
 
 
 def order_vectors(vec: Vectors, k: int = DEFAULT_K, progress: Progress | None = None,
@@ -350,8 +457,15 @@ def sort_order(
     if isinstance(paths, str | Path):
         paths = [paths]
     vec = load_vectors(paths, model=model, catalog=catalog, progress=progress, recursive=recursive, dask=dask)
+    return sort_vectors(vec, model, k=k, progress=progress, dask=dask)
+
+
+def sort_vectors(vec: Vectors, model: str = DEFAULT_MODEL, k: int = DEFAULT_K,
+                 progress: Progress | None = None, dask: str | int | None = None) -> SortResult:
+    """:func:`sort_order` on prepared vectors (what ``lookalike sort`` does once the features are read;
+    ``dask``: the k-NN graph is computed on that Dask cluster)."""
     order, dist = order_vectors(vec, k=k, progress=progress, dask=dask)
-    return SortResult([vec.paths[i] for i in order], model, [float(v) for v in dist])
+    return SortResult([vec.paths[i] for i in order], model, dist.tolist())
 
 
 @dataclass
