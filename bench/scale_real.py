@@ -346,6 +346,37 @@ def score_groups(groups: list[list[str]], rows: dict[str, dict]) -> dict:
             "recall_by_edit": {e: round(float(np.mean(v)), 3) for e, v in sorted(by_edit.items())}}
 
 
+def crop_overlap(a: Variant, b: Variant) -> float:
+    """Shared area of two crops of one photo over the smaller crop's area (boxes taken upright: the
+    rotations are small). The near tier's verifier asks an overlap of at least 0.45 of the smaller picture
+    (dupes/verify.py's MIN_OVERLAP) of an edited copy."""
+    iw = max(0.0, min(a.cx + a.bw / 2, b.cx + b.bw / 2) - max(a.cx - a.bw / 2, b.cx - b.bw / 2))
+    ih = max(0.0, min(a.cy + a.bh / 2, b.cy + b.bh / 2) - max(a.cy - a.bh / 2, b.cy - b.bh / 2))
+    return iw * ih / min(a.bw * a.bh, b.bw * b.bh)
+
+
+def sibling_report(groups: list[list[str]], rows: dict[str, dict], cut: float = 0.45) -> dict:
+    """Pairs of two crops of one source photo (variants, their copies left out): how many the collection
+    holds with a crop overlap at or above ``cut`` and below it, and how many of each ``dupes`` grouped."""
+    srcs = sources()
+    found = {frozenset((a, b)) for g in groups for i, a in enumerate(g) for b in g[i + 1:]}
+    by_source: dict[int, list[str]] = defaultdict(list)
+    for p, row in rows.items():
+        if row["edit"] == "orig":
+            by_source[row["source"]].append(p)
+    counts = {"high_total": 0, "high_found": 0, "low_total": 0, "low_found": 0}
+    for s, paths in by_source.items():
+        if len(paths) < 2:
+            continue
+        vs = variants_of(s, srcs[s].width, srcs[s].height, 1 + max(rows[p]["variant"] for p in paths))
+        for i, a in enumerate(paths):
+            for b in paths[i + 1:]:
+                side = "high" if crop_overlap(vs[rows[a]["variant"]], vs[rows[b]["variant"]]) >= cut else "low"
+                counts[f"{side}_total"] += 1
+                counts[f"{side}_found"] += frozenset((a, b)) in found
+    return counts
+
+
 # -- tasks (each in its own process) ----------------------------------------------------------------
 def cpu_s() -> float:
     """CPU seconds of this process and its finished children."""
@@ -371,6 +402,7 @@ def run_task(task: str, folders: list[Path], catalog: Path) -> dict:
         from lookalike.dupes import find_duplicates
 
         rep = find_duplicates(strs, catalog=cat, workers=os.cpu_count() or 1)
+        (catalog.parent / "dupes_groups.json").write_text(json.dumps([g.paths for g in rep.groups]))
         out.update(groups=len(rep.groups), **score_groups([g.paths for g in rep.groups], manifest(folders)))
         out["stats"] = {k: v for k, v in rep.stats.items() if isinstance(v, int | float | dict)}
     elif task == "sort":
@@ -460,10 +492,20 @@ def main() -> None:
                     help="catalogs (one per size, made fresh)")
     ap.add_argument("--out", type=Path, default=None, help="append one JSON line per figure")
     ap.add_argument("--timeout", type=float, default=None, help="seconds per task")
+    ap.add_argument("--siblings", action="store_true",
+                    help="only: for each size, the crop overlaps of the sibling pairs its last dupes run grouped")
     ap.add_argument("--child", nargs=2, metavar=("TASK", "SPEC"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         _child(*args.child)
+        return
+    if args.siblings:
+        for n in args.sizes:
+            folders = collection(n, args.shard, args.processes)
+            rows = manifest(folders)
+            saved = args.work / str(len(rows)) / "dupes_groups.json"
+            if saved.exists():
+                print(json.dumps({"n": len(rows), **sibling_report(json.loads(saved.read_text()), rows)}))
         return
     results: dict[str, list[dict]] = {t: [] for t in args.tasks}
     for n in args.sizes:

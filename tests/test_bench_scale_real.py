@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import sys
@@ -73,3 +74,14 @@ def test_tiny_collection_ground_truth(tmp_path):
     stamp = (folders[0] / "manifest.json").stat().st_mtime_ns
     assert scale_real.collection(shard, shard=shard, processes=1, root=tmp_path) == folders[:1]
     assert (folders[0] / "manifest.json").stat().st_mtime_ns == stamp
+
+
+def test_crop_overlap_is_shared_area_over_the_smaller_crop():
+    base = scale_real.variants_of(0, 640, 480, 1)[0]
+    def box(cx: float, cy: float, side: float) -> scale_real.Variant:
+        return dataclasses.replace(base, cx=cx, cy=cy, bw=side, bh=side)
+
+    big, inner, half, away = box(200, 200, 200), box(200, 200, 100), box(300, 200, 200), box(500, 400, 50)
+    assert scale_real.crop_overlap(big, inner) == 1.0 == scale_real.crop_overlap(inner, big)
+    assert scale_real.crop_overlap(big, half) == 0.5
+    assert scale_real.crop_overlap(big, away) == 0.0
