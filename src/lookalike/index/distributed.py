@@ -33,6 +33,7 @@ from lookalike.catalog import Catalog, FeatureRow, FileRow, ImageRow, open_catal
 from lookalike.dask_cluster import ClusterError, check_workers, connected, fingerprint, require_dask
 from lookalike.errors import LookalikeError
 from lookalike.features import DEFAULT_MODEL, Extractor, load_extractor
+from lookalike.index.pool import known_by_size
 from lookalike.index.report import IndexFailure, IndexReport, Progress
 from lookalike.options import check_cluster
 
@@ -264,21 +265,6 @@ def _shards(jobs: Sequence[ShardJob], workers: int, shard_files: int) -> list[li
     return [list(jobs[i : i + size]) for i in range(0, len(jobs), size)]
 
 
-def _known_content(cat: Catalog, jobs: Sequence[ShardJob], extractors: Sequence[Extractor]
-                   ) -> dict[int, dict[str, list[str]]]:
-    """size -> {content hash -> models with its feature}, for the known pictures of the sizes of the files whose
-    content is not known yet: lets a worker tell a moved or copied file without asking the catalog."""
-    from lookalike.index.pipeline import _nbytes
-
-    by_size = cat.hashes_of_size({j.size for j in jobs if j.need is None})
-    hashes = [h for hs in by_size.values() for h in hs]
-    models: dict[str, list[str]] = {h: [] for h in hashes}
-    for e in extractors:
-        for h in cat.hashes_with_feature(hashes, e.id, e.version, _nbytes(e)):
-            models[h].append(e.id)
-    return {n: {h: models[h] for h in hs} for n, hs in by_size.items()}
-
-
 def _content_for(shard: Sequence[ShardJob], by_size: dict[int, dict[str, list[str]]]) -> dict[str, list[str]]:
     """The known contents a shard's new files may be."""
     out: dict[str, list[str]] = {}
@@ -354,7 +340,7 @@ def _merge_shards(distributed: Any, client: Any, cat: Catalog, to_send: list[Sha
         report.workers = check_workers(client, model_ids)
         shards = _shards(to_send, report.workers, shard_files)
         wanted = fingerprint(model_ids)
-        by_size = _known_content(cat, to_send, extractors)
+        by_size = known_by_size(cat, to_send, extractors)
         futures = [client.submit(index_shard, s, model_ids, wanted, _content_for(s, by_size), pure=False,
                                  key=f"lookalike-shard-{i}-{os.getpid()}-{time.time_ns()}")
                    for i, s in enumerate(shards)]

@@ -189,10 +189,11 @@ atexit.register(shutdown_pool)
 # -- the parent's side ------------------------------------------------------------------------------------------
 
 
-def _known_by_size(catalog: Catalog, jobs: Sequence, extractors: Sequence[Extractor]
+def known_by_size(catalog: Catalog, jobs: Sequence, extractors: Sequence[Extractor]
                    ) -> dict[int, dict[str, list[str]]]:
     """size -> {content hash -> ids of the models that have its feature}, for the known pictures of the sizes
-    of the files whose content is not known yet (one scan of the catalog's pictures, not two queries a file)."""
+    of the files whose content is not known yet (one scan of the catalog's pictures, not two queries a file):
+    lets a worker (a pool process or a Dask worker) tell a moved or copied file without asking the catalog."""
     from lookalike.index.pipeline import _nbytes
 
     by_size = catalog.hashes_of_size({j.size for j in jobs if j.need is None})
@@ -210,7 +211,7 @@ def run_in_processes(jobs: Sequence, catalog: Catalog, extractors: Sequence[Extr
     from lookalike.index.pipeline import _Done
 
     portable = [_for_workers(e) for e in extractors]
-    by_size = _known_by_size(catalog, jobs, extractors)
+    by_size = known_by_size(catalog, jobs, extractors)
 
     def task(chunk: Sequence) -> tuple[list[tuple], dict[str, list[str]]]:
         fields = [(j.path, j.size, j.mtime_ns, j.status, j.inode, j.ctime_ns, j.content_hash,
