@@ -29,6 +29,7 @@ Growth exponents ``log(t2/t1) / log(n2/n1)`` are printed between consecutive siz
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -332,6 +333,29 @@ def load() -> str:
     return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
+def record(task: str, n: int, run, results: dict[str, list[dict]], out: Path | None, **extra) -> dict:
+    """Run one figure (``run()`` returns its dict), stamp it with size, task and the load before and after,
+    print it as a JSON line, keep it in ``results`` and append it to ``out``."""
+    before = load()
+    r = run()
+    r.update(n=n, task=task, load_before=before, load_after=load(), **extra)
+    results[task].append(r)
+    print(json.dumps(r), flush=True)
+    if out:
+        with out.open("a") as fh:
+            fh.write(json.dumps(r) + "\n")
+    return r
+
+
+def print_growth(results: dict[str, list[dict]]) -> None:
+    """Growth exponents between consecutive sizes of every task (CPU time; wall time; peak RSS)."""
+    print("# growth exponents (CPU time; wall time; peak RSS)")
+    for task, rows in results.items():
+        rows = [r for r in rows if "error" not in r]
+        print(f"{task}: cpu {growth(rows, 'cpu_s') or '-'}; wall {growth(rows, 'wall_s') or '-'}; "
+              f"rss {growth(rows, 'peak_rss_mb') or '-'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
@@ -354,19 +378,8 @@ def main() -> None:
         facts = make_data(n, folder)
         print(f"# n={n}: data ready in {time.perf_counter() - t:.1f} s ({facts}); {load()}", flush=True)
         for task in args.tasks:
-            before = load()
-            r = measure(task, folder, args.timeout)
-            r.update(n=n, task=task, load_before=before, load_after=load())
-            results[task].append(r)
-            print(json.dumps(r), flush=True)
-            if args.out:
-                with args.out.open("a") as fh:
-                    fh.write(json.dumps(r) + "\n")
-    print("# growth exponents (CPU time; wall time; peak RSS)")
-    for task, rows in results.items():
-        rows = [r for r in rows if "error" not in r]
-        print(f"{task}: cpu {growth(rows, 'cpu_s') or '-'}; wall {growth(rows, 'wall_s') or '-'}; "
-              f"rss {growth(rows, 'peak_rss_mb') or '-'}")
+            record(task, n, functools.partial(measure, task, folder, args.timeout), results, args.out)
+    print_growth(results)
 
 
 if __name__ == "__main__":

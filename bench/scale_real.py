@@ -36,6 +36,7 @@ Growth exponents ``log(t2/t1) / log(n2/n1)`` between consecutive sizes are print
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import io
 import json
@@ -59,7 +60,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))  # photo_edits: the edited copies (test-only code)
 sys.path.insert(0, str(ROOT / "bench"))
 
-from scale import growth, load, peak_rss_mb  # noqa: E402  (bench/scale.py's helpers)
+from scale import load, peak_rss_mb, print_growth, record  # noqa: E402  (bench/scale.py's helpers)
 
 SHARED = Path(os.environ.get("LOOKALIKE_SHARED", ROOT.parent / "shared"))
 DATA = SHARED / "data"
@@ -537,20 +538,9 @@ def main() -> None:
         spec = work / "spec.json"
         spec.write_text(json.dumps({"folders": [str(f) for f in folders], "catalog": str(work / "catalog.sqlite")}))
         for task in args.tasks:
-            before = load()
-            r = measure(task, spec, args.timeout)
-            r.update(n=files, task=task, load_before=before, load_after=load(),
-                     date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
-            results[task].append(r)
-            print(json.dumps(r), flush=True)
-            if args.out:
-                with args.out.open("a") as fh:
-                    fh.write(json.dumps(r) + "\n")
-    print("# growth exponents (wall time; CPU time; peak RSS)")
-    for task, rows in results.items():
-        rows = [r for r in rows if "error" not in r]
-        print(f"{task}: time {growth(rows, 'wall_s') or '-'}; cpu {growth(rows, 'cpu_s') or '-'}; "
-              f"rss {growth(rows, 'peak_rss_mb') or '-'}")
+            record(task, files, functools.partial(measure, task, spec, args.timeout), results, args.out,
+                   date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    print_growth(results)
 
 
 if __name__ == "__main__":
