@@ -11,7 +11,7 @@ import pytest
 
 from conftest import needs_effnet, shared_data
 from lookalike.catalog import Catalog, StoredVerdict, VerdictKey, VerdictStore
-from lookalike.dupes import find_duplicates
+from lookalike.dupes import find_duplicates, finder
 from photo_edits import write_edits
 
 EDITS = ["meta", "crop70", "rot90", "flip", "grey", "jpeg30"]
@@ -87,7 +87,9 @@ def test_another_threshold_reuses_verdicts_only_where_they_hold(photo_set, tmp_p
 
 
 @needs_effnet
-def test_verification_on_two_processes_gives_the_single_process_result(photo_set, tmp_path):
+def test_verification_on_two_processes_gives_the_single_process_result(photo_set, tmp_path, monkeypatch):
+    # a set this small verifies a few pairs a wave: send every wave to the pool, as a large set would
+    monkeypatch.setattr(finder, "POOL_MIN_PAIRS", 1)
     one = find_duplicates([photo_set], catalog=Catalog(tmp_path / "one.sqlite"), workers=1)
     two = find_duplicates([photo_set], catalog=Catalog(tmp_path / "two.sqlite"), workers=2)
     assert two.stats["verified_in_pool"] >= 8 and one.stats["verified_in_pool"] == 0  # the pool did run

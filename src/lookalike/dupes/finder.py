@@ -7,7 +7,7 @@ import multiprocessing
 import os
 import stat as stat_mod
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
@@ -150,7 +150,8 @@ def find_duplicates(
         judge = _Judge(cat, reps, [_sha(content, r) for r in reps], min_ncc, workers, stats)
         sim_min = threshold if (threshold is not None and tier == "similar") else SIMILAR_MIN_COS
         try:
-            edges = _near_edges(cat, reps, tier, judge, sim_min, stats, progress, dask)
+            edges = _near_edges(cat, reps, tier, judge, sim_min, stats, progress, dask,
+                                keeper=_keeper_picker(nodes, facts, policy))
         except BaseException:
             judge.close()
             raise
@@ -366,14 +367,33 @@ class _Judge:
         self.store = VerdictStore(cat)
         self.verifier = Verifier(reps, min_ncc=min_ncc)
         self.workers = max(1, int(workers)) if workers is not None else (cpu_count() if spawn_is_safe() else 1)
-        self._pool: Executor | None = None
+        self._pools: list[Executor] = []  # one single-process executor a worker (started on first use)
+        self._home: dict[int, int] = {}  # picture -> the worker that verified it last (it has it cached)
         self.dihash: np.ndarray | None = None  # the representatives' dihedral hashes (set by _near_edges)
+        self.emb: np.ndarray | None = None  # their CNN embeddings (set by _near_edges)
         stats.setdefault("verified_aligned", 0)
 
     def order(self, i: int, j: int) -> tuple[int, int]:
         """The pair in verification order (smaller content hash first; paths when a hash is unknown)."""
         a, b = (self.hashes[i] or self.reps[i], i), (self.hashes[j] or self.reps[j], j)
         return (i, j) if a <= b else (j, i)
+
+    def cosine(self, i: int, j: int) -> float:
+        """CNN cosine of two representatives."""
+        assert self.emb is not None
+        return float(self.emb[i].astype(np.float32) @ self.emb[j].astype(np.float32))
+
+    def pair(self, a: int, b: int) -> Pair:
+        """Pictures a and b as a pair to verify: in verification order, the orientations to try (the hash
+        says when a mirror fits best; CNN embeddings hardly change under a mirror, so a pair far apart
+        for the CNN is tried as it is only) and the aligned test's orientation."""
+        assert self.dihash is not None
+        i, j = self.order(a, b)
+        bits, best = dihedral_match(self.dihash, i, j)
+        variant = best if bits <= ALIGNED_MAX_BITS else None
+        if best % 2 == 1 and bits <= HASH_MAX_BITS:
+            return i, j, (True, False), variant
+        return i, j, (False, True) if self.cosine(i, j) >= 0.8 else (False,), variant
 
     def variant(self, i: int, j: int) -> int | None:
         """The orientation of the aligned test for an ordered pair (None: its hashes are too far apart)."""
@@ -430,19 +450,32 @@ class _Judge:
         return [hits[n] for n in range(len(pairs))]
 
     def _in_pool(self, pairs: Sequence[Pair]) -> list[tuple[bool, float, float, float, bool]]:
-        """Chunks of pairs sharing pictures (sorted by first picture) on every core; many small chunks so
-        that no core waits long for the last one."""
-        if self._pool is None:  # spawned: no fork of a process holding model threads
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=start_worker, initargs=(self.min_ncc,))
-        order = sorted(range(len(pairs)), key=lambda n: (pairs[n][0], pairs[n][1]))
+        """The pairs on every core: a pair goes to the worker that last had one of its pictures (it has them
+        decoded and prepared) unless that worker already has its share, else to the least loaded one;
+        each worker's pairs in picture order, in small chunks."""
+        if not self._pools:  # spawned: no fork of a process holding model threads
+            spawn = multiprocessing.get_context("spawn")
+            self._pools = [ProcessPoolExecutor(max_workers=1, mp_context=spawn, initializer=start_worker,
+                                               initargs=(self.min_ncc,)) for _ in range(self.workers)]
+        share = math.ceil(1.15 * len(pairs) / self.workers)
+        queues: list[list[int]] = [[] for _ in self._pools]
+        for n in sorted(range(len(pairs)), key=lambda n: (pairs[n][0], pairs[n][1])):
+            i, j = pairs[n][:2]
+            w = self._home.get(i, self._home.get(j))
+            if w is None or len(queues[w]) >= share:
+                w = min(range(len(queues)), key=lambda k: len(queues[k]))
+            queues[w].append(n)
+            self._home[i] = self._home[j] = w
         size = max(1, min(64, math.ceil(len(pairs) / (4 * self.workers))))
-        chunks = [order[s : s + size] for s in range(0, len(order), size)]
-        futures = [self._pool.submit(verify_chunk, [(self.reps[pairs[n][0]], self.reps[pairs[n][1]], *pairs[n][2:])
-                                                    for n in c]) for c in chunks]
+        jobs = []
+        for pool, queue in zip(self._pools, queues, strict=True):
+            for s in range(0, len(queue), size):
+                chunk = queue[s : s + size]
+                job = [(self.reps[pairs[n][0]], self.reps[pairs[n][1]], *pairs[n][2:]) for n in chunk]
+                jobs.append((chunk, pool.submit(verify_chunk, job)))
         results: list = [None] * len(pairs)
-        for c, fut in zip(chunks, futures, strict=True):
-            for n, r in zip(c, fut.result(), strict=True):
+        for chunk, fut in jobs:
+            for n, r in zip(chunk, fut.result(), strict=True):
                 results[n] = r
         return results
 
@@ -451,27 +484,34 @@ class _Judge:
         try:
             self.store.flush()
         finally:
-            if self._pool is not None:
-                self._pool.shutdown(cancel_futures=True)
-                self._pool = None
+            for pool in self._pools:
+                pool.shutdown(cancel_futures=True)
+            self._pools = []
 
 
 def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min: float, stats: dict,
-                progress: Progress | None, dask: str | int | None = None) -> dict[tuple[int, int], tuple[str, float]]:
+                progress: Progress | None, dask: str | int | None = None,
+                keeper: Callable[[list[int]], int] | None = None) -> dict[tuple[int, int], tuple[str, float]]:
     """Verified links between classes, from the candidate pairs, most promising first.
 
-    The rule is sequential: a pair already joined through verified links is not verified (the grouping
-    checks it against its keeper on demand), nor a pair between two components found apart: a pair
-    between them (or between what they have grown into) failed its verification, so their other pairs
-    are other pairs of the same two pictures-and-copies (the other JPEG qualities of two views of one
-    object: one check instead of 25). It is run in waves so that verification can use every core and
-    still give exactly the sequential result: a wave picks the next :data:`WAVE` pairs that are neither
-    joined nor apart even if every pair picked before them passes (pairs joined that way wait: they may
-    not need a verification at all; a pair between the components of a picked one never does: that one
-    either joins or parts them); their verdicts are then taken in order, up to the first waiting pair
-    that turns out to be needed, and the next wave starts there. No pair is verified that the sequential
-    loop skips. Pairs whose dihedral hashes are within :data:`ALIGNED_MAX_BITS` carry the hash's
-    orientation, for the verifier's aligned test (no ORB when it passes)."""
+    The rule is sequential. A candidate pair already joined through verified links is not verified (the
+    grouping checks it against its keeper on demand), nor a pair between two components found apart: a
+    pair between them (or between what they have grown into) failed its verification, so their other
+    pairs are other pairs of the same two pictures-and-copies (the other JPEG qualities of two views of
+    one object: one check instead of 25). A pair between two components is verified through their
+    keepers (``keeper``: the picture the grouping would keep of a component, the best of the two bests
+    when two components join): the grouping needs every member linked to its keeper, so a link between
+    two other members would only be checked again against the keeper (five JPEG qualities of one photo:
+    four checks instead of seven). Without ``keeper``, the candidate pair itself is verified.
+
+    It is run in waves so that verification can use every core and still give exactly the sequential
+    result: a wave takes, from the next pairs in order, those between two components that no pair of
+    the wave touches yet (whatever an earlier pair of the wave decides, their keepers and their being
+    joined or apart stay as they are); a pair touching such a component waits, and so do the components
+    it touches. Verdicts are then taken in order up to the first pair that waited, and the next wave
+    starts there. No pair is verified that the sequential loop would not verify. Pairs whose dihedral
+    hashes are within :data:`ALIGNED_MAX_BITS` carry the hash's orientation, for the verifier's aligned
+    test (no ORB when it passes)."""
     eff, dih = load_extractor("effnet"), load_extractor("dihash")
     have_e, emb = cat.feature_matrix(reps, eff.id, eff.version, eff.kind)
     have_h, hsh = cat.feature_matrix(reps, dih.id, dih.version, dih.kind)
@@ -485,57 +525,98 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min
         cand[key] = src if key not in cand or cand[key] == src else "both"
     stats["candidates"] = {s: sum(1 for v in cand.values() if v == s) for s in ("cnn", "hash", "both")}
     accepted = {"cnn": 0, "hash": 0, "both": 0}
-    judge.dihash = hsh
+    judge.dihash, judge.emb = hsh, emb
     scored = []
     for (i, j), src in cand.items():
         i, j = judge.order(i, j)
-        bits, best = dihedral_match(hsh, i, j)
-        mirrored, variant = best % 2 == 1, (best if bits <= ALIGNED_MAX_BITS else None)
-        cos = float(emb[i].astype(np.float32) @ emb[j].astype(np.float32))
-        # CNN embeddings hardly change under a mirror; the hash says when a mirror fits best
-        orient = (True, False) if mirrored and bits <= HASH_MAX_BITS else (False, True) if cos >= 0.8 else (False,)
-        scored.append((cos, bits, judge.hashes[i] or reps[i], judge.hashes[j] or reps[j], i, j, orient, variant, src))
+        bits, _ = dihedral_match(hsh, i, j)
+        scored.append((judge.cosine(i, j), bits, judge.hashes[i] or reps[i], judge.hashes[j] or reps[j], i, j, src))
     scored.sort(key=lambda t: (-t[0], t[1], t[2], t[3]))  # most promising first (ties: by content)
-    pairs: list[Pair] = [(i, j, orient, variant) for *_, i, j, orient, variant, _ in scored]
-    results = judge.cached(pairs)
-    from_cache = set(results)  # counted in stats["cached"] when used (a pair joined by then is not)
+    cands = [(i, j) for *_, i, j, _ in scored]
+    known: dict[Pair, tuple[bool, float]] = {}  # verdicts of this run and those read from the catalog
+    from_cache: set[Pair] = set()  # read from the catalog, counted in stats["cached"] when used
+    looked: set[Pair] = set()  # asked of the catalog already
     edges: dict[tuple[int, int], tuple[str, float]] = {}
-    joined = _UnionFind(len(reps))
-    total, skipped, apart, judged, commit = len(pairs), 0, 0, 0, 0
+    joined = _UnionFind(len(reps), keeper)
+    total, skipped, apart, judged, commit = len(cands), 0, 0, 0, 0
+
+    def to_verify(uf: _UnionFind, i: int, j: int) -> Pair:
+        return judge.pair(uf.best(i), uf.best(j)) if keeper is not None else judge.pair(i, j)
+
+    def next_wave() -> list[Pair]:
+        while True:
+            hopeful = joined.copy()  # the sequential loop's state, for components no pair of the wave touches
+            # a pair of the wave joins its anchor (the component whose best picture is the better one, so
+            # whatever the verdict that component keeps its best) and a partner; the anchor may take more
+            # partners, while a partner, or a component a pair that waits touches, waits for the next wave
+            partners: dict[int, set[int]] = {}  # anchor root -> partner roots
+            waiting: set[int] = set()
+            wave: list[Pair] = []
+            pos = commit
+            while pos < total and len(wave) < WAVE:
+                i, j = cands[pos]
+                pos += 1
+                ri, rj = hopeful.find(i), hopeful.find(j)
+                if ri == rj or hopeful.apart(i, j):
+                    continue  # joined or apart in the sequential loop too, whatever the wave decides
+                if rj in partners.get(ri, ()) or ri in partners.get(rj, ()):
+                    continue  # a pair of the wave joins or parts them: this one is never verified
+                if ri in waiting or rj in waiting or (ri in partners and rj in partners):
+                    waiting.update((ri, rj))
+                    continue
+                p = to_verify(hopeful, i, j)
+                verdict = known.get(p)
+                if verdict is not None and ri not in partners and rj not in partners:
+                    if verdict[0]:
+                        hopeful.union(i, j)
+                    else:
+                        hopeful.set_apart(i, j)
+                    continue
+                anchor, other = (ri, rj) if ri in partners else (rj, ri) if rj in partners else (None, None)
+                if anchor is None:  # two components no pair of the wave touches: the better one anchors
+                    anchor, other = (ri, rj) if keeper is None or _better(hopeful, keeper, ri, rj) else (rj, ri)
+                elif (verdict is not None or keeper is None or not _better(hopeful, keeper, anchor, other)
+                      or any(hopeful.apart(other, q) for q in partners[anchor])):
+                    waiting.update((ri, rj))  # its pair, or its being apart, hangs on the anchor's verdicts
+                    continue
+                if verdict is None:
+                    wave.append(p)
+                partners.setdefault(anchor, set()).add(other)
+                waiting.add(other)
+            ask = [p for p in wave if p not in looked]
+            looked.update(ask)
+            hits = judge.cached(ask)
+            for n, verdict in hits.items():
+                known[ask[n]] = verdict
+                from_cache.add(ask[n])
+            if not hits:  # nothing learnt from the catalog: this wave is what the sequential loop needs
+                return wave
+
+    stats["waves"] = 0
     while commit < total:
-        hopeful = joined.copy()  # joined if every pair picked (or known good) passes
-        wave: list[int] = []
-        pos = commit
-        while pos < total and len(wave) < WAVE:
-            i, j = pairs[pos][:2]
-            if not hopeful.same(i, j) and not hopeful.apart(i, j):
-                known = results.get(pos)
-                if known is None:
-                    wave.append(pos)
-                    hopeful.union(i, j)
-                elif known[0]:
-                    hopeful.union(i, j)
-                else:
-                    hopeful.set_apart(i, j)
-            pos += 1
-        for n, r in zip(wave, judge.verify([pairs[n] for n in wave]), strict=True):
-            results[n] = r
+        wave = next_wave()
+        stats["waves"] += bool(wave)
+        for p, verdict in zip(wave, judge.verify(wave) if wave else [], strict=True):
+            known[p] = verdict
         while commit < total:  # take verdicts in order, as the sequential loop would
-            i, j = pairs[commit][:2]
+            i, j = cands[commit]
             if joined.same(i, j):
                 skipped += 1
             elif joined.apart(i, j):
                 apart += 1
                 if tier == "similar" and scored[commit][0] >= sim_min:
                     edges[(i, j)] = ("similar", scored[commit][0])
-            elif commit not in results:
-                break  # waited in this wave, and is needed: the next wave verifies it
             else:
-                ok, score = results[commit]
+                p = to_verify(joined, i, j)
+                if p not in known:
+                    break  # waited in this wave, and is needed: the next wave verifies it
+                ok, score = known[p]
                 judged += 1
-                stats["cached"] += commit in from_cache
+                if p in from_cache:
+                    stats["cached"] += 1
+                    from_cache.discard(p)
                 if ok:
-                    edges[(i, j)] = ("near", score)
+                    edges[(p[0], p[1])] = ("near", score)
                     joined.union(i, j)
                     accepted[scored[commit][-1]] += 1
                 else:
@@ -551,6 +632,25 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min
     stats["pairs_verified"] = judged
     stats["verified_near"] = accepted
     return edges
+
+
+def _better(uf: _UnionFind, keeper: Callable[[list[int]], int], ra: int, rb: int) -> bool:
+    """Whether the best picture of ra's component is the one ``keeper`` keeps of the two components' bests."""
+    a = uf.best(ra)
+    return keeper([a, uf.best(rb)]) == a
+
+
+def _keeper_picker(nodes: list[list[str]], facts: dict[str, FileFacts], policy: tuple[str, ...]
+                   ) -> Callable[[list[int]], int]:
+    """The node whose file the keeper policy keeps, among the files of the nodes given (the one rule of
+    the candidate loop's keepers and of the grouping's)."""
+
+    def pick(ns: list[int]) -> int:
+        owner = {p: n for n in ns for p in nodes[n]}
+        path, _ = choose_keeper([facts[p] for p in owner], policy)  # facts carry --keep-in (protected)
+        return owner[path]
+
+    return pick
 
 
 def _groups(nodes: list[list[str]], edges: dict[tuple[int, int], tuple[str, float]], facts: dict[str, FileFacts],
@@ -588,11 +688,7 @@ def _groups(nodes: list[list[str]], edges: dict[tuple[int, int], tuple[str, floa
 
     checked: set[tuple[int, int]] = set()
 
-    def pick(ns: list[int]) -> int:
-        owner = {p: n for n in ns for p in nodes[n]}
-        path, _ = choose_keeper([facts[p] for p in owner], policy)  # facts carry --keep-in (protected)
-        return owner[path]
-
+    pick = _keeper_picker(nodes, facts, policy)
     plan: list[tuple[int, list[int]]] = []
     grouped: set[int] = set()
     comps = components(len(nodes), edges)
@@ -646,9 +742,11 @@ class _UnionFind:
     """Union-find over pictures that also remembers which components were found apart: a verification
     between them failed, so no later pair between them (nor between what they grow into) is verified."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, better: Callable[[list[int]], int] | None = None) -> None:
         self.parent = list(range(n))
         self._apart: dict[int, set[int]] = {}  # root -> roots of the components found apart from it
+        self._better = better  # of two pictures, the one kept (None: components track no best)
+        self._best: dict[int, int] = {}  # root -> its component's best picture (absent: the root itself)
 
     def find(self, x: int) -> int:
         while self.parent[x] != x:
@@ -660,6 +758,8 @@ class _UnionFind:
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
             return
+        if self._better is not None:
+            self._best[rb] = self._better([self._best.pop(ra, ra), self._best.get(rb, rb)])
         self.parent[ra] = rb
         moved = self._apart.pop(ra, set())
         for r in moved:
@@ -673,6 +773,11 @@ class _UnionFind:
     def same(self, a: int, b: int) -> bool:
         return self.find(a) == self.find(b)
 
+    def best(self, x: int) -> int:
+        """The best picture (by ``better``) of x's component."""
+        r = self.find(x)
+        return self._best.get(r, r)
+
     def set_apart(self, a: int, b: int) -> None:
         """Record that the components of a and b are not copies of each other."""
         ra, rb = self.find(a), self.find(b)
@@ -685,7 +790,8 @@ class _UnionFind:
         return self.find(b) in self._apart.get(self.find(a), ())
 
     def copy(self) -> _UnionFind:
-        other = _UnionFind(0)
+        other = _UnionFind(0, self._better)
         other.parent = list(self.parent)
         other._apart = {r: set(s) for r, s in self._apart.items()}
+        other._best = dict(self._best)
         return other
