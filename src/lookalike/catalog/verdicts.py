@@ -17,7 +17,7 @@ transaction); readers in other processes see either all of a batch or none of it
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from lookalike.catalog.store import Catalog
@@ -94,18 +94,26 @@ class VerdictStore:
         for k in wanted:
             by_first.setdefault((k.tier, k.version), set()).add(k.hash_a)
         out: dict[VerdictKey, StoredVerdict] = {}
-        db = self.catalog.connection()
         for (tier, version), firsts in by_first.items():
-            first = sorted(firsts)
-            for i in range(0, len(first), _CHUNK):
-                chunk = first[i : i + _CHUNK]
-                q = ("SELECT hash_a, hash_b, orientations, ok, score, lo, hi FROM verdicts WHERE tier=? AND "
-                     f"version=? AND hash_a IN ({','.join('?' * len(chunk))})")
-                for a, b, orient, ok, score, lo, hi in db.execute(q, (tier, version, *chunk)):
-                    key = VerdictKey(a, b, tier, version, orient)
-                    if key in wanted:
-                        out[key] = StoredVerdict(key, bool(ok), float(score), float(lo), float(hi))
+            out.update((v.key, v) for v in self._rows(tier, version, firsts) if v.key in wanted)
         return out
+
+    def among(self, hashes: Iterable[str], tier: str, version: str) -> dict[VerdictKey, StoredVerdict]:
+        """Every stored verdict of this tier and version between two of ``hashes`` (one read for a run)."""
+        names = set(hashes)
+        return {v.key: v for v in self._rows(tier, version, names) if v.key.hash_b in names}
+
+    def _rows(self, tier: str, version: str, firsts: Iterable[str]) -> Iterator[StoredVerdict]:
+        """The stored verdicts of this tier and version whose first hash is one of ``firsts``."""
+        db = self.catalog.connection()
+        first = sorted(firsts)
+        for i in range(0, len(first), _CHUNK):
+            chunk = first[i : i + _CHUNK]
+            q = ("SELECT hash_a, hash_b, orientations, ok, score, lo, hi FROM verdicts WHERE tier=? AND "
+                 f"version=? AND hash_a IN ({','.join('?' * len(chunk))})")
+            for a, b, orient, ok, score, lo, hi in db.execute(q, (tier, version, *chunk)):
+                yield StoredVerdict(VerdictKey(a, b, tier, version, orient), bool(ok), float(score), float(lo),
+                                    float(hi))
 
     def add(self, verdicts: Sequence[StoredVerdict]) -> None:
         """Queue verdicts; every :data:`WRITE_BATCH` of them is written in one transaction."""

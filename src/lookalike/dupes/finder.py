@@ -365,6 +365,8 @@ class _Judge:
                  stats: dict) -> None:
         self.reps, self.hashes, self.min_ncc, self.stats = reps, hashes, min_ncc, stats
         self.store = VerdictStore(cat)
+        # the catalog's verdicts between these pictures, read once, and those of this run as they come
+        self._stored = self.store.among((h for h in hashes if h), VERDICT_TIER, VERIFIER_VERSION)
         self.verifier = Verifier(reps, min_ncc=min_ncc)
         self.workers = max(1, int(workers)) if workers is not None else (cpu_count() if spawn_is_safe() else 1)
         self._pools: list[Executor] = []  # one single-process executor a worker (started on first use)
@@ -409,13 +411,12 @@ class _Judge:
         return VerdictKey.of(self.hashes[i], self.hashes[j], VERDICT_TIER, VERIFIER_VERSION, tried)
 
     def cached(self, pairs: Sequence[Pair]) -> dict[int, tuple[bool, float]]:
-        """position in ``pairs`` -> (ok, score) of the verdicts the catalog holds for this threshold (the
-        caller counts those it uses in ``stats["cached"]``)."""
-        keys = [self._key(*p) for p in pairs]
-        found = self.store.lookup(k for k in keys if k is not None)
+        """position in ``pairs`` -> (ok, score) of the verdicts the catalog holds for this threshold, or this
+        run gave (the caller counts those it uses in ``stats["cached"]``)."""
         out = {}
-        for n, k in enumerate(keys):
-            v = found.get(k) if k is not None else None
+        for n, p in enumerate(pairs):
+            k = self._key(*p)
+            v = self._stored.get(k) if k is not None else None
             if v is not None and v.holds_at(self.min_ncc):
                 out[n] = (v.ok, v.score)
         return out
@@ -433,8 +434,10 @@ class _Judge:
                 results[n] = (v.ok, float(v.ncc), float(v.lo), float(v.hi), v.ok and v.aligned)
         self.stats["verified"] += len(pairs)
         self.stats["verified_aligned"] += sum(1 for r in results if r[4])
-        self.store.add([StoredVerdict(k, ok, score, lo, hi) for p, (ok, score, lo, hi, _)
-                        in zip(pairs, results, strict=True) if (k := self._key(*p)) is not None])
+        new = [StoredVerdict(k, ok, score, lo, hi) for p, (ok, score, lo, hi, _)
+               in zip(pairs, results, strict=True) if (k := self._key(*p)) is not None]
+        self._stored.update((v.key, v) for v in new)
+        self.store.add(new)
         return [(ok, score) for ok, score, *_ in results]
 
     def against(self, links: Sequence[tuple[int, int]], orient: tuple[bool, ...] = (False, True)
@@ -544,53 +547,51 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min
         return judge.pair(uf.best(i), uf.best(j)) if keeper is not None else judge.pair(i, j)
 
     def next_wave() -> list[Pair]:
-        while True:
-            hopeful = joined.copy()  # the sequential loop's state, for components no pair of the wave touches
-            # a pair of the wave joins its anchor (the component whose best picture is the better one, so
-            # whatever the verdict that component keeps its best) and a partner; the anchor may take more
-            # partners, while a partner, or a component a pair that waits touches, waits for the next wave
-            partners: dict[int, set[int]] = {}  # anchor root -> partner roots
-            waiting: set[int] = set()
-            wave: list[Pair] = []
-            pos = commit
-            while pos < total and len(wave) < WAVE:
-                i, j = cands[pos]
-                pos += 1
-                ri, rj = hopeful.find(i), hopeful.find(j)
-                if ri == rj or hopeful.apart(i, j):
-                    continue  # joined or apart in the sequential loop too, whatever the wave decides
-                if rj in partners.get(ri, ()) or ri in partners.get(rj, ()):
-                    continue  # a pair of the wave joins or parts them: this one is never verified
-                if ri in waiting or rj in waiting or (ri in partners and rj in partners):
-                    waiting.update((ri, rj))
-                    continue
-                p = to_verify(hopeful, i, j)
-                verdict = known.get(p)
-                if verdict is not None and ri not in partners and rj not in partners:
-                    if verdict[0]:
-                        hopeful.union(i, j)
-                    else:
-                        hopeful.set_apart(i, j)
-                    continue
-                anchor, other = (ri, rj) if ri in partners else (rj, ri) if rj in partners else (None, None)
-                if anchor is None:  # two components no pair of the wave touches: the better one anchors
-                    anchor, other = (ri, rj) if keeper is None or _better(hopeful, keeper, ri, rj) else (rj, ri)
-                elif (verdict is not None or keeper is None or not _better(hopeful, keeper, anchor, other)
-                      or any(hopeful.apart(other, q) for q in partners[anchor])):
-                    waiting.update((ri, rj))  # its pair, or its being apart, hangs on the anchor's verdicts
-                    continue
-                if verdict is None:
-                    wave.append(p)
-                partners.setdefault(anchor, set()).add(other)
-                waiting.add(other)
-            ask = [p for p in wave if p not in looked]
-            looked.update(ask)
-            hits = judge.cached(ask)
-            for n, verdict in hits.items():
-                known[ask[n]] = verdict
-                from_cache.add(ask[n])
-            if not hits:  # nothing learnt from the catalog: this wave is what the sequential loop needs
-                return wave
+        hopeful = joined.copy()  # the sequential loop's state, for components no pair of the wave touches
+        # a pair of the wave joins its anchor (the component whose best picture is the better one, so
+        # whatever the verdict that component keeps its best) and a partner; the anchor may take more
+        # partners, while a partner, or a component a pair that waits touches, waits for the next wave
+        partners: dict[int, set[int]] = {}  # anchor root -> partner roots
+        waiting: set[int] = set()
+        wave: list[Pair] = []
+        pos = commit
+        while pos < total and len(wave) < WAVE:
+            i, j = cands[pos]
+            pos += 1
+            ri, rj = hopeful.find(i), hopeful.find(j)
+            if ri == rj or hopeful.apart(i, j):
+                continue  # joined or apart in the sequential loop too, whatever the wave decides
+            if rj in partners.get(ri, ()) or ri in partners.get(rj, ()):
+                continue  # a pair of the wave joins or parts them: this one is never verified
+            if ri in waiting or rj in waiting or (ri in partners and rj in partners):
+                waiting.update((ri, rj))
+                continue
+            p = to_verify(hopeful, i, j)
+            verdict = known.get(p)
+            if verdict is None and p not in looked:  # a verdict of an earlier run
+                looked.add(p)
+                hit = judge.cached([p])
+                if hit:
+                    verdict = known[p] = hit[0]
+                    from_cache.add(p)
+            if verdict is not None and ri not in partners and rj not in partners:
+                if verdict[0]:
+                    hopeful.union(i, j)
+                else:
+                    hopeful.set_apart(i, j)
+                continue
+            anchor, other = (ri, rj) if ri in partners else (rj, ri) if rj in partners else (None, None)
+            if anchor is None:  # two components no pair of the wave touches: the better one anchors
+                anchor, other = (ri, rj) if keeper is None or _better(hopeful, keeper, ri, rj) else (rj, ri)
+            elif (verdict is not None or keeper is None or not _better(hopeful, keeper, anchor, other)
+                  or any(hopeful.apart(other, q) for q in partners[anchor])):
+                waiting.update((ri, rj))  # its pair, or its being apart, hangs on the anchor's verdicts
+                continue
+            if verdict is None:
+                wave.append(p)
+            partners.setdefault(anchor, set()).add(other)
+            waiting.add(other)
+        return wave
 
     stats["waves"] = 0
     while commit < total:
