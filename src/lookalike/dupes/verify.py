@@ -32,6 +32,9 @@ WORK_SIDE = 480  # longer side of the working copy (small pictures are enlarged 
 NCC_SIDE = 192  # side of the images on which the aligned correlation is measured
 CELL = 12  # cell side (pixels at NCC_SIDE) of the local correlations
 FLAT_VAR = 4.0  # grey-level variance under which a cell counts as flat
+#: a cell flat in one picture and with this much variance in the other (4x FLAT_VAR: a grey-level deviation
+#: of 4 against at most 2) shows detail that the other lacks: among the detail cells it counts as no match
+DETAIL_VAR = 16.0
 MIN_INLIERS = 10
 MIN_OVERLAP = 0.45  # overlap area / smaller picture area, in the first picture's frame
 GEOM_SIDE = 384  # side of the images on which points are tracked to tell an edit from a retake
@@ -49,7 +52,7 @@ CACHE_BYTES = 512 * 1024 * 1024
 
 #: Version of the verifier's decision: the key of its cached verdicts (catalog/verdicts.py). Bump it
 #: whenever a change here (a constant above, the decoding, the matching, the tests) can change a verdict.
-VERIFIER_VERSION = "2"
+VERIFIER_VERSION = "3"
 #: Bounds of a verdict's threshold range when nothing limits it (correlations lie in [-1, 1]).
 ANY_LOW, ANY_HIGH = -1.0, 1e300
 
@@ -435,7 +438,9 @@ def aligned_ncc(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> tuple[float, flo
 
     Local correlations ignore brightness/contrast changes; a watermark, the black corners of a rotation
     or a border spoil only a few cells, while another shot of the same scene (a burst, a retake) fails
-    wherever something moved, which pulls the lower quartile down."""
+    wherever something moved, which pulls the lower quartile down. Flat cells (sky in both) agree without
+    showing detail, so the score is at most the median correlation of the cells with detail, where a cell
+    with detail in one picture only counts as no match: two different, mostly plain pictures fail."""
     return _correlate(a.shape, _shrink(a, NCC_SIDE, CELL), b, None, m)
 
 
@@ -471,11 +476,16 @@ def _correlate(a_full: tuple, a_small: np.ndarray, b: np.ndarray, b_small: np.nd
     va, vb = (ca * ca).mean(axis=1), (cb * cb).mean(axis=1)
     textured = full & (va > FLAT_VAR) & (vb > FLAT_VAR)
     flat_both = full & (va <= FLAT_VAR) & (vb <= FLAT_VAR)  # e.g. sky in both: agrees, carries no detail
+    # detail in one picture where the other is flat (a plain wall against a textured one) disagrees
+    one_sided = full & (((va <= FLAT_VAR) & (vb > DETAIL_VAR)) | ((vb <= FLAT_VAR) & (va > DETAIL_VAR)))
     if textured.sum() < 4:
         return 0.0, overlap
     ncc = (ca[textured] * cb[textured]).mean(axis=1) / np.sqrt(va[textured] * vb[textured])
     votes = np.concatenate([ncc, np.full(int(flat_both.sum()) // 2, 1.0)])
-    return float(np.percentile(votes, 25)), overlap
+    # flat cells agree but carry no detail: the detail itself must agree too, or two mostly plain pictures
+    # (a few textured cells, many flat ones) would pass on their flat areas alone
+    detail = np.concatenate([ncc, np.zeros(int(one_sided.sum()))])
+    return float(min(np.percentile(votes, 25), np.median(detail))), overlap
 
 
 # -- verification in worker processes ------------------------------------------------------------------
