@@ -282,7 +282,7 @@ def test_migrated_catalog_held_open_elsewhere_is_repacked_by_prune_later(tmp_pat
     with Catalog(db) as cat:
         assert cat.connection().execute("PRAGMA page_size").fetchone()[0] == 4096  # migrated, not repacked
         other.close()
-        assert cat.prune() == {"files_removed": 0, "features_removed": 0}
+        assert cat.prune() == {"files_removed": 0, "features_removed": 0, "verdicts_removed": 0}
         assert cat.connection().execute("PRAGMA page_size").fetchone()[0] == 16384
         assert cat.connection().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         for (h, model, version), data in features.items():

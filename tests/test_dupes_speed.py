@@ -71,6 +71,29 @@ def test_a_new_verifier_version_verifies_again(photo_set, tmp_path, monkeypatch)
     assert bumped.stats["cached"] == 0 and bumped.stats["verified"] == first.stats["verified"]
     assert shape(bumped, photo_set) == shape(first, photo_set)
     assert VerdictStore(cat).count() == 2 * first.stats["verified"]  # old rows kept, never read
+    # `lookalike cache prune` drops the rows no run reads again: the old version's, then a removed file's
+    assert cat.prune(verdict_version="test-next")["verdicts_removed"] == first.stats["verified"]
+    assert VerdictStore(cat).count() == first.stats["verified"]
+    again = find_duplicates([photo_set], catalog=cat, workers=1)
+    assert again.stats["verified"] == 0 and shape(again, photo_set) == shape(first, photo_set)
+
+
+@needs_effnet
+def test_prune_drops_the_verdicts_of_removed_files(photo_set, tmp_path):
+    root = tmp_path / "set"
+    shutil.copytree(photo_set, root)
+    cat = Catalog(tmp_path / "c.sqlite")
+    find_duplicates([root], catalog=cat, workers=1)
+    store = VerdictStore(cat)
+    before = store.count()
+    gone = root / "other_view.jpg"
+    gone_hash = cat.lookup_files([str(gone)])[str(gone)].content_hash
+    about = cat.connection().execute("SELECT COUNT(*) FROM verdicts WHERE hash_a = ? OR hash_b = ?",
+                                     (gone_hash, gone_hash)).fetchone()[0]
+    assert about > 0  # the distractor was verified against the photo of its object
+    gone.unlink()
+    res = cat.prune()
+    assert res["files_removed"] == 1 and res["verdicts_removed"] == about and store.count() == before - about
 
 
 @needs_effnet

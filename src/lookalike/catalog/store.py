@@ -725,17 +725,22 @@ class Catalog:
         return n
 
     @_guarded
-    def prune(self) -> dict[str, int]:
-        """Drop entries of files that no longer exist, then features nobody refers to (and repack a catalog
-        migrated from an older lookalike that could not be repacked then)."""
+    def prune(self, verdict_version: str | None = None) -> dict[str, int]:
+        """Drop entries of files that no longer exist, then features nobody refers to, then the duplicate
+        finder's verdicts no run reads again (of contents gone, or of a verifier version other than
+        ``verdict_version``), and repack a catalog migrated from an older lookalike that could not be
+        repacked then."""
+        from lookalike.catalog.verdicts import VerdictStore  # it builds on this module
+
         paths = [from_db_path(r[0]) for r in self.connection().execute("SELECT path FROM files")]
         gone = [p for p in paths if not os.path.exists(p)]
         self.forget_paths(gone)
         with self.transaction() as db:
             dropped = self._drop_orphans(db)
+        verdicts = VerdictStore(self).prune(verdict_version)
         self.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
         schema.repack(self.connection())
-        return {"files_removed": len(gone), "features_removed": dropped}
+        return {"files_removed": len(gone), "features_removed": dropped, "verdicts_removed": verdicts}
 
     @_guarded
     def clear(self, model: str | None = None) -> int:

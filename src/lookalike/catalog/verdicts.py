@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from lookalike.catalog.schema import hash_text
 from lookalike.catalog.store import Catalog
 
 #: Rows per write transaction.
@@ -130,6 +131,21 @@ class VerdictStore:
                     "INSERT OR REPLACE INTO verdicts VALUES (?,?,?,?,?,?,?,?,?)",
                     [(v.key.hash_a, v.key.hash_b, v.key.tier, v.key.version, v.key.orientations, int(v.ok),
                       float(v.score), float(v.lo), float(v.hi)) for v in batch])
+
+    def prune(self, keep_version: str | None = None) -> int:
+        """Drop the verdicts no run reads again: those of another verifier version than ``keep_version``
+        (None: keep every version) and those about a content the catalog no longer holds. Returns rows dropped."""
+        self.flush()
+        db = self.catalog.connection()
+        held = {hash_text(h) for (h,) in db.execute("SELECT sha256 FROM contents")}
+        pairs = db.execute("SELECT DISTINCT hash_a, hash_b FROM verdicts").fetchall()
+        gone = [(a, b) for a, b in pairs if a not in held or b not in held]
+        with self.catalog.transaction() as tx:
+            n = tx.execute("DELETE FROM verdicts WHERE version != ?", (keep_version,)).rowcount if keep_version else 0
+            before = tx.total_changes
+            tx.executemany("DELETE FROM verdicts WHERE hash_a = ? AND hash_b = ?", gone)
+            n += tx.total_changes - before
+        return n
 
     def count(self) -> int:
         """Rows in the table (every tier and version)."""

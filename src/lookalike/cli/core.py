@@ -309,6 +309,10 @@ def cache_clear(
 
 
 def cache_prune(catalog: CatalogOption = None) -> None:
-    """Drop entries of files that no longer exist, and features no file refers to."""
-    res = open_catalog(chosen_catalog(catalog)).prune()
-    console.print(f"removed {res['files_removed']} missing files and {res['features_removed']} orphan features")
+    """Drop entries of files that no longer exist, features no file refers to, and duplicate verdicts no
+    run reads again (of removed contents, or of an older verifier)."""
+    from lookalike.dupes.verify import VERIFIER_VERSION
+
+    res = open_catalog(chosen_catalog(catalog)).prune(verdict_version=VERIFIER_VERSION)
+    console.print(f"removed {res['files_removed']} missing files, {res['features_removed']} orphan features "
+                  f"and {res['verdicts_removed']} stale duplicate verdicts")
