@@ -503,9 +503,11 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min
     pairs are other pairs of the same two pictures-and-copies (the other JPEG qualities of two views of
     one object: one check instead of 25). A pair between two components is verified through their
     keepers (``keeper``: the picture the grouping would keep of a component, the best of the two bests
-    when two components join): the grouping needs every member linked to its keeper, so a link between
-    two other members would only be checked again against the keeper (five JPEG qualities of one photo:
-    four checks instead of seven). Without ``keeper``, the candidate pair itself is verified.
+    when two components join) when those are an aligned pair (see ``step`` below): the grouping needs every
+    member linked to its keeper, so a link between two other members would only be checked again against
+    the keeper (five JPEG qualities of one photo: four checks instead of seven). When the keepers fail, or
+    are no aligned pair, the candidate pair itself is verified, and only when that fails are the components
+    set apart. Without ``keeper``, the candidate pair alone is verified.
 
     It is run in waves so that verification can use every core and still give exactly the sequential
     result: a wave takes, from the next pairs in order, those between two components that no pair of
@@ -543,8 +545,31 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min
     joined = _UnionFind(len(reps), keeper)
     total, skipped, apart, judged, commit = len(cands), 0, 0, 0, 0
 
-    def to_verify(uf: _UnionFind, i: int, j: int) -> Pair:
-        return judge.pair(uf.best(i), uf.best(j)) if keeper is not None else judge.pair(i, j)
+    def verdict_of(p: Pair) -> tuple[bool, float] | None:
+        """This run's verdict of p, else the catalog's (None: p must be verified)."""
+        if p not in known and p not in looked:  # a verdict of an earlier run
+            looked.add(p)
+            hit = judge.cached([p])
+            if hit:
+                known[p] = hit[0]
+                from_cache.add(p)
+        return known.get(p)
+
+    def step(uf: _UnionFind, i: int, j: int) -> tuple[Pair, tuple[bool, float] | None, tuple[Pair, ...]]:
+        """What the sequential loop does with candidate (i, j) in the state ``uf``: the pair whose verdict
+        decides, that verdict (None: not known yet) and the pairs consulted. When the two components' keepers
+        are an aligned pair (their dihedral hashes agree: a cheap, decisive test), they are verified first,
+        so the grouping finds its keeper links verified; when they fail, or are no aligned pair, the
+        candidate pair itself (two crops of one photo may overlap where their keepers do not)."""
+        c = judge.pair(i, j)
+        if keeper is not None:
+            p = judge.pair(uf.best(i), uf.best(j))
+            if p[3] is not None and p[:2] != c[:2]:
+                v = verdict_of(p)
+                if v is None or v[0]:
+                    return p, v, (p,)
+                return c, verdict_of(c), (p, c)
+        return c, verdict_of(c), (c,)
 
     def next_wave() -> list[Pair]:
         hopeful = joined.copy()  # the sequential loop's state, for components no pair of the wave touches
@@ -566,14 +591,7 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min
             if ri in waiting or rj in waiting or (ri in partners and rj in partners):
                 waiting.update((ri, rj))
                 continue
-            p = to_verify(hopeful, i, j)
-            verdict = known.get(p)
-            if verdict is None and p not in looked:  # a verdict of an earlier run
-                looked.add(p)
-                hit = judge.cached([p])
-                if hit:
-                    verdict = known[p] = hit[0]
-                    from_cache.add(p)
+            p, verdict, _ = step(hopeful, i, j)
             if verdict is not None and ri not in partners and rj not in partners:
                 if verdict[0]:
                     hopeful.union(i, j)
@@ -608,14 +626,15 @@ def _near_edges(cat: Catalog, reps: list[str], tier: str, judge: _Judge, sim_min
                 if tier == "similar" and scored[commit][0] >= sim_min:
                     edges[(i, j)] = ("similar", scored[commit][0])
             else:
-                p = to_verify(joined, i, j)
-                if p not in known:
+                p, verdict, consulted = step(joined, i, j)
+                if verdict is None:
                     break  # waited in this wave, and is needed: the next wave verifies it
-                ok, score = known[p]
+                ok, score = verdict
                 judged += 1
-                if p in from_cache:
-                    stats["cached"] += 1
-                    from_cache.discard(p)
+                for q in consulted:
+                    if q in from_cache:
+                        stats["cached"] += 1
+                        from_cache.discard(q)
                 if ok:
                     edges[(p[0], p[1])] = ("near", score)
                     joined.union(i, j)
