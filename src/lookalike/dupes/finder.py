@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from lookalike.catalog import Catalog, FileRow, StoredVerdict, VerdictKey, VerdictStore, open_catalog
@@ -453,15 +454,16 @@ class _Judge:
         return [hits[n] for n in range(len(pairs))]
 
     def _in_pool(self, pairs: Sequence[Pair]) -> list[tuple[bool, float, float, float, bool]]:
-        """The pairs on every core: a pair goes to the worker that last had one of its pictures (it has them
-        decoded and prepared) unless that worker already has its share, else to the least loaded one;
-        each worker's pairs in picture order, in small chunks."""
+        """The pairs on every core: this process is one of the workers, the others are spawned processes. A
+        pair goes to the worker that last had one of its pictures (it has them decoded and prepared) unless
+        that worker already has its share, else to the least loaded one; each worker's pairs in picture
+        order, in small chunks."""
         if not self._pools:  # spawned: no fork of a process holding model threads
             spawn = multiprocessing.get_context("spawn")
             self._pools = [ProcessPoolExecutor(max_workers=1, mp_context=spawn, initializer=start_worker,
-                                               initargs=(self.min_ncc,)) for _ in range(self.workers)]
+                                               initargs=(self.min_ncc,)) for _ in range(self.workers - 1)]
         share = math.ceil(1.15 * len(pairs) / self.workers)
-        queues: list[list[int]] = [[] for _ in self._pools]
+        queues: list[list[int]] = [[] for _ in range(self.workers)]  # queue 0: this process
         for n in sorted(range(len(pairs)), key=lambda n: (pairs[n][0], pairs[n][1])):
             i, j = pairs[n][:2]
             w = self._home.get(i, self._home.get(j))
@@ -471,12 +473,21 @@ class _Judge:
             self._home[i] = self._home[j] = w
         size = max(1, min(64, math.ceil(len(pairs) / (4 * self.workers))))
         jobs = []
-        for pool, queue in zip(self._pools, queues, strict=True):
+        for pool, queue in zip(self._pools, queues[1:], strict=True):
             for s in range(0, len(queue), size):
                 chunk = queue[s : s + size]
                 job = [(self.reps[pairs[n][0]], self.reps[pairs[n][1]], *pairs[n][2:]) for n in chunk]
                 jobs.append((chunk, pool.submit(verify_chunk, job)))
         results: list = [None] * len(pairs)
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)  # the other workers hold the other cores
+        try:
+            for n in queues[0]:
+                i, j, o, variant = pairs[n]
+                v = self.verifier.verify(i, j, o, variant)
+                results[n] = (v.ok, float(v.ncc), float(v.lo), float(v.hi), v.ok and v.aligned)
+        finally:
+            cv2.setNumThreads(threads)
         for chunk, fut in jobs:
             for n, r in zip(chunk, fut.result(), strict=True):
                 results[n] = r
