@@ -21,8 +21,10 @@ refuse a schema-3 catalog with a clear line too (they would otherwise fail on a 
 
 from __future__ import annotations
 
+import random
 import re
 import sqlite3
+import time
 
 from lookalike.errors import CatalogError
 
@@ -230,7 +232,21 @@ def repack(db: sqlite3.Connection) -> bool:
             return False
         return page_size(db) >= PAGE_SIZE
     finally:
+        db.execute("PRAGMA busy_timeout=60000")
+        use_wal(db)
+
+
+def use_wal(db: sqlite3.Connection, wait_s: float = 60.0) -> None:
+    """Put the database in WAL mode. Switching needs the database to itself, and SQLite answers "locked" at
+    once, without its busy timeout, while another process holds it (two lookalikes opening an older catalog
+    at once: one migrates and repacks it while the other opens it): try again for up to ``wait_s``, as the
+    busy timeout would."""
+    deadline = time.monotonic() + wait_s
+    while True:
         try:
             db.execute("PRAGMA journal_mode=WAL")
-        finally:
-            db.execute("PRAGMA busy_timeout=60000")
+            return
+        except CatalogError as exc:
+            if "locked" not in str(exc.__cause__ or exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.01, 0.08))  # two processes trying at once do not keep meeting

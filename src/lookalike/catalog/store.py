@@ -261,21 +261,6 @@ def decode_features(blobs: Sequence[bytes], kind: str) -> np.ndarray:
     return np.frombuffer(joined, dtype=dtype).reshape(len(blobs), -1)
 
 
-def _wal(conn: sqlite3.Connection, wait_s: float = 60.0) -> None:
-    """Put the database in WAL mode. Switching needs the database to itself, and SQLite answers "locked" at
-    once, without its busy timeout, while another process holds it (two lookalikes opening an older catalog
-    at once: one of them migrates it): try again for up to ``wait_s``, as the busy timeout would."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            return
-        except CatalogError as exc:
-            if "locked" not in str(exc.__cause__ or exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
 class Catalog:
     """Handle on a catalog database. Cheap to create; thread-safe (a connection per thread).
 
@@ -318,7 +303,7 @@ class Catalog:
                 schema.register_functions(conn)
                 conn.execute("PRAGMA busy_timeout=60000")
                 conn.execute(f"PRAGMA page_size={schema.PAGE_SIZE}")  # new databases only (before WAL)
-                _wal(conn)
+                schema.use_wal(conn)
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA foreign_keys=ON")
             except sqlite3.Error as exc:
