@@ -191,3 +191,32 @@ def test_an_unguarded_script_is_never_run_again_by_worker_processes(photo_set, t
     first, counts = runs.read_text().splitlines()
     verified, in_pool = map(int, counts.split())
     assert first == "run" and verified >= 8 and in_pool == 0
+
+
+def test_one_opencv_thread_is_shared_by_overlapping_users_and_restored_by_the_last():
+    import threading
+
+    import cv2
+
+    from lookalike.dupes.verify import one_opencv_thread
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(3)
+    try:
+        inside, release = threading.Event(), threading.Event()
+
+        def other() -> None:
+            with one_opencv_thread():
+                inside.set()
+                release.wait(10)
+
+        t = threading.Thread(target=other)
+        with one_opencv_thread():
+            t.start()
+            assert inside.wait(10) and cv2.getNumThreads() == 1
+        assert cv2.getNumThreads() == 1  # the other user is still inside
+        release.set()
+        t.join(10)
+        assert cv2.getNumThreads() == 3
+    finally:
+        cv2.setNumThreads(before)

@@ -56,3 +56,4 @@ def test_the_near_tier_keeps_two_plain_pictures_apart(tmp_path):
     star, background = _render(folder, STAR), _render(folder, BACKGROUND)
     report = find_duplicates([folder], catalog=Catalog(tmp_path / "c.sqlite"), workers=1)
     assert not any({str(star), str(background)} <= set(g.paths) for g in report.groups)
+

@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from lookalike.catalog import Catalog, FileRow, StoredVerdict, VerdictKey, VerdictStore, open_catalog
@@ -21,7 +20,7 @@ from lookalike.dupes.candidates import dihedral_match, dihedral_pairs, dihedral_
 from lookalike.dupes.grouping import components, split_component
 from lookalike.dupes.keeper import FileFacts, choose_keeper, parse_policy, resolve_folder, under_any
 from lookalike.dupes.report import Alias, DupesFailure, DupesReport, Group, Member, file_facts_json
-from lookalike.dupes.verify import VERIFIER_VERSION, Verifier, start_worker, verify_chunk
+from lookalike.dupes.verify import VERIFIER_VERSION, Verifier, one_opencv_thread, start_worker, verify_chunk
 from lookalike.errors import DecodeError
 from lookalike.features import load_extractor
 from lookalike.features.hashes import hash_to_hex
@@ -479,15 +478,11 @@ class _Judge:
                 job = [(self.reps[pairs[n][0]], self.reps[pairs[n][1]], *pairs[n][2:]) for n in chunk]
                 jobs.append((chunk, pool.submit(verify_chunk, job)))
         results: list = [None] * len(pairs)
-        threads = cv2.getNumThreads()
-        cv2.setNumThreads(1)  # the other workers hold the other cores
-        try:
+        with one_opencv_thread():  # the other workers hold the other cores
             for n in queues[0]:
                 i, j, o, variant = pairs[n]
                 v = self.verifier.verify(i, j, o, variant)
                 results[n] = (v.ok, float(v.ncc), float(v.lo), float(v.hi), v.ok and v.aligned)
-        finally:
-            cv2.setNumThreads(threads)
         for chunk, fut in jobs:
             for n, r in zip(chunk, fut.result(), strict=True):
                 results[n] = r

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import cv2
@@ -486,6 +488,30 @@ def _correlate(a_full: tuple, a_small: np.ndarray, b: np.ndarray, b_small: np.nd
     # (a few textured cells, many flat ones) would pass on their flat areas alone
     detail = np.concatenate([ncc, np.zeros(int(one_sided.sum()))])
     return float(min(np.percentile(votes, 25), np.median(detail))), overlap
+
+
+_cv_threads_lock = threading.Lock()
+_cv_threads_users = 0
+_cv_threads_saved = 0
+
+
+@contextmanager
+def one_opencv_thread() -> Iterator[None]:
+    """OpenCV on one thread inside (other processes hold the other cores); the setting is per process, so
+    overlapping users (two requests of the service) share one override and the last one out restores it."""
+    global _cv_threads_users, _cv_threads_saved
+    with _cv_threads_lock:
+        if _cv_threads_users == 0:
+            _cv_threads_saved = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+        _cv_threads_users += 1
+    try:
+        yield
+    finally:
+        with _cv_threads_lock:
+            _cv_threads_users -= 1
+            if _cv_threads_users == 0:
+                cv2.setNumThreads(_cv_threads_saved)
 
 
 # -- verification in worker processes ------------------------------------------------------------------
