@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -274,17 +274,14 @@ class _Path:
 _EPS = 3e-3  # moves saving less than this (on the 0..1 distance scale) are not worth a pass
 
 
-def _find_move(path: _Path, a: int, c: int, i: int, j: int) -> tuple | None:
-    """The first move that makes a-c an edge and saves more than _EPS: ("2opt", x, y) or
-    ("or", s, e, jj, rev); 2-opt first, then Or-opt segments of 1, 2, 3 photos (the path as it is now).
-    Distances one at a time, through the path's methods: the reference for :func:`_find_move_near`."""
-    n = path.n
+def _candidate_moves(n: int, i: int, j: int) -> Iterator[tuple]:
+    """The moves that make the photos at positions i (a) and j (c) neighbours, in the order they are tried:
+    ("2opt", x, y), breaking the edges after or before both, then ("or", s, e, jj, rev), moving a segment
+    of 1, 2 or 3 photos that starts or ends at a next to c (after c or before it)."""
     lo, hi = min(i, j), max(i, j)
-    # 2-opt: make a-c an edge, breaking the edges after or before both
     for x, y in ((lo, hi), (lo - 1, hi - 1)):
-        if x >= -1 and y <= n - 1 and y > x + 1 and path.two_opt_gain(x, y) > _EPS:
-            return ("2opt", x, y)
-    # Or-opt: move a segment that starts or ends at a next to c
+        if x >= -1 and y <= n - 1 and y > x + 1:
+            yield ("2opt", x, y)
     for seg in (1, 2, 3):
         for s, e in ((i, i + seg - 1), (i - seg + 1, i)) if seg > 1 else ((i, i),):
             if s < 0 or e > n - 1 or s <= j <= e:
@@ -292,16 +289,23 @@ def _find_move(path: _Path, a: int, c: int, i: int, j: int) -> tuple | None:
             a_first = s == i
             # place a next to c: after c (j) or before c (j - 1), orientation decides which end is a
             for jj, rev in ((j, not a_first), (j - 1, a_first)):
-                if jj < -1 or jj > n - 1 or (s - 1 <= jj <= e):
-                    continue
-                if path.or_gain(s, e, jj, rev) > _EPS:
-                    return ("or", s, e, jj, rev)
+                if -1 <= jj <= n - 1 and not s - 1 <= jj <= e:
+                    yield ("or", s, e, jj, rev)
+
+
+def _find_move(path: _Path, i: int, j: int) -> tuple | None:
+    """The first of :func:`_candidate_moves` that saves more than _EPS (the path as it is now), distances one
+    at a time through the path's methods: the reference for :func:`_find_move_near`."""
+    for move in _candidate_moves(path.n, i, j):
+        gain = path.two_opt_gain(*move[1:]) if move[0] == "2opt" else path.or_gain(*move[1:])
+        if gain > _EPS:
+            return move
     return None
 
 
 def _find_move_near(path: _Path, i: int, j: int) -> tuple | None:
-    """:func:`_find_move` for the photos at positions i (a) and j (c), with every distance it may need
-    computed in one product first (positions i-3..i+3 and j-1..j+1) and the same decisions in plain Python."""
+    """:func:`_find_move` with every distance it may need computed in one product first (positions
+    i-3..i+3 and j-1..j+1) and the gains in plain Python."""
     n = path.n
     window = [q for q in range(i - _REACH, i + _REACH + 1) if 0 <= q < n]
     window += [q for q in (j - 1, j, j + 1) if 0 <= q < n and not i - _REACH <= q <= i + _REACH]
@@ -315,27 +319,16 @@ def _find_move_near(path: _Path, i: int, j: int) -> tuple | None:
     def edge(x: int) -> float:
         return float(elen[x]) if 0 <= x < n - 1 else 0.0
 
-    lo, hi = min(i, j), max(i, j)
-    for x, y in ((lo, hi), (lo - 1, hi - 1)):
-        if x >= -1 and y <= n - 1 and y > x + 1:
+    for move in _candidate_moves(n, i, j):
+        if move[0] == "2opt":
+            _, x, y = move
             gain = edge(x) + edge(y) - dist(x, y) - dist(x + 1, y + 1)
-            if gain > _EPS:
-                return ("2opt", x, y)
-    for seg in (1, 2, 3):
-        for s, e in ((i, i + seg - 1), (i - seg + 1, i)) if seg > 1 else ((i, i),):
-            if s < 0 or e > n - 1 or s <= j <= e:
-                continue
-            a_first = s == i
-            cut = edge(s - 1) + edge(e)
-            joined = dist(s - 1, e + 1)
-            for jj, rev in ((j, not a_first), (j - 1, a_first)):
-                if jj < -1 or jj > n - 1 or (s - 1 <= jj <= e):
-                    continue
-                first, last = (e, s) if rev else (s, e)
-                removed = cut + edge(jj)
-                added = joined + dist(jj, first) + dist(last, jj + 1)
-                if removed - added > _EPS:
-                    return ("or", s, e, jj, rev)
+        else:
+            _, s, e, jj, rev = move
+            first, last = (e, s) if rev else (s, e)
+            gain = (edge(s - 1) + edge(e) + edge(jj)) - (dist(s - 1, e + 1) + dist(jj, first) + dist(last, jj + 1))
+        if gain > _EPS:
+            return move
     return None
 
 
@@ -376,7 +369,7 @@ def improve(path: _Path, neighbours: np.ndarray, max_rounds: int = 10, progress:
             dac = path.d(a, c)
             if dac >= max(path.edge(i - 1), path.edge(i)) - _EPS:
                 break  # neighbour lists are sorted: later ones are no closer
-            move = _find_move_near(path, i, j) if window else _find_move(path, a, c, i, j)
+            move = _find_move_near(path, i, j) if window else _find_move(path, i, j)
             if move is not None:
                 break
         if move is None:
